@@ -1,0 +1,169 @@
+"""Validation of the composed config: the one home of bad-input errors.
+
+`validate(cfg)` runs before anything is loaded or written. Each problem is reported as a
+ConfigError naming the key and what is allowed, which the entry point prints as one line.
+"""
+from __future__ import annotations
+
+import math
+import re
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from bnlab.data import DATASETS, train_pool_size
+from bnlab.errors import ConfigError
+from bnlab.layers import ACTIVATIONS, INIT_SCHEMES, NORMS
+from bnlab.models import DROPOUT_PLACEMENTS, MODELS
+
+OPTIMIZERS = ("sgd", "adam")
+TRACKING_MODES = ("offline", "online", "disabled")
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def _get(cfg: DictConfig, key: str):
+    try:
+        return OmegaConf.select(cfg, key, throw_on_missing=True)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(key, f"cannot be resolved ({str(exc).splitlines()[0]})") from None
+
+
+def _choice(cfg, key: str, allowed) -> str:
+    value = _get(cfg, key)
+    if value not in allowed:
+        raise ConfigError(key, f"got {value!r}; allowed: {', '.join(allowed)}")
+    return value
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _number(cfg, key: str, *, lo=None, hi=None, lo_open=False, hi_open=False) -> float:
+    """A finite number within [lo, hi] (open ends where asked)."""
+    value = _get(cfg, key)
+    left = "(" if lo_open else "["
+    right = ")" if hi_open else "]"
+    rng = f"{left}{lo}, {hi}{right}" if hi is not None else (f"> {lo}" if lo_open else f">= {lo}")
+    ok = _is_number(value)
+    if ok and lo is not None:
+        ok = value > lo if lo_open else value >= lo
+    if ok and hi is not None:
+        ok = value < hi if hi_open else value <= hi
+    if not ok:
+        raise ConfigError(key, f"got {value!r}; must be a number {'in ' if hi is not None else ''}{rng}")
+    return value
+
+
+def _int(cfg, key: str, *, lo: int = 1, hi: int | None = None, allow_none: bool = False):
+    value = _get(cfg, key)
+    if value is None and allow_none:
+        return None
+    if not _is_int(value) or value < lo or (hi is not None and value > hi):
+        bound = f"an integer >= {lo}" + (f" and <= {hi}" if hi is not None else "")
+        raise ConfigError(key, f"got {value!r}; must be {bound}" + (" or null" if allow_none else ""))
+    return value
+
+
+def _bool(cfg, key: str) -> bool:
+    value = _get(cfg, key)
+    if not isinstance(value, bool):
+        raise ConfigError(key, f"got {value!r}; must be true or false")
+    return value
+
+
+def _int_list(cfg, key: str) -> list[int]:
+    value = _get(cfg, key)
+    if not isinstance(value, (list, ListConfig)) or len(value) == 0 or not all(
+            _is_int(v) and v > 0 for v in value):
+        raise ConfigError(key, f"got {value!r}; must be a non-empty list of positive integers")
+    return list(value)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError for the first invalid value; return None when the config is usable."""
+    _int(cfg, "seed", lo=0)
+
+    # data
+    name = _choice(cfg, "data.name", tuple(DATASETS))
+    spec = DATASETS[name]
+    _get(cfg, "data.root")
+    for key in ("data.download", "data.verify", "data.augment"):
+        _bool(cfg, key)
+    _int(cfg, "data.val_size", lo=0, hi=spec.train_size - 1)
+    _int(cfg, "data.split_seed", lo=0)
+    _int(cfg, "data.train_subset", lo=1, hi=spec.train_size - cfg.data.val_size, allow_none=True)
+
+    # model
+    model = _choice(cfg, "model.name", MODELS)
+    _choice(cfg, "model.norm", tuple(NORMS))
+    _choice(cfg, "model.activation", tuple(ACTIVATIONS))
+    _number(cfg, "model.dropout", lo=0, hi=1, hi_open=True)
+    _choice(cfg, "model.dropout_placement", DROPOUT_PLACEMENTS)
+    _int_list(cfg, "model.widths")
+    if model == "cnn":
+        _int_list(cfg, "model.channels")
+        k = _int(cfg, "model.kernel_size", lo=1)
+        if k % 2 == 0:
+            raise ConfigError("model.kernel_size", f"got {k}; must be an odd integer >= 1")
+    _number(cfg, "model.bn.momentum", lo=0, hi=1, lo_open=True)
+    _number(cfg, "model.bn.eps", lo=0, lo_open=True)
+    _bool(cfg, "model.bn.affine")
+
+    # init
+    scheme = _choice(cfg, "init.scheme", INIT_SCHEMES)
+    if scheme == "normal":
+        _number(cfg, "init.std", lo=0, lo_open=True)
+    _number(cfg, "init.gain", lo=0, lo_open=True)
+
+    # optimizer
+    opt = _choice(cfg, "optim.name", OPTIMIZERS)
+    _number(cfg, "optim.lr", lo=0, lo_open=True)
+    _number(cfg, "optim.weight_decay", lo=0)
+    pool = train_pool_size(cfg.data)
+    _int(cfg, "optim.batch_size", lo=1, hi=pool)
+    if opt == "sgd":
+        _number(cfg, "optim.momentum", lo=0, hi=1, hi_open=True)
+        _bool(cfg, "optim.nesterov")
+        if cfg.optim.nesterov and cfg.optim.momentum == 0:
+            raise ConfigError("optim.nesterov", "true needs optim.momentum > 0")
+    else:
+        betas = _get(cfg, "optim.betas")
+        if not isinstance(betas, (list, ListConfig)) or len(betas) != 2 or not all(
+                _is_number(b) and 0 <= b < 1 for b in betas):
+            raise ConfigError("optim.betas", f"got {betas!r}; must be two numbers in [0, 1)")
+
+    # trainer
+    _int(cfg, "trainer.max_steps", lo=1)
+    _int(cfg, "trainer.log_every", lo=1)
+    _int(cfg, "trainer.eval_every", lo=1)
+    _int(cfg, "trainer.eval_batch_size", lo=1)
+    _int(cfg, "trainer.num_threads", lo=1, allow_none=True)
+    _number(cfg, "trainer.divergence_factor", lo=1, lo_open=True)
+    _bool(cfg, "trainer.progress")
+    device = _get(cfg, "trainer.device")
+    if not isinstance(device, str) or not DEVICE_PATTERN.match(device):
+        raise ConfigError("trainer.device", f"got {device!r}; allowed: auto, cpu, cuda, cuda:N, mps")
+
+    # probes
+    probe = cfg.probes.act_input
+    _bool(cfg, "probes.act_input.enabled")
+    if probe.enabled:
+        units = _get(cfg, "probes.act_input.units")
+        width = cfg.model.widths[-1]
+        if not isinstance(units, (list, ListConfig)) or not units or not all(
+                _is_int(u) and 0 <= u < width for u in units):
+            raise ConfigError("probes.act_input.units",
+                              f"got {units!r}; must be a non-empty list of unit indices in [0, {width})")
+        pcts = _get(cfg, "probes.act_input.percentiles")
+        if not isinstance(pcts, (list, ListConfig)) or not pcts or not all(
+                _is_number(p) and 0 <= p <= 100 for p in pcts):
+            raise ConfigError("probes.act_input.percentiles",
+                              f"got {pcts!r}; must be a non-empty list of numbers in [0, 100]")
+        _int(cfg, "probes.act_input.batch_size", lo=1)
+
+    _choice(cfg, "tracking.mode", TRACKING_MODES)

@@ -1,0 +1,169 @@
+"""The run store: one directory per run, the source of truth for everything downstream.
+
+    <run>/.hydra/         Hydra's composed config (when launched through Hydra)
+    <run>/run.json        resolved config, its fingerprint, environment, data: written at start
+    <run>/metrics.jsonl   one JSON object per logged step, appended and flushed
+    <run>/summary.json    written last and atomically; a run without it is incomplete
+
+Loaders turn one run or a folder of runs into pandas DataFrames.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+RUN_FILE, METRICS_FILE, SUMMARY_FILE = "run.json", "metrics.jsonl", "summary.json"
+STATUSES = ("completed", "diverged", "failed")
+
+# Keys that say where a run writes or how it is watched, not what it computes:
+# two runs that differ only here are the same experiment.
+NON_SCIENTIFIC_KEYS = ("paths", "tracking", "data.root", "data.download", "trainer.progress", "tags")
+
+
+def resolved_config(cfg: DictConfig) -> dict:
+    """The config as plain, fully resolved containers."""
+    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+
+
+def fingerprint(config: dict) -> str:
+    """Stable hash of the scientific part of a resolved config (see NON_SCIENTIFIC_KEYS)."""
+    pruned = json.loads(json.dumps(config))
+    for dotted in NON_SCIENTIFIC_KEYS:
+        *parents, leaf = dotted.split(".")
+        node = pruned
+        for p in parents:
+            node = node.get(p, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    blob = json.dumps(pruned, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def clean(value: Any) -> Any:
+    """JSON-safe copy: non-finite floats become None (a diverged loss is recorded by status)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean(v) for v in value]
+    return value
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write to a temp file in the same folder, fsync, then rename over `path`.
+
+    A reader (or a crash at any moment) sees the old file or the new one, never half of one.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; run files are meant to be shared
+        with os.fdopen(fd, "w") as f:
+            json.dump(clean(obj), f, indent=2, allow_nan=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class RunWriter:
+    """Writes one run directory. Open with `start`, append with `log`, close with `finish`."""
+
+    def __init__(self, out_dir: str | os.PathLike):
+        self.dir = Path(out_dir)
+        self._metrics = None
+
+    def start(self, record: dict) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        # a run trained again in the same folder starts from a clean slate
+        (self.dir / SUMMARY_FILE).unlink(missing_ok=True)
+        write_json_atomic(self.dir / RUN_FILE, record)
+        self._metrics = open(self.dir / METRICS_FILE, "w")
+
+    def log(self, record: dict) -> None:
+        self._metrics.write(json.dumps(clean(record), allow_nan=False) + "\n")
+        self._metrics.flush()
+
+    def finish(self, summary: dict) -> None:
+        if self._metrics is not None:
+            self._metrics.close()
+            self._metrics = None
+        write_json_atomic(self.dir / SUMMARY_FILE, summary)
+
+
+# ---------------------------------------------------------------- readers
+
+def read_json(path: Path) -> dict | None:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def read_metrics(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """metrics.jsonl as a DataFrame, one row per logged step. A torn last line is skipped."""
+    rows = []
+    path = Path(run_dir) / METRICS_FILE
+    if path.exists():
+        with open(path) as f:
+            for line in f:
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    break  # only the last line can be torn (the writer appends and flushes)
+    return pd.DataFrame(rows)
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def load_run(run_dir: str | os.PathLike) -> dict:
+    """One run as a flat dict: `cfg.*` config columns, summary fields, `status`, `path`.
+
+    A run that started but has no summary has status `incomplete`.
+    """
+    run_dir = Path(run_dir)
+    start = read_json(run_dir / RUN_FILE) or {}
+    summary = read_json(run_dir / SUMMARY_FILE)
+    row = {"path": str(run_dir), "status": "incomplete"}
+    row.update(_flatten(start.get("config", {}), "cfg."))
+    row["fingerprint"] = start.get("fingerprint")
+    if summary is not None:
+        row.update({k: v for k, v in _flatten(summary).items() if not k.startswith(("config.", "env."))})
+    return row
+
+
+def find_runs(root: str | os.PathLike) -> list[Path]:
+    """Run directories at or below `root` (those holding run.json)."""
+    root = Path(root)
+    if (root / RUN_FILE).exists():
+        return [root]
+    return sorted(p.parent for p in root.rglob(RUN_FILE))
+
+
+def load_runs(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> pd.DataFrame:
+    """Every run at or below the given folder(s), one row each."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    rows = [load_run(d) for p in paths for d in find_runs(p)]
+    return pd.DataFrame(rows)

@@ -1,0 +1,158 @@
+"""The shared training loop, used by every run of every study.
+
+Reads top to bottom: draw a batch (an index into device tensors), step, accumulate the
+train loss/accuracy on the device (no host sync per step), and at interval boundaries
+stop the clock, log, evaluate, probe, and check for divergence. `time_s` counts training
+time only; evaluation and logging are excluded.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bnlab.data import BatchSampler, Splits, augment_batch
+from bnlab.probes import ActivationInputProbe
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of `model` in eval mode over (x, y)."""
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=x.device)
+    correct = torch.zeros((), dtype=torch.long, device=x.device)
+    for i in range(0, len(x), batch_size):
+        logits = model(x[i:i + batch_size])
+        loss_sum += F.cross_entropy(logits, y[i:i + batch_size], reduction="sum")
+        correct += (logits.argmax(1) == y[i:i + batch_size]).sum()
+    model.train(was_training)
+    n = max(len(x), 1)
+    return loss_sum.item() / n, correct.item() / n
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _progress_bar(total: int, enabled: bool):
+    if not (enabled and sys.stderr.isatty()):
+        return None
+    from tqdm import tqdm
+    return tqdm(total=total, unit="step", dynamic_ncols=True, leave=False)
+
+
+def train(model: nn.Module, optimizer: torch.optim.Optimizer, data: Splits, tcfg, *,
+          seed: int, augment: bool, batch_size: int, emit: Callable[[dict], None],
+          probe: ActivationInputProbe | None = None) -> dict:
+    """Train for `tcfg.max_steps` steps; return the run's result fields (no status I/O here)."""
+    device = data.train_x.device
+    sampler = BatchSampler(len(data.train_x), batch_size, seed, device)
+    aug_gen = torch.Generator(device=device).manual_seed(seed + 1) if augment else None
+    max_steps, log_every, eval_every = tcfg.max_steps, tcfg.log_every, tcfg.eval_every
+    # Divergence: a non-finite loss, or one far above chance level (ln C nats). A sigmoid net
+    # at a huge learning rate saturates and its loss can stay finite, yet it has blown up.
+    loss_limit = tcfg.divergence_factor * math.log(data.num_classes)
+
+    train_time = 0.0
+    best = {"val/acc": -1.0, "step": 0}
+    last_eval: dict = {}
+    last_train: dict = {}
+    diverged_at = None
+
+    def record(step: int) -> dict:
+        return {"step": step, "samples": step * batch_size, "time_s": round(train_time, 6),
+                "lr": optimizer.param_groups[0]["lr"]}
+
+    def eval_into(rec: dict) -> None:
+        for split, (x, y) in {"val": (data.val_x, data.val_y), "test": (data.test_x, data.test_y)}.items():
+            if len(x):
+                rec[f"{split}/loss"], rec[f"{split}/acc"] = evaluate(model, x, y, tcfg.eval_batch_size)
+        if probe is not None:
+            rec.update(probe.measure(model))
+        last_eval.update({k: v for k, v in rec.items() if k.startswith(("val/", "test/"))})
+        if rec.get("val/acc", -1.0) > best["val/acc"]:
+            best.update({"val/acc": rec["val/acc"], "val/loss": rec["val/loss"], "step": rec["step"],
+                         "test/acc": rec.get("test/acc"), "test/loss": rec.get("test/loss")})
+
+    rec = record(0)
+    eval_into(rec)
+    emit(rec)
+
+    bar = _progress_bar(max_steps, tcfg.progress)
+    loss_acc = torch.zeros((), device=device)
+    correct_acc = torch.zeros((), dtype=torch.long, device=device)
+    interval = 0
+    step = 0
+    model.train()
+    _sync(device)
+    tick = time.perf_counter()
+    for step in range(1, max_steps + 1):
+        idx = sampler.next()
+        xb, yb = data.train_x[idx], data.train_y[idx]
+        if aug_gen is not None:
+            xb = augment_batch(xb, aug_gen)
+        logits = model(xb)
+        loss = F.cross_entropy(logits, yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_acc += loss.detach()
+        correct_acc += (logits.argmax(1) == yb).sum()
+        interval += 1
+
+        do_log = step % log_every == 0 or step == max_steps
+        do_eval = step % eval_every == 0 or step == max_steps
+        if not (do_log or do_eval):
+            continue
+        _sync(device)
+        train_time += time.perf_counter() - tick  # the clock stops while we log and evaluate
+
+        rec = record(step)
+        if do_log:
+            train_loss = loss_acc.item() / interval
+            rec["train/loss"], rec["train/acc"] = train_loss, correct_acc.item() / (interval * batch_size)
+            last_train.update({k: rec[k] for k in ("train/loss", "train/acc")})
+            loss_acc.zero_()
+            correct_acc.zero_()
+            interval = 0
+            if not math.isfinite(train_loss) or train_loss > loss_limit:
+                diverged_at = step
+                do_eval = True  # record what the broken model does, then stop
+        if do_eval:
+            eval_into(rec)
+        emit(rec)
+        if bar is not None:
+            bar.update(step - bar.n)
+            bar.set_postfix({k: f"{v:.4f}" for k, v in rec.items() if k in ("train/loss", "val/acc")})
+        elif do_eval:
+            log.info("step %d/%d  train/loss %s  val/acc %s", step, max_steps,
+                     rec.get("train/loss", "-"), rec.get("val/acc", "-"))
+        if diverged_at is not None:
+            log.warning("training loss %.4g at step %d (limit %.4g): run diverged", train_loss, step, loss_limit)
+            break
+        tick = time.perf_counter()
+    if bar is not None:
+        bar.close()
+
+    result = {
+        "status": "diverged" if diverged_at is not None else "completed",
+        "steps": step,
+        "diverged_at_step": diverged_at,
+        "train_time_s": train_time,
+        "step_time_ms": 1000 * train_time / max(step, 1),
+        **last_train, **last_eval,
+        "best/val/acc": best["val/acc"] if best["val/acc"] >= 0 else None,
+        "best/step": best["step"],
+        "best/test/acc": best.get("test/acc"),
+    }
+    return result

@@ -1,0 +1,134 @@
+"""Bad input: one line naming the key and what is allowed, non-zero exit, no traceback,
+nothing left behind that looks like a run. And the CLI's good paths."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bnlab.config import validate
+from bnlab.errors import ConfigError
+from bnlab.train import preflight
+
+from conftest import data_root
+
+# (override, key the error must name, a word the message must contain)
+BAD = [
+    ("data.name=svhn", "data.name", "mnist, cifar10"),
+    ("model.name=resnet", "model.name", "mlp, cnn"),
+    ("model.norm=layer", "model.norm", "none, batch"),
+    ("model.activation=gelu", "model.activation", "sigmoid, relu, tanh"),
+    ("init.scheme=orthogonal", "init.scheme", "default, normal, xavier, kaiming"),
+    ("optim.name=rmsprop", "optim.name", "sgd, adam"),
+    ("optim.lr=0", "optim.lr", "> 0"),
+    ("optim.lr=-0.1", "optim.lr", "> 0"),
+    ("optim.lr=abc", "optim.lr", "number"),
+    ("optim.lr=nan", "optim.lr", "number"),
+    ("optim.lr=true", "optim.lr", "number"),
+    ("model.dropout=1.0", "model.dropout", "[0, 1)"),
+    ("model.dropout=-0.1", "model.dropout", "[0, 1)"),
+    ("model.dropout_placement=input", "model.dropout_placement", "before_classifier"),
+    ("optim.batch_size=0", "optim.batch_size", ">= 1"),
+    ("optim.batch_size=55001", "optim.batch_size", "<= 55000"),
+    ("optim.batch_size=2.5", "optim.batch_size", "integer"),
+    ("trainer.max_steps=0", "trainer.max_steps", ">= 1"),
+    ("trainer.eval_every=-5", "trainer.eval_every", ">= 1"),
+    ("model.widths=[]", "model.widths", "non-empty"),
+    ("model.widths=[100,0]", "model.widths", "positive"),
+    ("init.std=0", "init.std", "> 0"),
+    ("init.std=-1", "init.std", "> 0"),
+    ("init.gain=0", "init.gain", "> 0"),
+    ("tracking.mode=cloud", "tracking.mode", "offline, online, disabled"),
+    ("trainer.device=tpu", "trainer.device", "auto, cpu"),
+    ("seed=-1", "seed", ">= 0"),
+    ("data.val_size=60000", "data.val_size", "<= 59999"),
+    ("model.bn.momentum=0", "model.bn.momentum", "(0, 1]"),
+    ("probes.act_input.units=[100]", "probes.act_input.units", "[0, 100)"),
+]
+
+
+@pytest.mark.parametrize("override,key,allowed", BAD)
+def test_validate_rejects_with_key_and_allowed_values(cfg_factory, override, key, allowed):
+    with pytest.raises(ConfigError) as err:
+        validate(cfg_factory(override))
+    assert err.value.key == key
+    assert allowed in str(err.value) and "\n" not in str(err.value)
+
+
+def test_defaults_are_the_ioffe_mlp_and_valid(cfg_factory):
+    cfg = cfg_factory()
+    validate(cfg)
+    assert cfg.data.name == "mnist" and cfg.model.name == "mlp"
+    assert list(cfg.model.widths) == [100, 100, 100] and cfg.model.activation == "sigmoid"
+    assert cfg.optim.batch_size == 60 and cfg.init.scheme == "normal"
+    assert cfg.tracking.mode == "disabled"  # tests; the shipped default is offline
+
+
+def test_shipped_defaults(tmp_path):
+    from hydra import compose, initialize_config_dir
+    from bnlab.resolvers import CONF_DIR, REPO_ROOT
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config")
+    assert cfg.tracking.mode == "offline"
+    assert cfg.paths.results == str(REPO_ROOT / "results")
+    expected_data = os.environ.get("BNLAB_DATA", str(REPO_ROOT / "data"))
+    assert cfg.data.root == expected_data
+
+
+@pytest.mark.parametrize("override,key,allowed", [
+    ("data=svhn", "data", "cifar10, mnist"),
+    ("model=resnet", "model", "cnn, mlp"),
+    ("optim=lamb", "optim", "adam, sgd"),
+    ("init=orthogonal", "init", "default, kaiming, normal, xavier"),
+    ("model.nrom=batch", "model.nrom", "no such key"),
+])
+def test_preflight_names_group_and_unknown_keys(override, key, allowed):
+    with pytest.raises(ConfigError) as err:
+        preflight([override, "tracking.mode=disabled"])
+    assert err.value.key == key and allowed in str(err.value)
+
+
+def _cli(tmp_path: Path, *args: str, env_extra=None):
+    env = {**os.environ, "BNLAB_DATA": str(data_root()), **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "bnlab.train", f"paths.results={tmp_path}",
+                           "tracking.mode=disabled", "trainer.progress=false", *args],
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.mark.parametrize("args,key", [
+    (["model=resnet"], "model:"),
+    (["optim.lr=-1"], "optim.lr:"),
+    (["model.dropout=1.5"], "model.dropout:"),
+    (["model.nrom=batch"], "model.nrom:"),
+    (["data.root=/nonexistent/bnlab-data", "data.download=false"], "data.root:"),
+])
+def test_cli_bad_input_is_one_line_nonzero_and_leaves_nothing(tmp_path, args, key):
+    proc = _cli(tmp_path, *args)
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"bnlab-train: error: {key}"), proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert not list(tmp_path.rglob("summary.json")) and not list(tmp_path.rglob("run.json"))
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob(".hydra"))
+
+
+def test_cli_data_missing_found_late_cleans_the_run_folder(tmp_path):
+    # Missing data is found when run() loads it, after Hydra made the run folder: that
+    # folder must be removed again.
+    proc = _cli(tmp_path, "data.download=false",
+                env_extra={"BNLAB_DATA": str(tmp_path / "no-data-here")})
+    assert proc.returncode == 2 and "data.root:" in proc.stderr and "Traceback" not in proc.stderr
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and "no-data-here" not in str(p)]
+
+
+def test_cli_completed_and_diverged_runs_exit_zero(mnist_root, tmp_path):
+    ok = _cli(tmp_path, "name=cli", "trainer.max_steps=30", "trainer.eval_every=30", "model.norm=batch")
+    assert ok.returncode == 0, ok.stderr
+    bad = _cli(tmp_path, "name=cli", "model.norm=none", "optim.lr=1000", "trainer.max_steps=500")
+    assert bad.returncode == 0, bad.stderr
+    runs = sorted((tmp_path / "runs" / "cli").iterdir())
+    assert len(runs) == 2 and all((r / ".hydra" / "config.yaml").exists() for r in runs)
+    statuses = sorted(json.loads((r / "summary.json").read_text())["status"] for r in runs)
+    assert statuses == ["completed", "diverged"]

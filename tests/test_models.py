@@ -1,0 +1,111 @@
+"""Built models: BN placement and bias, dropout placement, init statistics, shapes."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from bnlab.layers import init_weights, make_norm
+from bnlab.models import build_model, count_parameters
+
+
+def layers_of(model):
+    return [type(m).__name__ for b in model.blocks for m in b]
+
+
+def test_mlp_with_bn_is_linear_bn_sigmoid_without_bias(cfg_factory):
+    cfg = cfg_factory("model.norm=batch")
+    model = build_model(cfg.model, (1, 28, 28), 10)
+    assert layers_of(model) == ["Linear", "BatchNorm1d", "Sigmoid"] * 3
+    for block in model.blocks:
+        assert block[0].bias is None, "the linear bias is redundant before BN and must be dropped"
+        assert block.norm is block[1]
+    assert model.head.bias is not None
+    assert [b[0].out_features for b in model.blocks] == [100, 100, 100]
+    assert model.blocks[0][0].in_features == 784
+    # 784*100 + 100*100*2 + 100*10+10 weights/biases, + 3 BN layers of (gamma, beta) x 100
+    assert count_parameters(model) == 78400 + 20000 + 1010 + 600
+
+
+def test_mlp_without_bn_keeps_bias_and_has_no_norm(cfg_factory):
+    model = build_model(cfg_factory("model.norm=none").model, (1, 28, 28), 10)
+    assert layers_of(model) == ["Linear", "Sigmoid"] * 3
+    assert all(b[0].bias is not None for b in model.blocks)
+    assert not any(isinstance(m, nn.BatchNorm1d) for m in model.modules())
+    assert count_parameters(model) == 78500 + 20200 + 1010
+
+
+def test_arms_differ_only_in_the_norm_layer(cfg_factory):
+    a = build_model(cfg_factory("model.norm=none").model, (1, 28, 28), 10)
+    b = build_model(cfg_factory("model.norm=batch").model, (1, 28, 28), 10)
+    strip = lambda names: [n for n in names if n != "BatchNorm1d"]  # noqa: E731
+    assert strip(layers_of(b)) == layers_of(a)
+
+
+@pytest.mark.parametrize("act,cls", [("relu", nn.ReLU), ("tanh", nn.Tanh), ("sigmoid", nn.Sigmoid)])
+def test_activation_choice(cfg_factory, act, cls):
+    model = build_model(cfg_factory(f"model.activation={act}").model, (1, 28, 28), 10)
+    assert isinstance(model.probe_activation, cls)
+    assert model.probe_activation is model.blocks[-1][-1]
+
+
+def test_dropout_placement(cfg_factory):
+    every = build_model(cfg_factory("model.dropout=0.3", "model.norm=batch").model, (1, 28, 28), 10)
+    assert layers_of(every) == ["Linear", "BatchNorm1d", "Sigmoid", "Dropout"] * 3
+    assert all(m.p == 0.3 for m in every.modules() if isinstance(m, nn.Dropout))
+    head_only = build_model(cfg_factory("model.dropout=0.3", "model.dropout_placement=before_classifier")
+                            .model, (1, 28, 28), 10)
+    assert layers_of(head_only) == ["Linear", "Sigmoid"] * 3 + ["Dropout"]
+    none = build_model(cfg_factory("model.dropout=0").model, (1, 28, 28), 10)
+    assert not any(isinstance(m, nn.Dropout) for m in none.modules())
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
+def test_cnn_conv_norm_act_and_shapes(cfg_factory, shape):
+    cfg = cfg_factory("model=cnn", "model.norm=batch")
+    model = build_model(cfg.model, shape, 10)
+    convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 2 and all(c.bias is None for c in convs)
+    kinds = [type(m).__name__ for m in model.features]
+    assert kinds[:4] == ["Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d"]
+    assert layers_of(model) == ["Linear", "BatchNorm1d", "ReLU"]
+    assert model(torch.randn(4, *shape)).shape == (4, 10)
+    plain = build_model(cfg_factory("model=cnn").model, shape, 10)
+    assert all(m.bias is not None for m in plain.modules() if isinstance(m, nn.Conv2d))
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in plain.modules())
+
+
+def test_normal_init_statistics(cfg_factory):
+    torch.manual_seed(0)
+    model = build_model(cfg_factory("model.norm=batch").model, (1, 28, 28), 10)
+    init_weights(model, "normal", std=0.01)
+    w = model.blocks[0][0].weight
+    assert w.mean().abs() < 1e-3 and abs(w.std().item() - 0.01) < 3e-4
+    assert torch.all(model.head.bias == 0)
+    bn = model.blocks[0][1]
+    assert torch.all(bn.weight == 1) and torch.all(bn.bias == 0), "norm layers keep their own init"
+
+
+@pytest.mark.parametrize("scheme,gain", [("xavier", 1.0), ("kaiming", 1.0), ("kaiming", 10.0)])
+def test_scaled_inits(cfg_factory, scheme, gain):
+    torch.manual_seed(0)
+    model = build_model(cfg_factory().model, (1, 28, 28), 10)
+    init_weights(model, scheme, gain=gain)
+    w = model.blocks[0][0].weight  # fan_in 784, fan_out 100
+    expected = gain * (math.sqrt(2 / 884) if scheme == "xavier" else math.sqrt(2 / 784))
+    assert abs(w.std().item() / expected - 1) < 0.02
+    assert torch.all(model.blocks[0][0].bias == 0)
+
+
+def test_default_init_is_left_alone(cfg_factory):
+    torch.manual_seed(0)
+    model = build_model(cfg_factory().model, (1, 28, 28), 10)
+    before = model.blocks[0][0].weight.clone()
+    init_weights(model, "default")
+    assert torch.equal(before, model.blocks[0][0].weight)
+
+
+def test_make_norm_exposes_bn_hyperparameters():
+    bn = make_norm("batch", 7, dims=2, momentum=0.3, eps=1e-3, affine=False)
+    assert isinstance(bn, nn.BatchNorm2d) and bn.momentum == 0.3 and bn.eps == 1e-3 and bn.weight is None
+    assert isinstance(make_norm("none", 7), nn.Identity)

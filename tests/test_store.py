@@ -1,0 +1,90 @@
+"""The run store: atomic summaries, flushed metrics, fingerprints, and the loaders."""
+import json
+
+import pytest
+
+import bnlab.store as store
+from bnlab.store import (RunWriter, fingerprint, load_run, load_runs, read_metrics,
+                         write_json_atomic)
+
+
+def test_atomic_write_never_leaves_half_a_file(tmp_path, monkeypatch):
+    target = tmp_path / "summary.json"
+    write_json_atomic(target, {"status": "completed", "x": 1})
+
+    def crash_mid_write(obj, f, **kw):
+        f.write('{"status": "compl')  # half of the new content, then the process "dies"
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(store.json, "dump", crash_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        write_json_atomic(target, {"status": "failed"})
+    monkeypatch.undo()
+    assert json.loads(target.read_text()) == {"status": "completed", "x": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"], "no temp file left behind"
+
+
+def test_non_finite_values_are_stored_as_null(tmp_path):
+    write_json_atomic(tmp_path / "s.json", {"loss": float("nan"), "x": [float("inf"), 1.0]})
+    assert json.loads((tmp_path / "s.json").read_text()) == {"loss": None, "x": [None, 1.0]}
+
+
+def _config(lr=0.1, results="/a"):
+    return {"seed": 0, "optim": {"lr": lr}, "model": {"norm": "batch"},
+            "paths": {"results": results}, "tracking": {"mode": "offline"},
+            "data": {"name": "mnist", "root": "/data", "download": True}}
+
+
+def test_fingerprint_ignores_paths_and_tracking_but_not_science():
+    assert fingerprint(_config()) == fingerprint(_config(results="/elsewhere"))
+    other = _config()
+    other["tracking"]["mode"] = "disabled"
+    other["data"]["root"] = "/mnt/data"
+    assert fingerprint(other) == fingerprint(_config())
+    assert fingerprint(_config(lr=0.2)) != fingerprint(_config())
+
+
+def _write_run(path, status=None, lr=0.1, steps=3):
+    w = RunWriter(path)
+    w.start({"config": _config(lr=lr), "fingerprint": fingerprint(_config(lr=lr))})
+    for step in range(steps):
+        w.log({"step": step, "samples": step * 60, "time_s": step * 0.1, "train/loss": 1.0 / (step + 1)})
+    if status:
+        w.finish({"status": status, "steps": steps, "test/acc": 0.9})
+    return w
+
+
+def test_metrics_are_readable_while_the_run_is_going(tmp_path):
+    w = _write_run(tmp_path / "r")
+    df = read_metrics(tmp_path / "r")
+    assert list(df["step"]) == [0, 1, 2]
+    assert load_run(tmp_path / "r")["status"] == "incomplete"
+    w.finish({"status": "completed"})
+    assert load_run(tmp_path / "r")["status"] == "completed"
+
+
+def test_torn_last_metrics_line_is_skipped(tmp_path):
+    _write_run(tmp_path / "r", status="completed")
+    with open(tmp_path / "r" / "metrics.jsonl", "a") as f:
+        f.write('{"step": 3, "samp')
+    assert list(read_metrics(tmp_path / "r")["step"]) == [0, 1, 2]
+
+
+def test_restarting_a_run_folder_drops_the_old_summary(tmp_path):
+    _write_run(tmp_path / "r", status="completed")
+    RunWriter(tmp_path / "r").start({"config": _config()})
+    assert load_run(tmp_path / "r")["status"] == "incomplete"
+
+
+def test_load_runs_reads_a_folder_of_runs_into_one_frame(tmp_path):
+    _write_run(tmp_path / "s" / "0", status="completed", lr=0.1)
+    _write_run(tmp_path / "s" / "1", status="diverged", lr=10.0)
+    _write_run(tmp_path / "s" / "2", lr=0.5)  # no summary: still running, or killed
+    (tmp_path / "s" / "not-a-run").mkdir()
+    df = load_runs(tmp_path / "s")
+    assert len(df) == 3
+    assert sorted(df["status"]) == ["completed", "diverged", "incomplete"]
+    assert sorted(df["cfg.optim.lr"]) == [0.1, 0.5, 10.0]
+    assert df.set_index("cfg.optim.lr").loc[0.1, "test/acc"] == 0.9
+    assert len(load_runs(tmp_path / "s" / "0")) == 1
+    assert load_runs(tmp_path / "empty").empty
