@@ -12,10 +12,12 @@ $(BIN)/bnlab-train: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-# A BN vs no-BN pair on the Ioffe & Szegedy MNIST MLP (2,000 steps each, about a minute on CPU).
+# The quickstart study (BN vs no BN on the Ioffe & Szegedy MNIST MLP, 2 seeds, a few
+# minutes on 2 CPU cores), then its figures. Launched again, it trains only what is missing.
 demo: $(BIN)/bnlab-train
-	$(BIN)/bnlab-train name=demo model.norm=batch trainer.max_steps=2000
-	$(BIN)/bnlab-train name=demo model.norm=none trainer.max_steps=2000
+	$(BIN)/bnlab-train experiments=quickstart
+	$(BIN)/bnlab-status quickstart
+	$(BIN)/bnlab-plot quickstart
 
 test: $(BIN)/bnlab-train
 	$(BIN)/python -m pytest -q

@@ -9,6 +9,13 @@ is excluded from its step time, as it is in every run's `step_time_ms`.
     bnlab-bench [--steps N] [--repeats R] [--norm none batch] [--device auto] [--threads T]
 
 Prints one line per measurement and the ratio trainer / minimal (target: <= 1.15).
+
+    bnlab-bench --sweep [--sweep-runs 8] [--steps N]
+
+times the same sweep (the quickstart study widened to --sweep-runs runs) three ways, each a
+real `bnlab-train` multirun: one job at a time with one torch thread, one job at a time
+with all cores' threads, and one single-thread job per core in parallel; it prints the
+commands and the throughput ratios (target for parallel vs one at a time: >= 1.7).
 """
 from __future__ import annotations
 
@@ -71,14 +78,52 @@ def trainer_loop(cfg, data, steps: int) -> float:
     return result["step_time_ms"]
 
 
+def sweep_wall_time(n_jobs: int, threads: int, runs: int, steps: int, root: str) -> float:
+    """Seconds for a whole `bnlab-train` multirun of `runs` quickstart runs."""
+    import os
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "bnlab.train", "experiments=quickstart",
+           f"name=bench_{n_jobs}x{threads}", f"seed=range(0,{runs // 2})",
+           f"hydra.launcher.n_jobs={n_jobs}", f"trainer.num_threads={threads}",
+           f"trainer.max_steps={steps}", "trainer.eval_every=1000", "tracking.mode=disabled",
+           f"paths.results={root}"]
+    print("$", " ".join(cmd[1:]), flush=True)
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   env={**os.environ})
+    return time.perf_counter() - t0
+
+
+def bench_sweep(runs: int, steps: int) -> None:
+    import os
+    import tempfile
+
+    cores = os.cpu_count() or 1
+    with tempfile.TemporaryDirectory() as root:
+        serial_1 = sweep_wall_time(1, 1, runs, steps, root)
+        serial_all = sweep_wall_time(1, cores, runs, steps, root)
+        parallel = sweep_wall_time(cores, 1, runs, steps, root)
+    print(f"{runs} runs x {steps} steps on {cores} cores: one at a time, 1 thread {serial_1:.1f} s; "
+          f"one at a time, {cores} threads {serial_all:.1f} s; {cores} parallel jobs x 1 thread "
+          f"{parallel:.1f} s")
+    print(f"throughput parallel / serial(1 thread) = {serial_1 / parallel:.2f}x; "
+          f"parallel / serial({cores} threads) = {serial_all / parallel:.2f}x")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sweep", action="store_true", help="time parallel against serial sweeps")
+    ap.add_argument("--sweep-runs", type=int, default=8)
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--norm", nargs="+", default=["none", "batch"])
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args(argv)
+    if args.sweep:
+        return bench_sweep(args.sweep_runs, args.steps)
     logging.disable(logging.INFO)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torchvision
 
 from bnlab.errors import DataError
 
@@ -50,16 +49,20 @@ MNIST_MD5 = {
 }
 
 
-class _CIFAR10Unverified(torchvision.datasets.CIFAR10):
+def _cifar10_unverified():
     """torchvision's CIFAR10 loader with the MD5 check replaced by an existence check.
 
     Used only with data.verify=false, for copies (like the project's JPEG rebuild) whose
     pixels differ from the original files; the run records that it was not verified.
     """
+    import torchvision
 
-    def _check_integrity(self) -> bool:
-        base = Path(self.root) / self.base_folder
-        return all((base / name).is_file() for name, _ in self.train_list + self.test_list)
+    class CIFAR10Unverified(torchvision.datasets.CIFAR10):
+        def _check_integrity(self) -> bool:
+            base = Path(self.root) / self.base_folder
+            return all((base / name).is_file() for name, _ in self.train_list + self.test_list)
+
+    return CIFAR10Unverified
 
 
 @dataclass
@@ -98,19 +101,34 @@ def _md5(path: Path) -> str:
     return h.hexdigest()
 
 
-def _ensure_present(d, root: Path, spec: DatasetSpec) -> None:
-    missing = _missing_files(root, spec)
-    if not missing:
-        return
-    fix = "set BNLAB_DATA or data.root to a folder that holds it"
-    if not d.download:
+FIX = "set BNLAB_DATA or data.root to a folder that holds it"
+
+
+def check_data_present(d) -> bool:
+    """True when the files are there; False when they are missing but may be downloaded;
+    DataError when they are missing and download is off."""
+    root = Path(str(d.root)).expanduser()
+    missing = _missing_files(root, DATASETS[d.name])
+    if missing and not d.download:
         raise DataError("data.root", f"{d.name} not found in {root} (missing {missing[0]}); "
-                        f"{fix}, or set data.download=true to fetch it")
+                        f"{FIX}, or set data.download=true to fetch it")
+    return not missing
+
+
+def ensure_present(d) -> None:
+    """Make dataset `d.name` available under `d.root`: there already, or downloaded now."""
+    if check_data_present(d):
+        return
+    root = Path(str(d.root)).expanduser()
+    spec = DATASETS[d.name]
+    fix = FIX
     log.info("downloading %s into %s", d.name, root)
     # Remove what a failed download leaves behind, but only folders this call created.
     folder = root / spec.files[0].split("/")[0]
     created = [p for p in (*reversed(folder.parents), folder) if not p.exists()][:1]
     try:
+        import torchvision
+
         root.mkdir(parents=True, exist_ok=True)
         cls = torchvision.datasets.MNIST if d.name == "mnist" else torchvision.datasets.CIFAR10
         for train in (True, False):
@@ -128,6 +146,8 @@ def _ensure_present(d, root: Path, spec: DatasetSpec) -> None:
 
 def _read_raw(d, root: Path) -> tuple[torch.Tensor, ...]:
     """uint8 images (N, C, H, W) and int64 labels for train and test, as torchvision reads them."""
+    import torchvision  # imported here: it takes a second, and only data loading needs it
+
     if d.name == "mnist":
         if d.verify:
             bad = [f for f, md5 in MNIST_MD5.items() if _md5(root / f) != md5]
@@ -143,7 +163,8 @@ def _read_raw(d, root: Path) -> tuple[torch.Tensor, ...]:
             raise DataError("data.verify", f"the CIFAR-10 files in {root} do not match torchvision's "
                             "checksums; this copy loads only with data.verify=false") from None
     else:
-        sets = [_CIFAR10Unverified(str(root), train=t, download=False) for t in (True, False)]
+        cls = _cifar10_unverified()
+        sets = [cls(str(root), train=t, download=False) for t in (True, False)]
     return tuple(x for s in sets for x in (torch.from_numpy(s.data).permute(0, 3, 1, 2).contiguous(),
                                            torch.tensor(s.targets, dtype=torch.long)))
 
@@ -157,11 +178,28 @@ def split_indices(n: int, val_size: int, split_seed: int, train_subset: int | No
     return train_idx.sort().values, val_idx.sort().values
 
 
+# The last dataset loaded in this process. Sweep launchers reuse worker processes for many
+# jobs; loading, checking and normalizing MNIST again for each job costs about a second.
+# Training never writes into these tensors (augmentation makes new ones).
+_last_loaded: dict = {}
+
+
 def load_data(d, device: torch.device) -> Splits:
     """Load dataset `d.name` from `d.root` (downloading if allowed) onto `device`."""
+    key = (d.name, str(d.root), d.verify, d.val_size, d.split_seed, d.train_subset, str(device))
+    if key in _last_loaded:
+        cached = _last_loaded[key]
+        return Splits(**{**cached.__dict__, "info": dict(cached.info)})
+    splits = _load(d, device)
+    _last_loaded.clear()
+    _last_loaded[key] = splits
+    return splits
+
+
+def _load(d, device: torch.device) -> Splits:
     spec = DATASETS[d.name]
     root = Path(str(d.root)).expanduser()
-    _ensure_present(d, root, spec)
+    ensure_present(d)
     x_train, y_train, x_test, y_test = _read_raw(d, root)
     train_idx, val_idx = split_indices(len(x_train), d.val_size, d.split_seed, d.train_subset)
 

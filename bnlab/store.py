@@ -15,10 +15,12 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-import pandas as pd
 from omegaconf import DictConfig, OmegaConf
+
+if TYPE_CHECKING:  # pandas is imported by the readers only: training does not need it
+    import pandas as pd
 
 RUN_FILE, METRICS_FILE, SUMMARY_FILE = "run.json", "metrics.jsonl", "summary.json"
 STATUSES = ("completed", "diverged", "failed")
@@ -112,8 +114,10 @@ def read_json(path: Path) -> dict | None:
         return None
 
 
-def read_metrics(run_dir: str | os.PathLike) -> pd.DataFrame:
+def read_metrics(run_dir: str | os.PathLike) -> "pd.DataFrame":
     """metrics.jsonl as a DataFrame, one row per logged step. A torn last line is skipped."""
+    import pandas as pd
+
     rows = []
     path = Path(run_dir) / METRICS_FILE
     if path.exists():
@@ -161,8 +165,10 @@ def find_runs(root: str | os.PathLike) -> list[Path]:
     return sorted(p.parent for p in root.rglob(RUN_FILE))
 
 
-def load_runs(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> pd.DataFrame:
+def load_runs(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> "pd.DataFrame":
     """Every run at or below the given folder(s), one row each."""
+    import pandas as pd
+
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     rows = [load_run(d) for p in paths for d in find_runs(p)]

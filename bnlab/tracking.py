@@ -3,6 +3,9 @@
 mode: offline (default: no account, no network, no prompt), online, or disabled (tests).
 With `disabled` wandb is not even imported. The W&B run is always finished, also when
 training raises, so a worker never leaves a dangling run behind.
+
+All runs of a study share one W&B directory, `<runs>/<study>/wandb/`, so that
+`wandb leet <runs>/<study>/wandb` browses the whole study and `wandb sync` uploads it.
 """
 from __future__ import annotations
 
@@ -11,6 +14,9 @@ import os
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+# x-axes the dashboard offers for every curve
+STEP_AXES = ("step", "samples", "time_s")
 
 
 def flat_config(config: dict, prefix: str = "") -> dict:
@@ -24,12 +30,23 @@ def flat_config(config: dict, prefix: str = "") -> dict:
     return out
 
 
-def run_name(config: dict) -> str:
+def default_label(config: dict) -> str:
     m, o = config["model"], config["optim"]
     return f"{config['data']['name']}-{m['name']}-{m['norm']}-lr{o['lr']:g}-s{config['seed']}"
 
 
+def run_tags(config: dict) -> list[str]:
+    """Tags for filtering: the study's own, its claim, the dataset and the norm."""
+    tags = [str(t) for t in config.get("tags") or []]
+    if config.get("claim"):
+        tags.append(f"claim:{config['claim']}")
+    tags += [f"data:{config['data']['name']}", f"norm:{config['model']['norm']}"]
+    return list(dict.fromkeys(tags))
+
+
 class NullMirror:
+    run_dir = None
+
     def __enter__(self):
         return self
 
@@ -44,23 +61,29 @@ class NullMirror:
 
 
 class WandbMirror(NullMirror):
-    def __init__(self, config: dict, out_dir: str | os.PathLike):
-        self.config, self.out_dir = config, Path(out_dir)
+    def __init__(self, config: dict, wandb_root: str | os.PathLike, label: str | None, launch: str | None):
+        self.config, self.wandb_root = config, Path(wandb_root)
+        self.label, self.launch = label or default_label(config), launch
         self.run = None
 
     def __enter__(self):
         import wandb  # slow import, only when mirroring
 
-        t = self.config["tracking"]
+        t, study = self.config["tracking"], self.config.get("name")
+        self.wandb_root.mkdir(parents=True, exist_ok=True)
         self.run = wandb.init(
             project=t["project"], entity=t.get("entity"), mode=t["mode"],
-            dir=str(self.out_dir), config=flat_config(self.config),
-            name=run_name(self.config), group=self.config.get("name"), job_type="train",
-            tags=[str(x) for x in self.config.get("tags", [])],
+            dir=str(self.wandb_root),
+            config={**flat_config(self.config), "study": study, "launch": self.launch},
+            name=self.label, group=f"{study}/{self.launch}" if self.launch else study,
+            job_type="train", tags=run_tags(self.config),
             settings=wandb.Settings(silent=True, console="off"),
         )
-        self.run.define_metric("step")
-        self.run.define_metric("*", step_metric="step")
+        self.run_dir = str(Path(self.run.dir).parent)  # .../wandb/offline-run-*/
+        for axis in STEP_AXES:
+            self.run.define_metric(axis)
+        for prefix in ("train", "val", "test", "probe"):
+            self.run.define_metric(f"{prefix}/*", step_metric="step")
         return self
 
     def log(self, record: dict) -> None:
@@ -68,14 +91,14 @@ class WandbMirror(NullMirror):
 
     def set_summary(self, summary: dict) -> None:
         self.run.summary.update({k: v for k, v in flat_config(summary).items()
-                                 if not k.startswith(("config.", "env."))})
+                                 if not k.startswith(("data.", "wandb_dir"))})
 
     def __exit__(self, exc_type, exc, tb):
         self.run.finish(exit_code=0 if exc_type is None else 1)
         return False
 
 
-def open_mirror(config: dict, out_dir) -> NullMirror:
+def open_mirror(config: dict, wandb_root, label: str | None = None, launch: str | None = None) -> NullMirror:
     if config["tracking"]["mode"] == "disabled":
         return NullMirror()
-    return WandbMirror(config, out_dir)
+    return WandbMirror(config, wandb_root, label, launch)

@@ -8,6 +8,7 @@ mirroring it.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import re
 import shutil
@@ -20,19 +21,20 @@ import hydra
 import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 import bnlab  # noqa: F401  (registers the ${repo_root:} resolver before Hydra composes)
 from bnlab.config import validate
-from bnlab.data import load_data
+from bnlab.data import check_data_present, ensure_present, load_data
 from bnlab.environment import environment, resolve_device
 from bnlab.errors import ConfigError, InputError
 from bnlab.layers import init_weights
 from bnlab.models import build_model, count_parameters
 from bnlab.optimizers import make_optimizer
 from bnlab.probes import ActivationInputProbe
-from bnlab.resolvers import CONF_DIR
+from bnlab.resolvers import CONF_DIR, STUDIES_ROOT
 from bnlab.store import RUN_FILE, RunWriter, fingerprint, resolved_config
+from bnlab.sweep import claim, expand_sweep, find_done, record_skip, study_dir
 from bnlab.tracking import open_mirror
 from bnlab.trainer import train
 
@@ -50,12 +52,14 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def run(cfg: DictConfig, out_dir: str | Path) -> dict:
+def run(cfg: DictConfig, out_dir: str | Path, *, label: str | None = None,
+        launch: str | None = None) -> dict:
     """Train one configuration into the run directory `out_dir` and return its summary.
 
     Raises InputError (before writing anything) for bad config or missing data. A diverged
     run returns normally with status `diverged`; any other failure is recorded as `failed`
-    in summary.json and re-raised.
+    in summary.json and re-raised. `label` names the run (the swept values) and `launch`
+    the sweep it belongs to, for the W&B mirror.
     """
     validate(cfg)
     config = resolved_config(cfg)
@@ -86,16 +90,17 @@ def run(cfg: DictConfig, out_dir: str | Path) -> dict:
     base = {"fingerprint": fp, "params": params, "data": data.info, "started_at": _now()}
     wall = time.perf_counter()
     try:
-        with open_mirror(config, out_dir) as mirror:
+        with open_mirror(config, study_dir(cfg), label=label, launch=launch) as mirror:
             def emit(record: dict) -> None:
                 writer.log(record)
                 mirror.log(record)
 
             result = train(model, optimizer, data, cfg.trainer, seed=cfg.seed,
                            augment=cfg.data.augment, batch_size=cfg.optim.batch_size,
-                           emit=emit, probe=probe)
+                           emit=emit, probe=probe, target_acc=cfg.data.target_val_acc)
             summary = {**result, **base, "wall_time_s": time.perf_counter() - wall,
                        "finished_at": _now()}
+            summary["wandb_dir"] = mirror.run_dir
             mirror.set_summary(summary)
     except BaseException as exc:
         writer.finish({**base, "status": "failed", "error": f"{type(exc).__name__}: {exc}",
@@ -119,30 +124,32 @@ def _one_line(exc: Exception) -> str:
     return "; ".join(ln for ln in lines if not ln.startswith(("Set the environment", "Config search path")))
 
 
-def preflight(overrides: list[str]) -> DictConfig:
-    """Compose and validate the config as Hydra will, before Hydra makes a run folder.
+def _group_dir(group: str) -> Path | None:
+    for root in (CONF_DIR, STUDIES_ROOT):
+        if (root / group).is_dir() and any((root / group).glob("*.yaml")):
+            return root / group
+    return None
 
-    Hydra reports an unknown group option or key over several lines; here every bad input
-    becomes one ConfigError line naming the key and the allowed values.
-    """
-    from hydra import compose, initialize_config_dir
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+def _check_group_choices(parsed) -> None:
+    """An unknown option of a config group, e.g. model=resnet, named with the allowed ones."""
+    for ov in parsed:
+        # hydra/* groups also live in plugins (ConfigStore): Hydra checks those itself
+        group_dir = None if ov.key_or_group.startswith("hydra/") else _group_dir(ov.key_or_group)
+        if group_dir is None or ov.is_delete():
+            continue
+        options = sorted(p.stem for p in group_dir.glob("*.yaml"))
+        values = list(ov.sweep_string_iterator()) if ov.is_discrete_sweep() else [ov.value()]
+        for value in values:
+            if isinstance(value, str) and value not in options:
+                raise ConfigError(ov.key_or_group, f"got {value!r}; allowed: {', '.join(options)}")
+
+
+def _compose(compose, overrides: list[str], **kw) -> DictConfig:
     from hydra.errors import HydraException
 
     try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except HydraException as exc:
-        raise ConfigError("overrides", _one_line(exc)) from None
-    for ov in parsed:
-        group_dir = CONF_DIR / ov.key_or_group
-        if group_dir.is_dir() and not ov.is_delete():
-            value = ov.value()
-            options = sorted(p.stem for p in group_dir.glob("*.yaml"))
-            if isinstance(value, str) and value not in options:
-                raise ConfigError(ov.key_or_group, f"got {value!r}; allowed: {', '.join(options)}")
-    try:
-        with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name="preflight"):
-            cfg = compose("config", overrides=overrides)
+        return compose("config", overrides=overrides, **kw)
     except HydraException as exc:
         unknown = re.search(r"Could not override '([^']+)'", str(exc))
         if unknown and "not in struct" in str(exc.__cause__):
@@ -150,31 +157,123 @@ def preflight(overrides: list[str]) -> DictConfig:
             raise ConfigError(key, f"no such key in the config (a typo? `bnlab-train --cfg job` "
                               f"lists the keys; +{key}=... adds a new one)") from None
         raise ConfigError("overrides", _one_line(exc)) from None
-    validate(cfg)
-    return cfg
+
+
+MAX_PREFLIGHT_JOBS = 2000
+
+
+def preflight(overrides: list[str], multirun: bool = False) -> list[DictConfig]:
+    """Compose and validate every job's config as Hydra will, before Hydra writes anything.
+
+    Hydra reports an unknown group option or key over several lines, and a bad value in a
+    sweep only when that job starts; here every bad input becomes one ConfigError line
+    naming the key and the allowed values, before the first job. Returns the job configs.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from hydra.types import RunMode
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as exc:
+        raise ConfigError("overrides", _one_line(exc)) from None
+    _check_group_choices(parsed)
+    plain = [o.input_line for o in parsed if not o.is_sweep_override()]
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name="preflight"):
+        base = _compose(compose, plain, return_hydra_config=True)
+        multirun = multirun or base.hydra.mode == RunMode.MULTIRUN
+        if not multirun:
+            jobs = [overrides]
+        else:
+            params = OmegaConf.to_container(base.hydra.sweeper.params) or {}
+            try:
+                jobs = expand_sweep(params, overrides)
+            except HydraException as exc:
+                raise ConfigError("hydra.sweeper.params", _one_line(exc)) from None
+        cfgs = []
+        for job in jobs[:MAX_PREFLIGHT_JOBS]:
+            cfg = _compose(compose, job)
+            try:
+                validate(cfg)
+                check_data_present(cfg.data)
+            except InputError as exc:
+                where = f" (in sweep job: {' '.join(job)})" if multirun else ""
+                raise type(exc)(exc.key, str(exc).split(": ", 1)[1] + where) from None
+            cfgs.append(cfg)
+    # Download missing datasets once, here, rather than in every parallel job at once.
+    for d in {(c.data.name, str(c.data.root)): c.data for c in cfgs}.values():
+        ensure_present(d)
+    return cfgs
 
 
 def main() -> None:
     """Console entry point: preflight the overrides, then hand over to Hydra."""
     args = sys.argv[1:]
-    # Hydra's own flags (--help, --cfg, -m, ...) go straight to Hydra.
-    if not any(a.startswith("-") for a in args):
+    flags = [a for a in args if a.startswith("-")]
+    # Hydra's informational flags (--help, --cfg, --info, ...) go straight to Hydra.
+    if all(f in ("-m", "--multirun") for f in flags):
         try:
-            preflight(args)
+            preflight([a for a in args if not a.startswith("-")], multirun=bool(flags))
         except InputError as exc:
             print(f"bnlab-train: error: {exc}", file=sys.stderr)
             sys.exit(2)
     hydra_main()
 
 
+def _threads_per_job(hc) -> int | None:
+    """Torch threads for one job of a parallel sweep: the cores shared out between jobs."""
+    from hydra.types import RunMode
+
+    if hc.mode != RunMode.MULTIRUN:
+        return None
+    launcher = hc.launcher
+    if launcher.get("cpus_per_task"):  # submitit: the cores the scheduler gives the task
+        return int(launcher.cpus_per_task)
+    n_jobs = launcher.get("n_jobs")
+    if n_jobs:
+        return max(1, (os.cpu_count() or 1) // int(n_jobs))
+    return None
+
+
+def _label(hc) -> str | None:
+    """A readable run name from the swept values, e.g. "model.norm=batch seed=1"."""
+    swept = set(hc.sweeper.get("params") or {})
+    overrides = list(hc.overrides.task)
+    chosen = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in swept]
+    return " ".join(chosen or overrides) or None
+
+
 # An absolute path: a relative one is looked up as a Python package when run as a module.
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def hydra_main(cfg: DictConfig) -> str:
-    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    from hydra.types import RunMode
+
+    hc = HydraConfig.get()
+    out_dir = Path(hc.runtime.output_dir)
+    multirun = hc.mode == RunMode.MULTIRUN
+    if cfg.trainer.num_threads is None:
+        cfg.trainer.num_threads = _threads_per_job(hc)
+    launch = Path(hc.sweep.dir).name if multirun else out_dir.name
     try:
-        summary = run(cfg, out_dir)
+        validate(cfg)
+        fp = fingerprint(resolved_config(cfg))
+        root = study_dir(cfg)
+        with claim(root, fp) as mine:
+            if not mine:
+                log.info("skipping: the same config is being trained by another process")
+                record_skip(out_dir, "running elsewhere", None, fp)
+                return "running elsewhere"
+            done = find_done(root, fp)
+            if done is not None:
+                log.info("skipping: already done in %s", done)
+                record_skip(out_dir, "already done", done, fp)
+                return "skipped"
+            summary = run(cfg, out_dir, label=_label(hc), launch=launch)
     except InputError as exc:
         _discard_unstarted(out_dir)
+        if multirun:
+            raise
         print(f"bnlab-train: error: {exc}", file=sys.stderr)
         sys.exit(2)
     return summary["status"]

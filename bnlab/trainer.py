@@ -53,7 +53,7 @@ def _progress_bar(total: int, enabled: bool):
 
 def train(model: nn.Module, optimizer: torch.optim.Optimizer, data: Splits, tcfg, *,
           seed: int, augment: bool, batch_size: int, emit: Callable[[dict], None],
-          probe: ActivationInputProbe | None = None) -> dict:
+          probe: ActivationInputProbe | None = None, target_acc: float | None = None) -> dict:
     """Train for `tcfg.max_steps` steps; return the run's result fields (no status I/O here)."""
     device = data.train_x.device
     sampler = BatchSampler(len(data.train_x), batch_size, seed, device)
@@ -65,6 +65,8 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, data: Splits, tcfg
 
     train_time = 0.0
     best = {"val/acc": -1.0, "step": 0}
+    # speed: the first evaluation at which val/acc reaches the dataset's target
+    to_target = {"steps_to_target": None, "time_to_target_s": None, "samples_to_target": None}
     last_eval: dict = {}
     last_train: dict = {}
     diverged_at = None
@@ -80,6 +82,10 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, data: Splits, tcfg
         if probe is not None:
             rec.update(probe.measure(model))
         last_eval.update({k: v for k, v in rec.items() if k.startswith(("val/", "test/"))})
+        if (target_acc is not None and to_target["steps_to_target"] is None
+                and rec.get("val/acc", -1.0) >= target_acc):
+            to_target.update(steps_to_target=rec["step"], time_to_target_s=rec["time_s"],
+                             samples_to_target=rec["samples"])
         if rec.get("val/acc", -1.0) > best["val/acc"]:
             best.update({"val/acc": rec["val/acc"], "val/loss": rec["val/loss"], "step": rec["step"],
                          "test/acc": rec.get("test/acc"), "test/loss": rec.get("test/loss")})
@@ -154,5 +160,7 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, data: Splits, tcfg
         "best/val/acc": best["val/acc"] if best["val/acc"] >= 0 else None,
         "best/step": best["step"],
         "best/test/acc": best.get("test/acc"),
+        "target_val_acc": target_acc,
+        **to_target,
     }
     return result

@@ -128,7 +128,7 @@ def test_cli_completed_and_diverged_runs_exit_zero(mnist_root, tmp_path):
     assert ok.returncode == 0, ok.stderr
     bad = _cli(tmp_path, "name=cli", "model.norm=none", "optim.lr=1000", "trainer.max_steps=500")
     assert bad.returncode == 0, bad.stderr
-    runs = sorted((tmp_path / "runs" / "cli").iterdir())
+    runs = sorted(p for p in (tmp_path / "runs" / "cli").iterdir() if not p.name.startswith("."))
     assert len(runs) == 2 and all((r / ".hydra" / "config.yaml").exists() for r in runs)
     statuses = sorted(json.loads((r / "summary.json").read_text())["status"] for r in runs)
     assert statuses == ["completed", "diverged"]

@@ -1,0 +1,105 @@
+"""bnlab-status: a study's runs in the terminal, for users without a W&B account.
+
+    bnlab-status quickstart               # by study name, under results/runs/
+    bnlab-status results/runs/quickstart  # or by folder (a study or one sweep of it)
+    bnlab-status quickstart --runs        # also one line per run
+
+Shows each sweep's "k of N done" with an ETA, then the runs aggregated over seeds: for
+every combination of swept values, how many runs completed / diverged / are incomplete
+and the mean ± std of the final metrics.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from bnlab.resolvers import REPO_ROOT
+from bnlab.store import load_runs
+from bnlab.sweep import SWEEP_FILE, progress_line, sweep_progress
+
+METRICS = ("test/acc", "val/acc", "best/val/acc", "steps_to_target", "step_time_ms")
+# config columns that vary between runs without being part of the design
+NOT_SWEPT = ("cfg.paths.", "cfg.tracking.", "cfg.data.root", "cfg.trainer.num_threads",
+             "cfg.trainer.device", "cfg.trainer.progress")
+
+
+def resolve_study(arg: str, runs_root: Path) -> Path:
+    path = Path(arg)
+    if path.is_dir():
+        return path
+    if (runs_root / arg).is_dir():
+        return runs_root / arg
+    known = sorted(p.name for p in runs_root.iterdir() if p.is_dir()) if runs_root.is_dir() else []
+    raise SystemExit(f"bnlab-status: error: no study {arg!r} in {runs_root}; "
+                     f"known: {', '.join(known) or 'none'}")
+
+
+def swept_columns(runs: pd.DataFrame) -> list[str]:
+    """Config columns that take more than one value across the study's runs."""
+    cols = []
+    for c in runs.columns:
+        if not c.startswith("cfg.") or c.startswith(NOT_SWEPT):
+            continue
+        values = runs[c].map(repr)
+        if values.nunique() > 1:
+            cols.append(c)
+    return cols
+
+
+def aggregate(runs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """One row per setting of `by`: run counts by status and mean ± std of the metrics,
+    over finished (completed or diverged) runs."""
+    runs = runs.copy()
+    for c in by:
+        runs[c] = runs[c].map(lambda v: v if not isinstance(v, list) else str(v))
+    rows = []
+    groups = runs.groupby(by, dropna=False, sort=True) if by else [((), runs)]
+    for key, g in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        row = dict(zip([c.removeprefix("cfg.") for c in by], key))
+        finished = g[g.status.isin(["completed", "diverged"])]
+        row.update(runs=len(g), completed=int((g.status == "completed").sum()),
+                   diverged=int((g.status == "diverged").sum()),
+                   failed=int((g.status == "failed").sum()),
+                   incomplete=int((g.status == "incomplete").sum()))
+        for m in METRICS:
+            if m in finished and finished[m].notna().any():
+                vals = finished[m].astype(float)
+                row[m] = f"{vals.mean():.4g} ± {vals.std(ddof=1):.2g}" if vals.count() > 1 else f"{vals.mean():.4g}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(prog="bnlab-status", description=__doc__.split("\n")[0])
+    ap.add_argument("study", help="study name (folder under --runs-root) or a folder of runs")
+    ap.add_argument("--runs-root", default=str(REPO_ROOT / "results" / "runs"))
+    ap.add_argument("--runs", action="store_true", help="also list every run")
+    args = ap.parse_args(argv)
+    study = resolve_study(args.study, Path(args.runs_root))
+
+    for sweep_file in sorted(study.rglob(SWEEP_FILE)):
+        p = sweep_progress(sweep_file.parent)
+        if p:
+            print(progress_line(sweep_file.parent.name, p))
+    runs = load_runs(study)
+    if runs.empty:
+        print(f"no runs under {study}")
+        return
+    by = [c for c in swept_columns(runs) if c != "cfg.seed"]
+    seeds = runs["cfg.seed"].nunique() if "cfg.seed" in runs else 1
+    print(f"\n{study}: {len(runs)} runs, {seeds} seed(s); swept: "
+          f"{', '.join(c.removeprefix('cfg.') for c in swept_columns(runs)) or 'nothing'}")
+    with pd.option_context("display.width", 200, "display.max_columns", 50):
+        print(aggregate(runs, by).to_string(index=False))
+        if args.runs:
+            cols = [c for c in ["status", *swept_columns(runs), *METRICS, "path"] if c in runs]
+            print()
+            print(runs[cols].rename(columns=lambda c: c.removeprefix("cfg.")).to_string(index=False))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

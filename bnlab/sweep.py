@@ -1,0 +1,156 @@
+"""Sweeps that can be killed and launched again: skip what is done, never train twice.
+
+A job's identity is the fingerprint of its resolved config (bnlab.store.fingerprint:
+output paths and tracking aside). Before training, a job takes an exclusive lock on its
+fingerprint (flock: the kernel drops it when the process dies, even by SIGKILL), then looks
+for a run of the same study with the same fingerprint whose summary says `completed` or
+`diverged`. If there is one, the job records a `skipped.json` pointing at it and returns.
+Failed and incomplete runs are trained again, in a fresh folder; their folders stay as they
+were (nothing is ever deleted).
+
+Progress: a Hydra callback writes `sweep.json` (how many jobs, when it started) into the
+sweep folder, and every finished job logs "k of N done" with an ETA.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+from omegaconf import DictConfig, OmegaConf
+
+from bnlab.store import SUMMARY_FILE, read_json, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+DONE_STATUSES = ("completed", "diverged")
+SKIP_FILE, SWEEP_FILE, LOCK_DIR = "skipped.json", "sweep.json", ".locks"
+
+
+def study_dir(cfg: DictConfig) -> Path:
+    return Path(cfg.paths.runs) / cfg.name
+
+
+def find_done(root: Path, fp: str) -> Path | None:
+    """A run under `root` with fingerprint `fp` whose status is completed or diverged."""
+    if not root.exists():
+        return None
+    for summary_path in sorted(root.rglob(SUMMARY_FILE)):
+        summary = read_json(summary_path)
+        if summary and summary.get("fingerprint") == fp and summary.get("status") in DONE_STATUSES:
+            return summary_path.parent
+    return None
+
+
+@contextlib.contextmanager
+def claim(root: Path, fp: str) -> Iterator[bool]:
+    """Hold the lock of fingerprint `fp` while the body runs; yields False if another live
+    process holds it (the same config is being trained right now elsewhere)."""
+    lock_dir = root / LOCK_DIR
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / f"{fp}.lock", "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def record_skip(out_dir: Path, reason: str, existing: Path | None, fp: str) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out_dir / SKIP_FILE, {
+        "reason": reason, "fingerprint": fp, "existing_run": str(existing) if existing else None,
+        "at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+
+
+# ------------------------------------------------------------------ progress
+
+def expand_sweep(params: dict, overrides: list[str]) -> list[list[str]]:
+    """The override list of every job the basic sweeper launches for `params` (the study's
+    hydra.sweeper.params) plus the command-line `overrides`; a command-line value replaces
+    the study's value for the same key, as in Hydra's BasicSweeper."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    args = [f"{k}={v}" for k, v in (params or {}).items()] + list(overrides)
+    parsed = OverridesParser.create().parse_overrides(args)
+    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+
+
+def count_jobs(hydra_cfg: DictConfig) -> int:
+    params = OmegaConf.select(hydra_cfg, "sweeper.params") or {}
+    return len(expand_sweep(dict(params), list(hydra_cfg.overrides.task)))
+
+
+def sweep_progress(sweep_dir: Path) -> dict | None:
+    """{'total', 'done', 'trained', 'skipped', 'started_at', 'eta_s'} of one sweep folder."""
+    meta = read_json(sweep_dir / SWEEP_FILE)
+    if meta is None:
+        return None
+    jobs = [p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()]
+    trained = sum((j / SUMMARY_FILE).exists() for j in jobs)
+    skipped = sum((j / SKIP_FILE).exists() and not (j / SUMMARY_FILE).exists() for j in jobs)
+    done, total = trained + skipped, meta["total"]
+    finished = [f.stat().st_mtime for j in jobs for f in (j / SUMMARY_FILE, j / SKIP_FILE) if f.exists()]
+    end = max(finished) if done >= total and finished else time.time()
+    elapsed = end - meta["started_unix"]
+    # ETA from the pace of jobs that actually trained (skips are nearly free)
+    eta = elapsed / trained * (total - done) if trained else None
+    return {"total": total, "done": done, "trained": trained, "skipped": skipped,
+            "elapsed_s": elapsed, "eta_s": eta}
+
+
+def _fmt_s(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def progress_line(name: str, p: dict) -> str:
+    return (f"sweep {name}: {p['done']} of {p['total']} done ({p['trained']} trained, "
+            f"{p['skipped']} already done), elapsed {_fmt_s(p['elapsed_s'])}, ETA {_fmt_s(p['eta_s'])}")
+
+
+try:
+    from hydra.experimental.callback import Callback
+except ImportError:  # pragma: no cover
+    Callback = object
+
+
+class SweepProgress(Callback):
+    """Hydra callback: sweep.json at multirun start, "k of N done" after every job."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            total = count_jobs(config.hydra)
+        except Exception as exc:  # progress is a convenience; never block a sweep on it
+            log.warning("could not count the sweep's jobs: %s", exc)
+            return
+        write_json_atomic(sweep_dir / SWEEP_FILE, {
+            "study": config.get("name"), "total": total, "started_unix": time.time(),
+            "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "pid": os.getpid()})
+        log.info("sweep %s: %d jobs -> %s", config.get("name"), total, sweep_dir)
+
+    def on_job_end(self, config: DictConfig, job_return=None, **kwargs) -> None:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hc = HydraConfig.get()
+        if hc.mode != RunMode.MULTIRUN:
+            return
+        p = sweep_progress(Path(hc.sweep.dir))
+        if p is not None:
+            log.info(progress_line(config.get("name"), p))

@@ -1,0 +1,15 @@
+"""Makes the repository's experiments/ folder a Hydra config group, from any directory.
+
+Hydra finds this plugin through the `hydra_plugins` namespace package. Adding the folder
+that *holds* experiments/ to the search path makes `experiments=<study>` and
+`experiments=glob(*)` work (a `hydra.searchpath` entry does not: Hydra bug #1942).
+"""
+from hydra.core.config_search_path import ConfigSearchPath
+from hydra.plugins.search_path_plugin import SearchPathPlugin
+
+from bnlab.resolvers import STUDIES_ROOT
+
+
+class BnlabSearchPathPlugin(SearchPathPlugin):
+    def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
+        search_path.append(provider="bnlab-experiments", path=f"file://{STUDIES_ROOT}")

@@ -1,0 +1,143 @@
+"""Studies, parallel sweeps that survive SIGKILL, the submitit path, and bnlab-status."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from bnlab.errors import ConfigError
+from bnlab.resolvers import CONF_DIR, EXPERIMENTS_DIR
+from bnlab.status import main as status_main
+from bnlab.store import load_runs
+from bnlab.sweep import expand_sweep, find_done
+from bnlab.train import preflight
+
+from conftest import data_root
+
+TINY = ["trainer.max_steps=150", "trainer.eval_every=75", "trainer.log_every=25",
+        "tracking.mode=disabled", "trainer.progress=false"]
+
+
+def _cli(tmp_path, *args, timeout=300, **popen):
+    env = {**os.environ, "BNLAB_DATA": str(data_root())}
+    cmd = [sys.executable, "-m", "bnlab.train", f"paths.results={tmp_path}", *args]
+    if popen:
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **popen)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_every_study_composes_and_declares_its_claim():
+    studies = sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
+    assert "quickstart" in studies
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        for study in studies:
+            cfg = compose("config", overrides=[f"experiments={study}"], return_hydra_config=True)
+            assert cfg.name == study and cfg.claim and len(cfg.tags) > 0
+            assert cfg.hydra.mode.name == "MULTIRUN" and cfg.hydra.sweeper.params
+
+
+def test_command_line_narrows_or_widens_a_study():
+    params = {"model.norm": "none,batch", "seed": "0,1"}
+    assert len(expand_sweep(params, [])) == 4
+    wide = expand_sweep(params, ["seed=0,1,2,3"])
+    assert len(wide) == 8 and {j[1] for j in wide} == {f"seed={s}" for s in range(4)}
+    assert expand_sweep(params, ["model.norm=batch"]) == [["model.norm=batch", "seed=0"],
+                                                          ["model.norm=batch", "seed=1"]]
+
+
+def test_preflight_checks_every_job_of_a_study_before_launching():
+    cfgs = preflight(["experiments=quickstart", "tracking.mode=disabled"])
+    assert sorted((c.model.norm, c.seed) for c in cfgs) == [("batch", 0), ("batch", 1), ("none", 0), ("none", 1)]
+    with pytest.raises(ConfigError) as err:
+        preflight(["experiments=quickstart", "model.norm=none,layer"])
+    assert err.value.key == "model.norm" and "model.norm=layer" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        preflight(["experiments=nosuchstudy"])
+    assert err.value.key == "experiments" and "quickstart" in str(err.value)
+
+
+def _summaries(root: Path):
+    return [json.loads(p.read_text()) for p in root.rglob("summary.json")]
+
+
+def test_sigkilled_sweep_relaunched_completes_every_run_exactly_once(mnist_root, tmp_path):
+    args = ["experiments=quickstart", "name=killed", "seed=0,1,2,3", "hydra.launcher.n_jobs=2", *TINY]
+    proc = _cli(tmp_path, *args, start_new_session=True)
+    study = tmp_path / "runs" / "killed"
+    deadline = time.time() + 240
+    while len(_summaries(study)) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert proc.poll() is None, "the sweep finished before it could be killed; give it more work"
+    os.killpg(proc.pid, signal.SIGKILL)  # the launcher and its workers, mid-sweep
+    proc.wait()
+    first = _summaries(study)
+    assert 2 <= len(first) < 8
+
+    again = _cli(tmp_path, *args)
+    assert again.returncode == 0, again.stderr[-2000:]
+
+    summaries = _summaries(study)
+    fps = [s["fingerprint"] for s in summaries]
+    assert len(summaries) == 8 and len(set(fps)) == 8, "every run trained exactly once"
+    assert all(s["status"] == "completed" for s in summaries)
+    assert {s["fingerprint"] for s in first} <= set(fps), "nothing that completed was lost"
+    for p in study.rglob("*.json"):  # no corrupted file: every JSON parses
+        json.loads(p.read_text())
+    runs = load_runs(study)
+    done = runs[runs.status == "completed"]
+    assert sorted(zip(done["cfg.model.norm"], done["cfg.seed"])) == sorted(
+        (n, s) for n in ("batch", "none") for s in range(4))
+    # the relaunch skipped what was done and says so
+    skips = [json.loads(p.read_text()) for p in study.rglob("skipped.json")]
+    assert len(skips) == len(first) and all(s["reason"] == "already done" for s in skips)
+    # parallel jobs share the cores: one torch thread each on a 2-core machine
+    threads = {json.loads(p.read_text())["env"]["torch_threads"] for p in study.rglob("run.json")}
+    assert threads == {max(1, (os.cpu_count() or 1) // 2)}
+
+
+def test_third_launch_trains_nothing(mnist_root, tmp_path):
+    args = ["experiments=quickstart", "name=again", "model.norm=batch", *TINY]
+    assert _cli(tmp_path, *args).returncode == 0
+    before = sorted(p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("summary.json"))
+    out = _cli(tmp_path, *args)
+    assert out.returncode == 0
+    after = sorted(p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("summary.json"))
+    assert before == after and len(after) == 2
+    assert find_done(tmp_path / "runs" / "again", json.loads(
+        next((tmp_path / "runs").rglob("summary.json")).read_text())["fingerprint"]) is not None
+
+
+def test_submitit_local_executor_runs_a_small_study(mnist_root, tmp_path):
+    out = _cli(tmp_path, "experiments=quickstart", "name=submitit", "seed=0",
+               "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", *TINY)
+    assert out.returncode == 0, out.stderr[-3000:]
+    summaries = _summaries(tmp_path / "runs" / "submitit")
+    assert sorted(s["status"] for s in summaries) == ["completed", "completed"]
+
+
+def test_slurm_launcher_config_composes():
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
+                      return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert "SlurmLauncher" in launcher._target_ and launcher.partition == "gpu"
+    assert launcher.gpus_per_node == 1 and launcher.array_parallelism > 0 and launcher.timeout_min > 0
+
+
+def test_status_lists_runs_aggregated_over_seeds(mnist_root, tmp_path, capsys):
+    assert _cli(tmp_path, "experiments=quickstart", "name=st", *TINY).returncode == 0
+    status_main(["st", "--runs-root", str(tmp_path / "runs"), "--runs"])
+    out = capsys.readouterr().out
+    assert "4 of 4 done" in out and "2 seed(s)" in out and "swept: " in out
+    lines = out.splitlines()
+    header = next(ln for ln in lines if ln.strip().startswith("model.norm"))
+    assert "completed" in header and "test/acc" in header
+    agg = [ln.split() for ln in lines[lines.index(header) + 1:lines.index(header) + 3]]
+    assert sorted(row[0] for row in agg) == ["batch", "none"]
+    assert all(row[1] == "2" and row[2] == "2" for row in agg)  # 2 runs, 2 completed
+    assert "±" in out
