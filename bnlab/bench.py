@@ -10,7 +10,7 @@ is excluded from its step time, as it is in every run's `step_time_ms`.
 
 Prints one line per measurement and the ratio trainer / minimal (target: <= 1.15).
 
-    bnlab-bench --sweep [--sweep-runs 8] [--steps N]
+    bnlab-bench --sweep [--sweep-runs 8] [--sweep-steps 10000]
 
 times the same sweep (the quickstart study widened to --sweep-runs runs) three ways, each a
 real `bnlab-train` multirun: one job at a time with one torch thread, one job at a time
@@ -116,6 +116,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sweep", action="store_true", help="time parallel against serial sweeps")
     ap.add_argument("--sweep-runs", type=int, default=8)
+    ap.add_argument("--sweep-steps", type=int, default=10000)
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--norm", nargs="+", default=["none", "batch"])
@@ -123,7 +124,7 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args(argv)
     if args.sweep:
-        return bench_sweep(args.sweep_runs, args.steps)
+        return bench_sweep(args.sweep_runs, args.sweep_steps)
     logging.disable(logging.INFO)
     if args.threads:
         torch.set_num_threads(args.threads)

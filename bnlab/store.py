@@ -27,7 +27,9 @@ STATUSES = ("completed", "diverged", "failed")
 
 # Keys that say where a run writes or how it is watched, not what it computes:
 # two runs that differ only here are the same experiment.
-NON_SCIENTIFIC_KEYS = ("paths", "tracking", "data.root", "data.download", "trainer.progress", "tags")
+NON_SCIENTIFIC_KEYS = ("paths", "tracking", "data.root", "data.download", "trainer.progress",
+                       "trainer.num_threads", "trainer.device", "trainer.eval_batch_size",
+                       "tags", "claim", "description", "analysis")
 
 
 def resolved_config(cfg: DictConfig) -> dict:
