@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench clean-venv
+.PHONY: demo test bench report clean-venv
 
 $(BIN)/bnlab-train: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ demo: $(BIN)/bnlab-train
 
 test: $(BIN)/bnlab-train
 	$(BIN)/python -m pytest -q
+
+# CSVs, figures and results/REPORT.md from the run store (or the committed CSVs)
+report: $(BIN)/bnlab-train
+	$(BIN)/bnlab-report
 
 bench: $(BIN)/bnlab-train
 	$(BIN)/bnlab-bench

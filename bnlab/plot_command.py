@@ -1,10 +1,10 @@
-"""bnlab-plot: rebuild a study's figures from its run store, without training anything.
+"""bnlab-plot: rebuild a study's figures (and its aggregate CSV) from logged data.
 
-    bnlab-plot quickstart                 # study name: runs under results/runs/quickstart
-    bnlab-plot results/runs/quickstart    # or a study / sweep folder
-    bnlab-plot quickstart --format svg --out somewhere/
+    bnlab-plot mnist_mlp                          # study name: results/runs/mnist_mlp, else results/mnist_mlp/runs.csv
+    bnlab-plot results/runs/mnist_mlp/multirun_…  # a study or sweep folder
+    bnlab-plot mnist_mlp --format svg
 
-Figures go to results/<study>/ by default.
+Trains nothing and needs no network. Figures go to results/<study>/.
 """
 from __future__ import annotations
 
@@ -12,31 +12,42 @@ import argparse
 import time
 from pathlib import Path
 
-from bnlab.plots import plot_study
-from bnlab.resolvers import REPO_ROOT
-from bnlab.status import resolve_study, swept_columns
+from bnlab.analysis import list_studies
+from bnlab.report import RESULTS, study_results
 from bnlab.store import load_runs
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="bnlab-plot", description=__doc__.split("\n")[0])
-    ap.add_argument("study", help="study name (folder under --runs-root) or a folder of runs")
-    ap.add_argument("--runs-root", default=str(REPO_ROOT / "results" / "runs"))
-    ap.add_argument("--out", default=None, help="output folder (default results/<study>/)")
+    ap.add_argument("study", help="study name (a file in experiments/) or a folder of its runs")
+    ap.add_argument("--results", default=str(RESULTS), help="results folder (default <repo>/results)")
+    ap.add_argument("--runs-root", default=None, help="raw runs folder (default <results>/runs)")
     ap.add_argument("--format", default="png", choices=("png", "svg", "pdf"))
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    study = resolve_study(args.study, Path(args.runs_root))
-    runs = load_runs(study)
-    if runs.empty:
-        raise SystemExit(f"bnlab-plot: error: no runs under {study}")
-    arms = [c for c in swept_columns(runs) if c != "cfg.seed"] or ["cfg.model.norm"]
-    name = runs["cfg.name"].iloc[0]
-    out = Path(args.out) if args.out else REPO_ROOT / "results" / name
-    paths = plot_study(runs, out, arms, args.format)
-    for p in paths:
+    run_dir = None
+    name = args.study
+    if Path(args.study).is_dir():
+        run_dir = Path(args.study)
+        runs = load_runs(run_dir)
+        if runs.empty:
+            raise SystemExit(f"bnlab-plot: error: no runs under {run_dir}")
+        name = str(runs["cfg.name"].iloc[0])
+    if name not in list_studies():
+        raise SystemExit(f"bnlab-plot: error: study {name!r} not in experiments/; "
+                         f"known: {', '.join(list_studies())}")
+    s = study_results(name, Path(args.results), fmt=args.format, run_dir=run_dir,
+                      runs_root=Path(args.runs_root) if args.runs_root else None)
+    if not s["ran"]:
+        raise SystemExit(f"bnlab-plot: error: study {name!r} has no runs and no CSV under {args.results}; "
+                         f"run `bnlab-train experiments={name}` first")
+    for p in s["figures"]:
         print(p)
-    print(f"{len(paths)} figure(s) from {len(runs)} runs in {time.perf_counter() - t0:.1f} s")
+    for r in s["results"]:
+        print(f"claim {r['claim']}: {r['verdict']} (effect {r['effect']:+.4g} "
+              f"[{r['ci_low']:+.4g}, {r['ci_high']:+.4g}], p={r['p']:.2g})")
+    print(f"{len(s['figures'])} figure(s) from {len(s['runs'])} runs ({s['source']}) "
+          f"in {time.perf_counter() - t0:.1f} s")
 
 
 if __name__ == "__main__":
