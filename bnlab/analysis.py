@@ -157,6 +157,48 @@ def load_spec(name: str, experiments_dir: Path = EXPERIMENTS_DIR) -> StudySpec:
                      max_steps=(raw.get("trainer") or {}).get("max_steps"))
 
 
+def current_runs(runs: pd.DataFrame, name: str) -> tuple[pd.DataFrame, dict]:
+    """The runs that belong to the study as experiments/<name>.yaml defines it *now*.
+
+    A study folder keeps every run ever made for it, including runs of an earlier
+    definition (say, a different step budget) or quick checks launched with extra
+    overrides. Mixing them would average different experiments, so runs whose config
+    differs from the current study on any key the study does not sweep are left out
+    (and counted)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import open_dict
+
+    from bnlab.resolvers import CONF_DIR
+    from bnlab.store import NON_SCIENTIFIC_KEYS
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name="analysis"):
+        cfg = compose("config", overrides=[f"experiments={name}"], return_hydra_config=True)
+    swept = {f"cfg.{k}" for k in (OmegaConf.select(cfg, "hydra.sweeper.params") or {})}
+    with open_dict(cfg):
+        del cfg["hydra"]
+    current = pd.json_normalize(OmegaConf.to_container(cfg, resolve=True), sep=".").iloc[0]
+    current.index = [f"cfg.{k}" for k in current.index]
+    skip = tuple(f"cfg.{k}" for k in NON_SCIENTIFIC_KEYS)
+    keys = [k for k in current.index if k in runs and k not in swept and not k.startswith(skip)]
+    stale = pd.Series(False, index=runs.index)
+    differing: dict = {}
+    for k in keys:
+        want = current[k]
+        diff = runs[k].map(lambda v: not _same(v, want))
+        if diff.any():
+            differing[k.removeprefix("cfg.")] = sorted({repr(v) for v in runs.loc[diff, k]})[:3]
+        stale |= diff
+    return runs[~stale].reset_index(drop=True), {"stale": int(stale.sum()), "differing": differing}
+
+
+def _same(a, b) -> bool:
+    if _is_num(a) and _is_num(b):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return a == b or (a is None and isinstance(b, float) and math.isnan(b))
+
+
 def list_studies(experiments_dir: Path = EXPERIMENTS_DIR) -> list[str]:
     return sorted(p.stem for p in experiments_dir.glob("*.yaml"))
 
@@ -263,6 +305,17 @@ def arm_runs(runs: pd.DataFrame, spec: StudySpec, arm: str, setting: dict) -> pd
 
 # ------------------------------------------------------------------ claims
 
+def metric_values(sel: pd.DataFrame, metric: str, spec: StudySpec) -> pd.Series:
+    """`metric` of each run; a run that never reached a `*_to_target` target is counted at
+    the study's budget (censored: this understates the gap for the slower arm)."""
+    vals = sel[metric].astype(float)
+    if metric == "steps_to_target":
+        vals = vals.fillna(float(spec.max_steps or sel["steps"].astype(float).max()))
+    elif metric.endswith("_to_target"):
+        vals = vals.fillna(sel["train_time_s"].astype(float) if "train_time_s" in sel else np.nan)
+    return vals.reset_index(drop=True)
+
+
 def per_seed_values(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> dict:
     """{arm: Series of one value per seed} for the claim's `kind`, plus what was chosen."""
     fin = finished(runs)
@@ -278,13 +331,9 @@ def per_seed_values(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> dict:
         metric = claim["metric"]
         for arm in arms:
             sel = arm_runs(fin, spec, arm, settings.get(arm, {}))
-            vals = sel.set_index("cfg.seed")[metric].astype(float)
+            vals = metric_values(sel, metric, spec).set_axis(sel["cfg.seed"].tolist())
             if metric.endswith("_to_target"):
-                # a run that never reached the target is censored at the step budget
-                budget = sel.set_index("cfg.seed")["steps"].astype(float) if "steps" in sel else np.nan
-                cap = float(spec.max_steps or np.nanmax(budget))
-                chosen[f"{arm} censored"] = int(vals.isna().sum())
-                vals = vals.fillna(cap)
+                chosen[f"{arm} censored"] = int(sel[metric].isna().sum())
             out[arm], chosen[arm] = vals, settings.get(arm, {})
     elif kind == "max_usable":
         over, thr = f"cfg.{claim['over']}", claim["threshold"]
@@ -324,7 +373,17 @@ def claim_result(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> dict:
     pv = per_seed_values(runs, spec, claim)
     b, t = pv["values"][spec.baseline], pv["values"][spec.treatment]
     res = welch(b.tolist(), t.tolist(), claim.get("direction", "higher"), float(claim.get("min_effect", 0)))
+    if claim.get("precondition") == "baseline_benefits" and res["verdict"] != "inconclusive":
+        # "BN reduces the need for X" presumes the no-BN arm needs X: its gain must be > 0
+        base = seed_stats(b.tolist())
+        if not base["ci_low"] > 0:
+            res.update(verdict="inconclusive",
+                       reason=f"the precondition fails: the no-BN arm gains nothing measurable from "
+                              f"{claim.get('over', 'it')} here ({base['mean']:+.4g} "
+                              f"[{base['ci_low']:+.4g}, {base['ci_high']:+.4g}]), so there is no need "
+                              f"for BN to reduce")
     res.update(claim=claim["claim"], kind=claim.get("kind", "compare"), metric=claim.get("metric", claim.get("over")),
+               note=claim.get("note", ""),
                direction=claim.get("direction", "higher"), chosen=pv["chosen"],
                literature=claim.get("literature", ""), url=claim.get("url", ""),
                baseline_values=b.tolist(), treatment_values=t.tolist())
@@ -340,8 +399,8 @@ def matched_table(runs: pd.DataFrame, spec: StudySpec, metric: str) -> pd.DataFr
     rows = []
     for key, g in fin.groupby(cols, sort=True):
         key = key if isinstance(key, tuple) else (key,)
-        b = g[g[spec.arm_col].astype(str) == spec.baseline][metric].astype(float)
-        t = g[g[spec.arm_col].astype(str) == spec.treatment][metric].astype(float)
+        b = metric_values(g[g[spec.arm_col].astype(str) == spec.baseline], metric, spec)
+        t = metric_values(g[g[spec.arm_col].astype(str) == spec.treatment], metric, spec)
         w = welch(b.tolist(), t.tolist(), "higher", 0.0)
         rows.append({**dict(zip(cols, key)), f"{spec.baseline}": w["baseline_mean"],
                      f"{spec.treatment}": w["treatment_mean"], "difference": w["effect"],

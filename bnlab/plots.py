@@ -146,7 +146,9 @@ def plot_grid(runs: pd.DataFrame, spec: StudySpec, key: str, metric: str, out: P
     ax.grid(False)
     for i in range(table.shape[0]):
         for j in range(table.shape[1]):
-            ax.text(j, i, f"{table.values[i, j]:.4f}", ha="center", va="center", color="w", fontsize=8)
+            v = table.values[i, j]
+            light = im.norm(v) > 0.5  # dark text on the light end of the colour map
+            ax.text(j, i, f"{v:.4f}", ha="center", va="center", color="k" if light else "w", fontsize=8)
     fig.colorbar(im, ax=ax, label=f"mean {metric}")
     ax.set_title(f"{spec.name}: mean {metric}")
     return [save(fig, out / f"grid_{key.split('.')[-1]}.{fmt}")]

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from bnlab.analysis import (VERDICT_RULE, budget, claim_result, frame_from_csv, frame_from_store,
-                            list_studies, load_spec, matched_table, setting_table, write_csv)
+from bnlab.analysis import (VERDICT_RULE, _relative, budget, claim_result, current_runs, frame_from_csv,
+                            frame_from_store, list_studies, load_spec, matched_table, setting_table,
+                            write_csv)
 from bnlab.plots import plot_study
 from bnlab.resolvers import REPO_ROOT
 
@@ -41,17 +42,20 @@ def study_results(name: str, results_dir: Path = RESULTS, runs_root: Path | None
     store = run_dir or runs_root / name
     csv = results_dir / name / "runs.csv"
     runs = frame_from_store(store) if store.is_dir() else pd.DataFrame()
+    left_out = {"stale": 0, "differing": {}}
     if not runs.empty:
-        source = f"run store ({store})"
+        runs, left_out = current_runs(runs, name)
+    if not runs.empty:
+        source = f"run store (`{_relative(str(store))}`)"
         write_csv(runs, csv)
     elif csv.exists():
-        runs, source = frame_from_csv(csv), f"committed CSV ({csv.relative_to(results_dir.parent) if csv.is_relative_to(results_dir.parent) else csv})"
+        runs, source = frame_from_csv(csv), f"committed CSV (`{_relative(str(csv))}`)"
     else:
-        return {"name": name, "spec": spec, "ran": False}
+        return {"name": name, "spec": spec, "ran": False, "left_out": left_out}
     results = [claim_result(runs, spec, c) for c in spec.claims]
     figures = plot_study(runs, spec, results, results_dir / name, fmt)
     return {"name": name, "spec": spec, "ran": True, "runs": runs, "results": results,
-            "figures": figures, "source": source, "budget": budget(runs)}
+            "figures": figures, "source": source, "budget": budget(runs), "left_out": left_out}
 
 
 def _fmt(v, digits=4) -> str:
@@ -98,7 +102,8 @@ def _claim_rows(studies: list[dict]) -> list[str]:
                     continue
                 r = next(r for r in s["results"] if r["claim"] == claim)
                 fig = f"[figure]({s['name']}/claim_{claim}.png)"
-                rows.append(f"| {title} | **{r['verdict']}** | {_effect(r)} ({r['metric']}, {r['kind']}; "
+                note = f"<br>*{r['note']}*" if r.get("note") else ""
+                rows.append(f"| {title} | **{r['verdict']}**{note} | {_effect(r)} ({r['metric']}, {r['kind']}; "
                             f"p = {_fmt(r['p'], 2)}, g = {_fmt(r['hedges_g'], 2)}, n = {r['n_baseline']}/{r['n_treatment']}) "
                             f"| [{c.get('literature', '')}]({c.get('url', '')}) | {fig} "
                             f"| `{s['name']}`: {_budget_line(s['budget'])} |")
@@ -114,14 +119,19 @@ def _study_section(s: dict) -> list[str]:
         out += [f"Not run yet. Run it with `bnlab-train experiments={s['name']}`, then `bnlab-report`.", ""]
         return out
     b = s["budget"]
+    lo = s["left_out"]
+    stale = (f"- Left out: {lo['stale']} run(s) from an earlier definition of the study or launched with "
+             f"extra overrides (differing in {', '.join(lo['differing'])}).") if lo["stale"] else None
     out += [f"- Budget: {_budget_line(b)}.", f"- Source of these numbers: {s['source']}.",
+            *([stale] if stale else []),
             f"- Mean time per training step: " + ", ".join(f"{k} {v:.3f} ms" for k, v in b["step_time_ms"].items()) + ".", ""]
     for r in s["results"]:
         chosen = "; ".join(f"{k}: {v}" for k, v in r["chosen"].items())
         out += [f"**Claim `{r['claim']}`** ({r['kind']} on `{r['metric']}`, {r['direction']} is the claimed direction, "
                 f"smallest effect that matters {r['min_effect']:g}): **{r['verdict']}** — {r['reason']}. "
                 f"No BN {_fmt(r['baseline_mean'])}, BN {_fmt(r['treatment_mean'])}; effect {_effect(r)}, "
-                f"p = {_fmt(r['p'], 2)}, Hedges' g = {_fmt(r['hedges_g'], 2)}. Settings used: {chosen}.", ""]
+                f"p = {_fmt(r['p'], 2)}, Hedges' g = {_fmt(r['hedges_g'], 2)}. Settings used: {chosen}."
+                + (f" *Note:* {r['note']}" if r.get("note") else ""), ""]
     for r in s["results"]:
         if r["kind"] == "compare" and spec.tune:
             out += [f"Both arms at each setting of {', '.join(spec.tune)} (`{r['metric']}`, difference = BN − no BN):", "",

@@ -225,9 +225,13 @@ def test_report_from_runs_then_from_csv_alone(store, tmp_path, monkeypatch):
     for p in (results / "runs" / "mnist_mlp").rglob("run.json"):
         d = json.loads(p.read_text())
         d["config"]["name"] = "mnist_mlp"
+        d["config"]["trainer"]["max_steps"] = 10000  # the study's budget
         p.write_text(json.dumps(d))
+    # a quick check launched with another budget is not part of the study's evidence
+    _write_run(results / "runs", "mnist_mlp", "batch", 0.5, 9, 0.5, 0.5)
     report_main(["--results", str(results)])
     text = (results / "REPORT.md").read_text()
+    assert "Left out: 1 run(s)" in text and "trainer.max_steps" in text
     assert "| 3. Accuracy is higher | **supported** |" in text
     assert "not run yet" in text  # the studies without runs say so
     for link in [ln.split("](")[1].rstrip(")") for ln in text.splitlines() if ln.startswith("![")]:
