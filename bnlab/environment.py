@@ -38,13 +38,24 @@ def _git(*args: str) -> str | None:
         return None
 
 
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment(device: torch.device) -> dict:
     import torchvision
 
     if device.type == "cuda":
         device_name = torch.cuda.get_device_name(device)
     elif device.type == "cpu":
-        device_name = platform.processor() or platform.machine()
+        device_name = f"{_cpu_model()} ({os.cpu_count()} cores)"
     else:
         device_name = device.type
     status = _git("status", "--porcelain", "--untracked-files=no")
