@@ -85,6 +85,20 @@ def act_in_drift(curves: dict) -> float | None:
     return float(np.mean(drifts)) if drifts else None
 
 
+def grad_ics(curves: dict, measure: str = "rel") -> float | None:
+    """Santurkar et al.'s ICS summarised per run: the mean over evaluations and layers of the
+    probe's gradient change (`rel`: ||G - G'|| / ||G||, or `cos`)."""
+    series = [np.asarray(v, dtype=float) for k, v in curves.items()
+              if k.startswith("eval:probe/grad_ics/") and k.endswith(f"/{measure}")]
+    values = np.concatenate(series) if series else np.array([])
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if len(values) else None
+
+
+DERIVED = {"act_in_drift": act_in_drift, "grad_ics_rel": grad_ics,
+           "grad_ics_cos": lambda c: grad_ics(c, "cos")}
+
+
 def frame_from_store(root: str | Path) -> pd.DataFrame:
     """Every run under `root`, with curves, derived metrics and the hardware it ran on."""
     runs = load_runs(root)
@@ -99,7 +113,8 @@ def frame_from_store(root: str | Path) -> pd.DataFrame:
                    "env.torch": env.get("torch"), "env.torch_threads": env.get("torch_threads")})
     runs = pd.concat([runs.reset_index(drop=True), pd.DataFrame(hw)], axis=1)
     runs["curves"] = curves
-    runs["act_in_drift"] = [act_in_drift(c) for c in curves]
+    for name, fn in DERIVED.items():
+        runs[name] = [fn(c) for c in curves]
     runs["run"] = [_relative(p) for p in runs["path"]]
     return runs
 
@@ -382,7 +397,7 @@ def claim_result(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> dict:
                               f"{claim.get('over', 'it')} here ({base['mean']:+.4g} "
                               f"[{base['ci_low']:+.4g}, {base['ci_high']:+.4g}]), so there is no need "
                               f"for BN to reduce")
-    res.update(claim=claim["claim"], kind=claim.get("kind", "compare"), metric=claim.get("metric", claim.get("over")),
+    res.update(claim=claim["claim"], id=claim.get("id", claim["claim"]), kind=claim.get("kind", "compare"), metric=claim.get("metric", claim.get("over")),
                note=claim.get("note", ""),
                direction=claim.get("direction", "higher"), chosen=pv["chosen"],
                literature=claim.get("literature", ""), url=claim.get("url", ""),

@@ -166,4 +166,7 @@ def validate(cfg: DictConfig) -> None:
                               f"got {pcts!r}; must be a non-empty list of numbers in [0, 100]")
         _int(cfg, "probes.act_input.batch_size", lo=1)
 
+    if _bool(cfg, "probes.grad_ics.enabled"):
+        _int(cfg, "probes.grad_ics.batch_size", lo=2)
+
     _choice(cfg, "tracking.mode", TRACKING_MODES)

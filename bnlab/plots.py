@@ -193,10 +193,10 @@ def plot_claim(result: dict, spec: StudySpec, out: Path, fmt: str = "png") -> li
     ax.set_xticks([0, 1], [arm_name(spec.baseline), arm_name(spec.treatment)])
     ax.set_xlim(-0.5, 1.6)
     ax.set_ylabel(f"{result['metric']} ({result['kind']})")
-    ax.set_title(f"claim '{result['claim']}': {result['verdict']}\n"
+    ax.set_title(f"claim '{result.get('id', result['claim'])}': {result['verdict']}\n"
                  f"effect {result['effect']:+.4g} [{result['ci_low']:+.4g}, {result['ci_high']:+.4g}], "
                  f"p={result['p']:.2g}", fontsize=8)
-    return [save(fig, out / f"claim_{result['claim']}.{fmt}")]
+    return [save(fig, out / f"claim_{result.get('id', result['claim'])}.{fmt}")]
 
 
 def plot_study(runs: pd.DataFrame, spec: StudySpec, results: list[dict], out: Path,

@@ -100,8 +100,8 @@ def _claim_rows(studies: list[dict]) -> list[str]:
                     rows.append(f"| {title} | **not run yet** | – | – | {c.get('literature', '')} "
                                 f"| – | study `{s['name']}` has no runs (`bnlab-train experiments={s['name']}`) |")
                     continue
-                r = next(r for r in s["results"] if r["claim"] == claim)
-                fig = f"[figure]({s['name']}/claim_{claim}.png)"
+                r = next(r for r in s["results"] if r["id"] == c.get("id", claim))
+                fig = f"[figure]({s['name']}/claim_{r['id']}.png)"
                 note = f"<br>*{r['note']}*" if r.get("note") else ""
                 rows.append(f"| {title} | **{r['verdict']}**{note} | {_effect(r)} ({r['metric']}, {r['kind']}; "
                             f"p = {_fmt(r['p'], 2)}, g = {_fmt(r['hedges_g'], 2)}, n = {r['n_baseline']}/{r['n_treatment']}) "
@@ -127,7 +127,7 @@ def _study_section(s: dict) -> list[str]:
             f"- Mean time per training step: " + ", ".join(f"{k} {v:.3f} ms" for k, v in b["step_time_ms"].items()) + ".", ""]
     for r in s["results"]:
         chosen = "; ".join(f"{k}: {v}" for k, v in r["chosen"].items())
-        out += [f"**Claim `{r['claim']}`** ({r['kind']} on `{r['metric']}`, {r['direction']} is the claimed direction, "
+        out += [f"**Claim `{r['id']}`** ({r['kind']} on `{r['metric']}`, {r['direction']} is the claimed direction, "
                 f"smallest effect that matters {r['min_effect']:g}): **{r['verdict']}** — {r['reason']}. "
                 f"No BN {_fmt(r['baseline_mean'])}, BN {_fmt(r['treatment_mean'])}; effect {_effect(r)}, "
                 f"p = {_fmt(r['p'], 2)}, Hedges' g = {_fmt(r['hedges_g'], 2)}. Settings used: {chosen}."

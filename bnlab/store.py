@@ -40,6 +40,11 @@ def resolved_config(cfg: DictConfig) -> dict:
 def fingerprint(config: dict) -> str:
     """Stable hash of the scientific part of a resolved config (see NON_SCIENTIFIC_KEYS)."""
     pruned = json.loads(json.dumps(config))
+    # a disabled probe measures nothing: the same experiment as a config without it
+    probes = pruned.get("probes")
+    if isinstance(probes, dict):
+        for name in [k for k, v in probes.items() if isinstance(v, dict) and v.get("enabled") is False]:
+            del probes[name]
     for dotted in NON_SCIENTIFIC_KEYS:
         *parents, leaf = dotted.split(".")
         node = pruned

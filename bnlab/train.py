@@ -31,7 +31,7 @@ from bnlab.errors import ConfigError, InputError
 from bnlab.layers import init_weights
 from bnlab.models import build_model, count_parameters
 from bnlab.optimizers import make_optimizer
-from bnlab.probes import ActivationInputProbe
+from bnlab.probes import ActivationInputProbe, GradientICSProbe
 from bnlab.resolvers import CONF_DIR, STUDIES_ROOT
 from bnlab.store import RUN_FILE, RunWriter, fingerprint, resolved_config
 from bnlab.sweep import claim, expand_sweep, find_done, record_skip, study_dir
@@ -73,11 +73,14 @@ def run(cfg: DictConfig, out_dir: str | Path, *, label: str | None = None,
     init_weights(model, cfg.init.scheme, cfg.init.std, cfg.init.gain)
     optimizer = make_optimizer(cfg.optim, model)
     params = count_parameters(model)
-    probe = None
+    probes = []
     if cfg.probes.act_input.enabled:
         pool = data.val_x if len(data.val_x) else data.train_x
         p = cfg.probes.act_input
-        probe = ActivationInputProbe(pool[:p.batch_size], p.units, p.percentiles)
+        probes.append(ActivationInputProbe(pool[:p.batch_size], p.units, p.percentiles))
+    if cfg.probes.grad_ics.enabled:
+        n = cfg.probes.grad_ics.batch_size
+        probes.append(GradientICSProbe(data.train_x[:n], data.train_y[:n], cfg.optim.lr))
     log.info("%s on %s: %s parameters, device %s, %d train / %d val / %d test images",
              cfg.model.name, cfg.data.name, f"{params:,}", device, len(data.train_x),
              len(data.val_x), len(data.test_x))
@@ -97,7 +100,7 @@ def run(cfg: DictConfig, out_dir: str | Path, *, label: str | None = None,
 
             result = train(model, optimizer, data, cfg.trainer, seed=cfg.seed,
                            augment=cfg.data.augment, batch_size=cfg.optim.batch_size,
-                           emit=emit, probe=probe, target_acc=cfg.data.target_val_acc)
+                           emit=emit, probes=probes, target_acc=cfg.data.target_val_acc)
             summary = {**result, **base, "wall_time_s": time.perf_counter() - wall,
                        "finished_at": _now()}
             summary["wandb_dir"] = mirror.run_dir

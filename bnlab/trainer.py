@@ -11,14 +11,14 @@ import logging
 import math
 import sys
 import time
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from bnlab.data import BatchSampler, Splits, augment_batch
-from bnlab.probes import ActivationInputProbe
+from bnlab.probes import Probe
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def _progress_bar(total: int, enabled: bool):
 
 def train(model: nn.Module, optimizer: torch.optim.Optimizer, data: Splits, tcfg, *,
           seed: int, augment: bool, batch_size: int, emit: Callable[[dict], None],
-          probe: ActivationInputProbe | None = None, target_acc: float | None = None) -> dict:
+          probes: Sequence[Probe] = (), target_acc: float | None = None) -> dict:
     """Train for `tcfg.max_steps` steps; return the run's result fields (no status I/O here)."""
     device = data.train_x.device
     sampler = BatchSampler(len(data.train_x), batch_size, seed, device)
@@ -79,7 +79,7 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, data: Splits, tcfg
         for split, (x, y) in {"val": (data.val_x, data.val_y), "test": (data.test_x, data.test_y)}.items():
             if len(x):
                 rec[f"{split}/loss"], rec[f"{split}/acc"] = evaluate(model, x, y, tcfg.eval_batch_size)
-        if probe is not None:
+        for probe in probes:
             rec.update(probe.measure(model))
         last_eval.update({k: v for k, v in rec.items() if k.startswith(("val/", "test/"))})
         if (target_acc is not None and to_target["steps_to_target"] is None

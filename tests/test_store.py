@@ -88,3 +88,13 @@ def test_load_runs_reads_a_folder_of_runs_into_one_frame(tmp_path):
     assert df.set_index("cfg.optim.lr").loc[0.1, "test/acc"] == 0.9
     assert len(load_runs(tmp_path / "s" / "0")) == 1
     assert load_runs(tmp_path / "empty").empty
+
+
+def test_a_disabled_probe_does_not_change_the_fingerprint():
+    base = _config()
+    base["probes"] = {"act_input": {"enabled": True, "units": [0]}}
+    with_off = json.loads(json.dumps(base))
+    with_off["probes"]["grad_ics"] = {"enabled": False, "batch_size": 1000}
+    with_on = json.loads(json.dumps(with_off))
+    with_on["probes"]["grad_ics"]["enabled"] = True
+    assert fingerprint(with_off) == fingerprint(base) != fingerprint(with_on)

@@ -107,3 +107,38 @@ def test_a_crash_is_recorded_as_failed_and_reraised(mnist_root, cfg_factory, tmp
         run(cfg_factory(), tmp_path / "r")
     row = load_run(tmp_path / "r")
     assert row["status"] == "failed" and "simulated crash" in row["error"]
+
+
+def test_gradient_ics_probe_leaves_training_untouched(mnist_root, cfg_factory, tmp_path):
+    run(cfg_factory("model.norm=batch", "model.dropout=0.1"), tmp_path / "plain")
+    run(cfg_factory("model.norm=batch", "model.dropout=0.1", "probes.grad_ics.enabled=true",
+                    "probes.grad_ics.batch_size=200"), tmp_path / "probed")
+    plain, probed = read_metrics(tmp_path / "plain"), read_metrics(tmp_path / "probed")
+    ics_cols = [c for c in probed if c.startswith("probe/grad_ics/")]
+    assert sorted(ics_cols) == sorted(f"probe/grad_ics/l{i}/{m}" for i in (1, 2, 3) for m in ("l2", "rel", "cos"))
+    assert probed.drop(columns=ics_cols + ["time_s"]).equals(plain.drop(columns=["time_s"]))
+    evals = probed.dropna(subset=["probe/grad_ics/l1/cos"])
+    assert ((evals.filter(like="/cos") <= 1 + 1e-6) & (evals.filter(like="/cos") >= -1 - 1e-6)).all().all()
+    assert (evals.filter(like="/rel") > 0).all().all()
+
+
+def test_gradient_ics_is_zero_when_earlier_layers_do_not_move():
+    import torch
+    from hydra import compose, initialize_config_dir
+    from bnlab.models import build_model
+    from bnlab.probes import GradientICSProbe
+    from bnlab.resolvers import CONF_DIR
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        m = compose("config", overrides=["model.norm=batch", "model.widths=[8,8]"]).model
+    torch.manual_seed(0)
+    model = build_model(m, (1, 4, 4), 3)
+    x, y = torch.randn(32, 1, 4, 4), torch.randint(0, 3, (32,))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    still = GradientICSProbe(x, y, lr=0.0).measure(model)
+    assert all(still[f"probe/grad_ics/l{i}/l2"] == 0 for i in (1, 2))
+    assert all(abs(still[f"probe/grad_ics/l{i}/cos"] - 1) < 1e-6 for i in (1, 2))
+    moved = GradientICSProbe(x, y, lr=1.0).measure(model)
+    assert moved["probe/grad_ics/l2/l2"] > 0 and moved["probe/grad_ics/l2/cos"] < 1
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), "weights and BN statistics restored"
