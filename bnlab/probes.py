@@ -112,3 +112,17 @@ class GradientICSProbe:
             model.zero_grad(set_to_none=True)
             model.train(was_training)
         return out
+
+
+def build_probes(p, data, lr: float) -> list[Probe]:
+    """The probes the `probes` config node enables, on fixed batches of `data` (bnlab.data.Splits):
+    activation-input percentiles on held-out images, gradient ICS on training images."""
+    probes: list[Probe] = []
+    if p.act_input.enabled:
+        pool = data.val_x if len(data.val_x) else data.train_x
+        probes.append(ActivationInputProbe(pool[:p.act_input.batch_size], p.act_input.units,
+                                           p.act_input.percentiles))
+    if p.grad_ics.enabled:
+        n = p.grad_ics.batch_size
+        probes.append(GradientICSProbe(data.train_x[:n], data.train_y[:n], lr))
+    return probes

@@ -64,6 +64,15 @@ def _fmt(v, digits=4) -> str:
     return f"{v:.{digits}g}" if isinstance(v, float) else str(v)
 
 
+def _plain(v):
+    """Settings as a reader writes them: {'optim.lr': 0.5}, not {'cfg.optim.lr': np.float64(0.5)}."""
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{str(k).removeprefix('cfg.')}: {_plain(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(str(_plain(x)) for x in v) + "]"
+    return v.item() if hasattr(v, "item") else v
+
+
 def _effect(r: dict) -> str:
     return f"{r['effect']:+.4g} [{r['ci_low']:+.4g}, {r['ci_high']:+.4g}]" if math.isfinite(r["effect"]) else "–"
 
@@ -126,14 +135,16 @@ def _study_section(s: dict) -> list[str]:
             *([stale] if stale else []),
             f"- Mean time per training step: " + ", ".join(f"{k} {v:.3f} ms" for k, v in b["step_time_ms"].items()) + ".", ""]
     for r in s["results"]:
-        chosen = "; ".join(f"{k}: {v}" for k, v in r["chosen"].items())
+        chosen = "; ".join(f"{k}: {_plain(v)}" for k, v in r["chosen"].items())
         out += [f"**Claim `{r['id']}`** ({r['kind']} on `{r['metric']}`, {r['direction']} is the claimed direction, "
                 f"smallest effect that matters {r['min_effect']:g}): **{r['verdict']}** — {r['reason']}. "
                 f"No BN {_fmt(r['baseline_mean'])}, BN {_fmt(r['treatment_mean'])}; effect {_effect(r)}, "
                 f"p = {_fmt(r['p'], 2)}, Hedges' g = {_fmt(r['hedges_g'], 2)}. Settings used: {chosen}."
                 + (f" *Note:* {r['note']}" if r.get("note") else ""), ""]
+    shown = set()
     for r in s["results"]:
-        if r["kind"] == "compare" and spec.tune:
+        if r["kind"] == "compare" and spec.tune and r["metric"] not in shown:
+            shown.add(r["metric"])
             out += [f"Both arms at each setting of {', '.join(spec.tune)} (`{r['metric']}`, difference = BN − no BN):", "",
                     _table(matched_table(s["runs"], spec, r["metric"])), ""]
     table = setting_table(s["runs"], spec, spec.select_on)

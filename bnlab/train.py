@@ -31,7 +31,7 @@ from bnlab.errors import ConfigError, InputError
 from bnlab.layers import init_weights
 from bnlab.models import build_model, count_parameters
 from bnlab.optimizers import make_optimizer
-from bnlab.probes import ActivationInputProbe, GradientICSProbe
+from bnlab.probes import build_probes
 from bnlab.resolvers import CONF_DIR, STUDIES_ROOT
 from bnlab.store import RUN_FILE, RunWriter, fingerprint, resolved_config
 from bnlab.sweep import claim, expand_sweep, find_done, record_skip, study_dir
@@ -73,14 +73,7 @@ def run(cfg: DictConfig, out_dir: str | Path, *, label: str | None = None,
     init_weights(model, cfg.init.scheme, cfg.init.std, cfg.init.gain)
     optimizer = make_optimizer(cfg.optim, model)
     params = count_parameters(model)
-    probes = []
-    if cfg.probes.act_input.enabled:
-        pool = data.val_x if len(data.val_x) else data.train_x
-        p = cfg.probes.act_input
-        probes.append(ActivationInputProbe(pool[:p.batch_size], p.units, p.percentiles))
-    if cfg.probes.grad_ics.enabled:
-        n = cfg.probes.grad_ics.batch_size
-        probes.append(GradientICSProbe(data.train_x[:n], data.train_y[:n], cfg.optim.lr))
+    probes = build_probes(cfg.probes, data, cfg.optim.lr)
     log.info("%s on %s: %s parameters, device %s, %d train / %d val / %d test images",
              cfg.model.name, cfg.data.name, f"{params:,}", device, len(data.train_x),
              len(data.val_x), len(data.test_x))
