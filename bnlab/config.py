@@ -19,6 +19,7 @@ from bnlab.models import DROPOUT_PLACEMENTS, MODELS
 OPTIMIZERS = ("sgd", "adam")
 TRACKING_MODES = ("offline", "online", "disabled")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 def _get(cfg: DictConfig, key: str):
@@ -87,10 +88,13 @@ def _int_list(cfg, key: str) -> list[int]:
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError for the first invalid value; return None when the config is usable."""
     _int(cfg, "seed", lo=0)
+    name = _get(cfg, "name")
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise ConfigError("name", f"got {name!r}; must be a non-empty name of letters, digits, '_', '-' or '.' "
+                          "(it names the study's folder)")
 
     # data
-    name = _choice(cfg, "data.name", tuple(DATASETS))
-    spec = DATASETS[name]
+    spec = DATASETS[_choice(cfg, "data.name", tuple(DATASETS))]
     _get(cfg, "data.root")
     for key in ("data.download", "data.verify", "data.augment"):
         _bool(cfg, key)

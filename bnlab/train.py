@@ -182,7 +182,8 @@ def preflight(overrides: list[str], multirun: bool = False) -> list[DictConfig]:
         if not multirun:
             jobs = [overrides]
         else:
-            params = OmegaConf.to_container(base.hydra.sweeper.params) or {}
+            params = OmegaConf.select(base, "hydra.sweeper.params")
+            params = OmegaConf.to_container(params) if params is not None else {}
             try:
                 jobs = expand_sweep(params, overrides)
             except HydraException as exc:

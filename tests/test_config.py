@@ -46,6 +46,9 @@ BAD = [
     ("data.val_size=60000", "data.val_size", "<= 59999"),
     ("model.bn.momentum=0", "model.bn.momentum", "(0, 1]"),
     ("probes.act_input.units=[100]", "probes.act_input.units", "[0, 100)"),
+    ("name=", "name", "non-empty"),
+    ("name=a/b", "name", "letters"),
+    ("trainer.max_steps=1e3", "trainer.max_steps", "integer"),
 ]
 
 
@@ -90,6 +93,14 @@ def test_preflight_names_group_and_unknown_keys(override, key, allowed):
     assert err.value.key == key and allowed in str(err.value)
 
 
+def test_preflight_checks_every_value_of_a_command_line_sweep():
+    cfgs = preflight(["optim.lr=0.1,0.5", "tracking.mode=disabled"], multirun=True)
+    assert sorted(c.optim.lr for c in cfgs) == [0.1, 0.5]
+    with pytest.raises(ConfigError) as err:
+        preflight(["optim.lr=0.1,-1"], multirun=True)
+    assert err.value.key == "optim.lr" and "optim.lr=-1" in str(err.value)
+
+
 def _cli(tmp_path: Path, *args: str, env_extra=None):
     env = {**os.environ, "BNLAB_DATA": str(data_root()), **(env_extra or {})}
     return subprocess.run([sys.executable, "-m", "bnlab.train", f"paths.results={tmp_path}",
@@ -103,6 +114,7 @@ def _cli(tmp_path: Path, *args: str, env_extra=None):
     (["model.dropout=1.5"], "model.dropout:"),
     (["model.nrom=batch"], "model.nrom:"),
     (["data.root=/nonexistent/bnlab-data", "data.download=false"], "data.root:"),
+    (["-m", "optim.lr=0.1,-1"], "optim.lr:"),
 ])
 def test_cli_bad_input_is_one_line_nonzero_and_leaves_nothing(tmp_path, args, key):
     proc = _cli(tmp_path, *args)
