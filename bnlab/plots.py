@@ -179,6 +179,32 @@ def plot_percentiles(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = 
     return [save(fig, out / f"act_input_percentiles.{fmt}")]
 
 
+def plot_grad_ics(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = "png",
+                  setting: dict | None = None) -> list[Path]:
+    """Santurkar et al.'s ICS over training: per layer, the relative change ||G-G'||/||G||
+    and the cosine of a layer's gradient when the earlier layers take their step
+    (mean ± 1 std over seeds), without and with BN."""
+    fin = runs[runs.status.isin(FINISHED)]
+    layers = sorted({k.split("/")[2] for c in fin["curves"] for k in c if k.startswith("eval:probe/grad_ics/")})
+    fig, axes = plt.subplots(2, len(layers), figsize=(3.4 * len(layers), 5.6), sharex=True, squeeze=False)
+    for arm in (spec.baseline, spec.treatment):
+        arm_sel = arm_runs(fin, spec, arm, setting or {})
+        for j, layer in enumerate(layers):
+            for i, measure in enumerate(("rel", "cos")):
+                mat = _curve_matrix(arm_sel, "eval:step", f"eval:probe/grad_ics/{layer}/{measure}")
+                if mat is not None:
+                    _band(axes[i, j], mat.index, mat, arm, arm_name(arm))
+            last = j == len(layers) - 1
+            axes[0, j].set_title(f"affine layer {layer[1:]}" + (" (classifier)" if last else ""))
+            axes[1, j].set_xlabel("training step")
+    axes[0, 0].set_ylabel("||G − G′|| / ||G||")
+    axes[1, 0].set_ylabel("cos(G, G′)")
+    axes[0, 0].legend()
+    fig.suptitle(f"{spec.name}: gradient change after the earlier layers' update (Santurkar et al. 2018)"
+                 + (f", {_setting_text(setting)}" if setting else ""))
+    return [save(fig, out / f"grad_ics.{fmt}")]
+
+
 def plot_claim(result: dict, spec: StudySpec, out: Path, fmt: str = "png") -> list[Path]:
     """The per-seed values behind one claim's verdict: each arm's points, mean and 95% CI."""
     fig, ax = plt.subplots(figsize=(4.2, 3.6))
@@ -218,6 +244,9 @@ def plot_study(runs: pd.DataFrame, spec: StudySpec, results: list[dict], out: Pa
         if has_probe:
             matched = next((r["chosen"].get(spec.baseline) for r in results if r["claim"] == "ics"), None)
             paths += plot_percentiles(runs, spec, out, fmt, matched or best_settings(runs, spec).get(spec.baseline, {}))
+        if any(k.startswith("eval:probe/grad_ics/") for c in runs["curves"] for k in c):
+            matched = next((r["chosen"].get(spec.baseline) for r in results if r.get("id") == "ics_gradient"), None)
+            paths += plot_grad_ics(runs, spec, out, fmt, matched or best_settings(runs, spec).get(spec.baseline, {}))
         for r in results:
             if np.isfinite(r.get("effect", np.nan)):
                 paths += plot_claim(r, spec, out, fmt)
