@@ -23,7 +23,6 @@ if TYPE_CHECKING:  # pandas is imported by the readers only: training does not n
     import pandas as pd
 
 RUN_FILE, METRICS_FILE, SUMMARY_FILE = "run.json", "metrics.jsonl", "summary.json"
-STATUSES = ("completed", "diverged", "failed")
 
 # Keys that say where a run writes or how it is watched, not what it computes:
 # two runs that differ only here are the same experiment.
