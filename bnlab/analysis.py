@@ -214,6 +214,16 @@ def _same(a, b) -> bool:
     return a == b or (a is None and isinstance(b, float) and math.isnan(b))
 
 
+def swept_columns(runs: pd.DataFrame) -> list[str]:
+    """`cfg.*` columns that take more than one value across the runs, leaving out keys that
+    say where or how a run was made rather than what it computed (NON_SCIENTIFIC_KEYS)."""
+    from bnlab.store import NON_SCIENTIFIC_KEYS
+
+    skip = tuple(f"cfg.{k}" for k in NON_SCIENTIFIC_KEYS)
+    return [c for c in runs.columns
+            if c.startswith("cfg.") and not c.startswith(skip) and runs[c].map(repr).nunique() > 1]
+
+
 def list_studies(experiments_dir: Path = EXPERIMENTS_DIR) -> list[str]:
     return sorted(p.stem for p in experiments_dir.glob("*.yaml"))
 

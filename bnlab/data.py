@@ -121,7 +121,6 @@ def ensure_present(d) -> None:
         return
     root = Path(str(d.root)).expanduser()
     spec = DATASETS[d.name]
-    fix = FIX
     log.info("downloading %s into %s", d.name, root)
     # Remove what a failed download leaves behind, but only folders this call created.
     folder = root / spec.files[0].split("/")[0]
@@ -141,7 +140,7 @@ def ensure_present(d) -> None:
             shutil.rmtree(path, ignore_errors=True)
         reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
         raise DataError("data.download", f"downloading {d.name} into {root} failed ({reason}); "
-                        f"{fix}") from None
+                        f"{FIX}") from None
 
 
 def _read_raw(d, root: Path) -> tuple[torch.Tensor, ...]:

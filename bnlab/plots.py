@@ -16,7 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bnlab.analysis import FINISHED, StudySpec, arm_runs, best_settings, seed_stats  # noqa: E402
+from bnlab.analysis import (FINISHED, StudySpec, arm_runs, best_settings, seed_stats,  # noqa: E402
+                            swept_columns)
 
 STYLE = {"figure.dpi": 110, "savefig.dpi": 110, "axes.grid": True, "grid.alpha": 0.3,
          "axes.spines.top": False, "axes.spines.right": False, "font.size": 9,
@@ -229,8 +230,7 @@ def plot_study(runs: pd.DataFrame, spec: StudySpec, results: list[dict], out: Pa
                fmt: str = "png") -> list[Path]:
     """Every figure that applies to the study's runs."""
     out.mkdir(parents=True, exist_ok=True)
-    swept = {c.removeprefix("cfg.") for c in runs.columns if c.startswith("cfg.")
-             and runs[c].map(repr).nunique() > 1}
+    swept = {c.removeprefix("cfg.") for c in swept_columns(runs)}
     paths: list[Path] = []
     with plt.rc_context(STYLE):
         paths += plot_convergence(runs, spec, out, fmt)

@@ -16,15 +16,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from bnlab.analysis import swept_columns
 from bnlab.resolvers import REPO_ROOT
 from bnlab.store import load_runs
 from bnlab.sweep import SWEEP_FILE, progress_line, sweep_progress
 
 METRICS = ("test/acc", "val/acc", "best/val/acc", "steps_to_target", "step_time_ms")
-# config columns that vary between runs without being part of the design
-NOT_SWEPT = ("cfg.paths.", "cfg.tracking.", "cfg.data.root", "cfg.trainer.num_threads",
-             "cfg.trainer.device", "cfg.trainer.progress")
-
 
 def resolve_study(arg: str, runs_root: Path) -> Path:
     path = Path(arg)
@@ -35,18 +32,6 @@ def resolve_study(arg: str, runs_root: Path) -> Path:
     known = sorted(p.name for p in runs_root.iterdir() if p.is_dir()) if runs_root.is_dir() else []
     raise SystemExit(f"bnlab-status: error: no study {arg!r} in {runs_root}; "
                      f"known: {', '.join(known) or 'none'}")
-
-
-def swept_columns(runs: pd.DataFrame) -> list[str]:
-    """Config columns that take more than one value across the study's runs."""
-    cols = []
-    for c in runs.columns:
-        if not c.startswith("cfg.") or c.startswith(NOT_SWEPT):
-            continue
-        values = runs[c].map(repr)
-        if values.nunique() > 1:
-            cols.append(c)
-    return cols
 
 
 def aggregate(runs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
