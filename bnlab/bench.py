@@ -68,7 +68,7 @@ def trainer_loop(cfg, data, steps: int) -> float:
     """ms per step as the bnlab trainer measures and reports it."""
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, data.in_shape, data.num_classes).to(data.train_x.device)
-    init_weights(model, cfg.init.scheme, cfg.init.std, cfg.init.gain)
+    init_weights(model, cfg.init.scheme, cfg.init.std, cfg.init.gain, seed=cfg.seed)
     opt = make_optimizer(cfg.optim, model)
     cfg.trainer.max_steps = steps
     cfg.trainer.eval_every = steps

@@ -148,6 +148,10 @@ def validate(cfg: DictConfig) -> None:
     _int(cfg, "trainer.eval_batch_size", lo=1)
     _int(cfg, "trainer.num_threads", lo=1, allow_none=True)
     _number(cfg, "trainer.divergence_factor", lo=1, lo_open=True)
+    _int(cfg, "trainer.divergence_warmup", lo=0)
+    _number(cfg, "trainer.learned_margin", lo=0, hi=1, hi_open=True)
+    _int(cfg, "trainer.eval_every_early", lo=1, allow_none=True)
+    _int(cfg, "trainer.early_steps", lo=0)
     _bool(cfg, "trainer.progress")
     device = _get(cfg, "trainer.device")
     if not isinstance(device, str) or not DEVICE_PATTERN.match(device):
@@ -158,11 +162,12 @@ def validate(cfg: DictConfig) -> None:
     _bool(cfg, "probes.act_input.enabled")
     if probe.enabled:
         units = _get(cfg, "probes.act_input.units")
-        width = cfg.model.widths[-1]
+        width = min([*cfg.model.widths, *(cfg.model.channels if model == "cnn" else [])])
         if not isinstance(units, (list, ListConfig)) or not units or not all(
                 _is_int(u) and 0 <= u < width for u in units):
             raise ConfigError("probes.act_input.units",
-                              f"got {units!r}; must be a non-empty list of unit indices in [0, {width})")
+                              f"got {units!r}; must be a non-empty list of unit indices in [0, {width}) "
+                              f"(every hidden layer is probed; the narrowest has {width})")
         pcts = _get(cfg, "probes.act_input.percentiles")
         if not isinstance(pcts, (list, ListConfig)) or not pcts or not all(
                 _is_number(p) and 0 <= p <= 100 for p in pcts):
@@ -170,7 +175,6 @@ def validate(cfg: DictConfig) -> None:
                               f"got {pcts!r}; must be a non-empty list of numbers in [0, 100]")
         _int(cfg, "probes.act_input.batch_size", lo=1)
 
-    if _bool(cfg, "probes.grad_ics.enabled"):
-        _int(cfg, "probes.grad_ics.batch_size", lo=2)
+    _bool(cfg, "probes.grad_ics.enabled")
 
     _choice(cfg, "tracking.mode", TRACKING_MODES)

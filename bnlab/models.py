@@ -11,7 +11,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from bnlab.layers import make_act, make_norm, norm_has_shift
+from bnlab.layers import ACTIVATIONS, make_act, make_norm, norm_has_shift, weight_layers
 
 MODELS = ("mlp", "cnn")
 DROPOUT_PLACEMENTS = ("after_each_activation", "before_classifier")
@@ -55,8 +55,21 @@ class Classifier(nn.Module):
             x = layer(x)
         return x
 
+    # What the probes see of a model (bnlab.probes uses only these):
+    @property
+    def weight_layers(self) -> list[nn.Module]:
+        """Linear and Conv layers in forward order, the classifier last."""
+        return weight_layers(self)
+
+    @property
+    def hidden_activations(self) -> list[nn.Module]:
+        """The activation module of every hidden layer (conv and dense), in forward order."""
+        acts = tuple(ACTIVATIONS.values())
+        return [m for m in self._layers if isinstance(m, acts)]
+
     @property
     def probe_activation(self) -> nn.Module:
+        """The activation of the last hidden block (Ioffe & Szegedy's Fig. 1(b,c) unit)."""
         return self.blocks[-1].act
 
 

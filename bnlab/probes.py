@@ -1,15 +1,23 @@
-"""What we measure inside the network during training (at every evaluation).
+"""What we measure inside the network during training, through the model's probe surface
+only (`weight_layers`, `hidden_activations`; see bnlab.models.Classifier).
 
-ActivationInputProbe reproduces Ioffe & Szegedy's Figure 1(b,c): percentiles of the input
-to the activation (after the norm layer when there is one) for fixed units of the last
-hidden layer, over a fixed batch. It runs in eval mode, so BN uses its running statistics
-and the probe changes nothing in the model.
+Two kinds of probe:
+- an *evaluation probe* (`measure(model)`) runs at every evaluation on a fixed batch;
+- a *step probe* (`measure_step(...)`) runs inside the training step at evaluation steps, on
+  the minibatch that step trains on, after the backward pass and before the optimizer step.
+Neither leaves a trace: a probed run trains exactly like an unprobed one (tested).
+
+ActivationInputProbe: Ioffe & Szegedy's Figure 1(b,c), percentiles of the input to the
+activation of fixed units, for every hidden layer.
+GradientICSProbe: Santurkar et al.'s Definition 2.1 of internal covariate shift.
 """
 from __future__ import annotations
 
+import copy
 from typing import Protocol
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -19,110 +27,168 @@ class Probe(Protocol):
     def measure(self, model: nn.Module) -> dict[str, float]: ...
 
 
+class StepProbe(Protocol):
+    """Measured inside a training step (see module docstring), without changing it."""
+
+    def measure_step(self, model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+                     y: torch.Tensor, rng_state: dict) -> dict[str, float]: ...
+
+
+def _norm_layers(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def rng_state(device: torch.device) -> dict:
+    """The global random state (CPU, and the device's when it is CUDA)."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
 class ActivationInputProbe:
+    """15th/50th/85th (configurable) percentiles of the input to the activation of fixed
+    units (channels, for conv layers) of every hidden layer, over a fixed held-out batch.
+
+    Normalization runs as in training — BN uses the statistics of the probe batch — with
+    dropout off, and BN's running statistics are restored afterwards. Why not eval mode: at
+    step 0 BN's running statistics are still their initial values (mean 0, variance 1), so
+    the first eval-mode reading of a BN net shows an un-normalized input and a large spurious
+    jump at the first evaluation; later, running averages lag the weights. Batch statistics
+    over 1,000 held-out images show the distribution the layer actually sees in training.
+
+    Keys: probe/act_in/b{layer}/u{unit}/p{percentile}; layer 0 is the first hidden layer.
+    """
+
     def __init__(self, batch: torch.Tensor, units, percentiles):
         self.batch = batch
         self.units = list(units)
         self.percentiles = list(percentiles)
         self._q = torch.tensor([p / 100 for p in self.percentiles], device=batch.device)
 
-    def keys(self) -> list[str]:
-        return [f"probe/act_in/u{u}/p{p:g}" for u in self.units for p in self.percentiles]
+    def keys(self, n_layers: int) -> list[str]:
+        return [f"probe/act_in/b{b}/u{u}/p{p:g}" for b in range(n_layers) for u in self.units
+                for p in self.percentiles]
 
     @torch.no_grad()
     def measure(self, model: nn.Module) -> dict[str, float]:
-        captured = {}
+        acts = model.hidden_activations
+        captured: dict[int, torch.Tensor] = {}
 
-        def hook(_module, inputs):
-            captured["x"] = inputs[0][:, self.units]
+        def hook_for(j):
+            def hook(_module, inputs):
+                x = inputs[0]
+                # (N, C[, H, W]) -> (C, N*H*W) for the probed units
+                captured[j] = x[:, self.units].transpose(0, 1).reshape(len(self.units), -1)
+            return hook
 
-        handle = model.probe_activation.register_forward_pre_hook(hook)
+        handles = [a.register_forward_pre_hook(hook_for(j)) for j, a in enumerate(acts)]
+        norms = _norm_layers(model)
+        buffers = [{k: v.clone() for k, v in m.state_dict().items()} for m in norms]
         was_training = model.training
         try:
-            model.eval()
+            model.eval()           # dropout off
+            for m in norms:        # normalization with batch statistics, as in training
+                m.train()
             model(self.batch)
         finally:
-            handle.remove()
+            for h in handles:
+                h.remove()
+            for m, saved in zip(norms, buffers):
+                m.load_state_dict(saved)
             model.train(was_training)
-        # (len(q), len(units)) -> one value per (unit, percentile)
-        values = torch.quantile(captured["x"].float(), self._q, dim=0).T.flatten().tolist()
-        return dict(zip(self.keys(), values))
+        out = {}
+        for j in range(len(acts)):
+            # (len(q), len(units)) -> one value per (unit, percentile)
+            values = torch.quantile(captured[j].float(), self._q, dim=1).T.flatten().tolist()
+            keys = [f"probe/act_in/b{j}/u{u}/p{p:g}" for u in self.units for p in self.percentiles]
+            out.update(zip(keys, values))
+        return out
 
 
 class GradientICSProbe:
-    """Internal covariate shift as Santurkar et al. (2018, Def. 2.1) measure it: how much the
-    gradient of layer i changes when every layer before it takes its SGD step on the same
-    batch. For each affine layer i >= 1 (hidden layers after the first, and the classifier):
+    """Internal covariate shift as Santurkar et al. (2018, Definition 2.1) define it.
 
-        G  = dL/dW_i at the current weights
-        G' = dL/dW_i after W_j <- W_j - lr * dL/dW_j for all parameters before layer i
-        l2 = ||G - G'||,  rel = ||G - G'|| / ||G||,  cos = cos(G, G')
+    For every weight layer i >= 1 (Linear and Conv layers in forward order; the first has no
+    earlier layers), on the minibatch the run trains on at this step:
 
-    Measured in training mode (BN uses batch statistics, as during training) on a fixed
-    batch. The probe leaves no trace: weights, BN running statistics and the global random
-    state are restored, so a run with the probe trains exactly as one without it.
+        G  = dL/dW_i at the current weights (the gradient the step is about to use)
+        G' = dL/dW_i after every parameter before W_i took the optimizer's own update
+             (SGD with its momentum and weight decay, or Adam: `optimizer.step()` on those
+             parameters alone), same batch, same dropout masks
+        l2 = ||G - G'||  (their measure: the headline),
+        rel = ||G - G'|| / ||G||,  cos = cos(G, G')
+
+    BN uses batch statistics both times, as in the training step. Afterwards the weights,
+    gradients, BN running statistics, optimizer state and random state are exactly as they
+    were, so the real step proceeds unchanged.
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, lr: float):
-        self.x, self.y, self.lr = x, y, lr
-
-    @staticmethod
-    def _layers(model: nn.Module) -> list[nn.Module]:
-        return [b[0] for b in model.blocks] + [model.head]
-
-    def _grads(self, model: nn.Module, seed: int) -> dict:
-        model.zero_grad(set_to_none=True)
-        with torch.random.fork_rng(devices=[self.x.device] if self.x.is_cuda else []):
-            torch.manual_seed(seed)  # the same dropout masks for G and G'
-            loss = nn.functional.cross_entropy(model(self.x), self.y)
-        loss.backward()
-        return {name: p.grad.detach().clone() for name, p in model.named_parameters() if p.grad is not None}
-
-    def keys(self, model: nn.Module) -> list[str]:
-        return [f"probe/grad_ics/l{i}/{m}" for i in range(1, len(self._layers(model))) for m in ("l2", "rel", "cos")]
-
-    def measure(self, model: nn.Module) -> dict[str, float]:
-        params = dict(model.named_parameters())
-        saved = {k: v.detach().clone() for k, v in model.state_dict().items()}  # weights and BN buffers
-        was_training = model.training
-        model.train()
-        out = {}
+    def measure_step(self, model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+                     y: torch.Tensor, rng_state_before_forward: dict) -> dict[str, float]:
+        device = x.device
+        after_forward = rng_state(device)
+        named = list(model.named_parameters())
+        order = [p for _, p in named]
+        grads = [p.grad.detach().clone() if p.grad is not None else None for p in order]
+        weights = [p.detach().clone() for p in order]
+        buffers = {k: v.clone() for k, v in model.named_buffers()}
+        opt_state = copy.deepcopy(optimizer.state_dict())
+        out: dict[str, float] = {}
         try:
-            grads = self._grads(model, 0)
-            names = list(params)
-            layers = self._layers(model)
-            for i in range(1, len(layers)):
-                target = next(n for n, p in params.items() if p is layers[i].weight)
-                before = names[:names.index(target)]  # every parameter of the earlier layers
-                with torch.no_grad():
-                    for n in before:
-                        if n in grads:
-                            params[n].sub_(self.lr * grads[n])
-                g, g2 = grads[target].flatten(), self._grads(model, 0)[target].flatten()
-                with torch.no_grad():
-                    for n in before:
-                        params[n].copy_(saved[n])
+            for i, layer in enumerate(model.weight_layers):
+                if i == 0:
+                    continue
+                k = next(j for j, p in enumerate(order) if p is layer.weight)
+                g = grads[k]
+                if g is None:
+                    continue
+                for j, p in enumerate(order):  # only the earlier parameters get a gradient
+                    p.grad = grads[j].clone() if j < k and grads[j] is not None else None
+                optimizer.step()
+                set_rng_state(rng_state_before_forward, device)  # the same dropout masks
+                model.zero_grad(set_to_none=True)
+                F.cross_entropy(model(x), y).backward()
+                g2 = layer.weight.grad.detach()
                 diff = (g - g2).norm().item()
                 norm = g.norm().item()
                 out[f"probe/grad_ics/l{i}/l2"] = diff
                 out[f"probe/grad_ics/l{i}/rel"] = diff / norm if norm > 0 else float("nan")
-                out[f"probe/grad_ics/l{i}/cos"] = torch.nn.functional.cosine_similarity(g, g2, dim=0).item()
+                out[f"probe/grad_ics/l{i}/cos"] = F.cosine_similarity(g.flatten(), g2.flatten(), dim=0).item()
+                self._restore(model, optimizer, order, weights, buffers, opt_state)
         finally:
-            model.load_state_dict(saved)
-            model.zero_grad(set_to_none=True)
-            model.train(was_training)
+            self._restore(model, optimizer, order, weights, buffers, opt_state)
+            for p, gr in zip(order, grads):
+                p.grad = gr
+            set_rng_state(after_forward, device)
         return out
 
+    @staticmethod
+    @torch.no_grad()
+    def _restore(model, optimizer, order, weights, buffers, opt_state) -> None:
+        for p, w in zip(order, weights):
+            p.copy_(w)
+        for k, v in model.named_buffers():
+            v.copy_(buffers[k])
+        optimizer.load_state_dict(copy.deepcopy(opt_state))
 
-def build_probes(p, data, lr: float) -> list[Probe]:
-    """The probes the `probes` config node enables, on fixed batches of `data` (bnlab.data.Splits):
-    activation-input percentiles on held-out images, gradient ICS on training images."""
+
+def build_probes(p, data) -> tuple[list[Probe], list[StepProbe]]:
+    """The probes the `probes` config node enables: (evaluation probes, step probes).
+    Activation-input percentiles run on fixed held-out images; the gradient-ICS probe on the
+    training step's own minibatch."""
     probes: list[Probe] = []
+    step_probes: list[StepProbe] = []
     if p.act_input.enabled:
         pool = data.val_x if len(data.val_x) else data.train_x
         probes.append(ActivationInputProbe(pool[:p.act_input.batch_size], p.act_input.units,
                                            p.act_input.percentiles))
     if p.grad_ics.enabled:
-        n = p.grad_ics.batch_size
-        probes.append(GradientICSProbe(data.train_x[:n], data.train_y[:n], lr))
-    return probes
+        step_probes.append(GradientICSProbe())
+    return probes, step_probes

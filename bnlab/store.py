@@ -36,21 +36,52 @@ def resolved_config(cfg: DictConfig) -> dict:
     return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
 
 
+# Keys added after fingerprints were first written, with their neutral value: the value that
+# runs made before the key existed are taken to have had. A key at its neutral value is left
+# out of the fingerprint, so adding a key never makes finished runs unrecognised (a new key
+# must be registered here: tests/test_store.py checks every key of the config).
+NEUTRAL_DEFAULTS: dict[str, Any] = {
+    "trainer.eval_every_early": None,
+    "trainer.early_steps": 0,
+    "trainer.divergence_warmup": 100,
+    "trainer.learned_margin": 0.1,
+}
+# Keys that no longer exist: dropped wherever an old config still holds them.
+RETIRED_KEYS = ("probes.grad_ics.batch_size",)
+
+
+def _pop(tree: dict, dotted: str) -> Any:
+    *parents, leaf = dotted.split(".")
+    node = tree
+    for p in parents:
+        node = node.get(p, {}) if isinstance(node, dict) else {}
+    return node.pop(leaf, None) if isinstance(node, dict) else None
+
+
+def _get_dotted(tree: dict, dotted: str, missing: Any) -> Any:
+    node: Any = tree
+    for p in dotted.split("."):
+        if not isinstance(node, dict) or p not in node:
+            return missing
+        node = node[p]
+    return node
+
+
 def fingerprint(config: dict) -> str:
-    """Stable hash of the scientific part of a resolved config (see NON_SCIENTIFIC_KEYS)."""
+    """Stable hash of the scientific part of a resolved config: NON_SCIENTIFIC_KEYS,
+    RETIRED_KEYS, disabled probes and keys at their NEUTRAL_DEFAULTS left out."""
     pruned = json.loads(json.dumps(config))
     # a disabled probe measures nothing: the same experiment as a config without it
     probes = pruned.get("probes")
     if isinstance(probes, dict):
         for name in [k for k, v in probes.items() if isinstance(v, dict) and v.get("enabled") is False]:
             del probes[name]
-    for dotted in NON_SCIENTIFIC_KEYS:
-        *parents, leaf = dotted.split(".")
-        node = pruned
-        for p in parents:
-            node = node.get(p, {}) if isinstance(node, dict) else {}
-        if isinstance(node, dict):
-            node.pop(leaf, None)
+    for dotted in (*NON_SCIENTIFIC_KEYS, *RETIRED_KEYS):
+        _pop(pruned, dotted)
+    missing = object()
+    for dotted, neutral in NEUTRAL_DEFAULTS.items():
+        if _get_dotted(pruned, dotted, missing) == neutral:
+            _pop(pruned, dotted)
     blob = json.dumps(pruned, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -39,6 +39,7 @@ from bnlab.tracking import open_mirror
 from bnlab.trainer import train
 
 log = logging.getLogger("bnlab")
+PAIRING_VERSION = 1
 
 
 def seed_everything(seed: int) -> None:
@@ -70,10 +71,14 @@ def run(cfg: DictConfig, out_dir: str | Path, *, label: str | None = None,
 
     seed_everything(cfg.seed)
     model = build_model(cfg.model, data.in_shape, data.num_classes).to(device)
-    init_weights(model, cfg.init.scheme, cfg.init.std, cfg.init.gain)
+    # paired seeds: per-layer generators, so both arms share every shared layer's weights
+    init_weights(model, cfg.init.scheme, cfg.init.std, cfg.init.gain, seed=cfg.seed)
     optimizer = make_optimizer(cfg.optim, model)
     params = count_parameters(model)
-    probes = build_probes(cfg.probes, data, cfg.optim.lr)
+    probes, step_probes = build_probes(cfg.probes, data)
+    # Building the arms consumed the global RNG differently (a bias here, a norm layer
+    # there): reseed so that both arms draw the same dropout masks in the same order.
+    seed_everything(cfg.seed)
     log.info("%s on %s: %s parameters, device %s, %d train / %d val / %d test images",
              cfg.model.name, cfg.data.name, f"{params:,}", device, len(data.train_x),
              len(data.val_x), len(data.test_x))
@@ -83,7 +88,10 @@ def run(cfg: DictConfig, out_dir: str | Path, *, label: str | None = None,
     writer = RunWriter(out_dir)
     writer.start({"config": config, "fingerprint": fp, "env": env, "data": data.info,
                   "params": params, "started_at": _now()})
-    base = {"fingerprint": fp, "params": params, "data": data.info, "started_at": _now()}
+    # `paired`: this run's initial weights, batches and dropout masks are a function of its
+    # seed shared with every other arm (runs from before the paired design lack the field).
+    base = {"fingerprint": fp, "params": params, "data": data.info, "started_at": _now(),
+            "paired": PAIRING_VERSION}
     wall = time.perf_counter()
     try:
         with open_mirror(config, study_dir(cfg), label=label, launch=launch) as mirror:
@@ -93,7 +101,8 @@ def run(cfg: DictConfig, out_dir: str | Path, *, label: str | None = None,
 
             result = train(model, optimizer, data, cfg.trainer, seed=cfg.seed,
                            augment=cfg.data.augment, batch_size=cfg.optim.batch_size,
-                           emit=emit, probes=probes, target_acc=cfg.data.target_val_acc)
+                           emit=emit, probes=probes, step_probes=step_probes,
+                           target_acc=cfg.data.target_val_acc)
             summary = {**result, **base, "wall_time_s": time.perf_counter() - wall,
                        "finished_at": _now()}
             summary["wandb_dir"] = mirror.run_dir

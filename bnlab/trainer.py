@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bnlab.data import BatchSampler, Splits, augment_batch
-from bnlab.probes import Probe
+from bnlab.probes import Probe, StepProbe, rng_state
 
 log = logging.getLogger(__name__)
 
@@ -51,17 +51,39 @@ def _progress_bar(total: int, enabled: bool):
     return tqdm(total=total, unit="step", dynamic_ncols=True, leave=False)
 
 
+def is_eval_step(step: int, tcfg) -> bool:
+    """Evaluation schedule: every `eval_every` steps and at the last step, plus every
+    `eval_every_early` steps up to `early_steps` (finer early evaluations resolve
+    steps-to-target where the arms differ, without evaluating densely all run long)."""
+    if step % tcfg.eval_every == 0 or step == tcfg.max_steps:
+        return True
+    early = tcfg.get("eval_every_early")
+    return bool(early) and step <= tcfg.get("early_steps", 0) and step % early == 0
+
+
+def learned_rule(best_val_acc: float | None, last_train_loss: float | None, initial_loss: float | None,
+                 num_classes: int, margin: float) -> bool:
+    """Did the run learn? Its best validation accuracy after step 0 is at least chance + `margin`
+    (clearly above chance), and its last interval-mean training loss is below the loss it
+    started from (the loss of its first minibatch, before any update). A run stuck at chance
+    or one that ended worse than it started did not learn, whatever its status says."""
+    if best_val_acc is None or last_train_loss is None or initial_loss is None:
+        return False
+    if not (math.isfinite(last_train_loss) and math.isfinite(initial_loss)):
+        return False
+    return best_val_acc >= 1.0 / num_classes + margin and last_train_loss < initial_loss
+
+
 def train(model: nn.Module, optimizer: torch.optim.Optimizer, data: Splits, tcfg, *,
           seed: int, augment: bool, batch_size: int, emit: Callable[[dict], None],
-          probes: Sequence[Probe] = (), target_acc: float | None = None) -> dict:
+          probes: Sequence[Probe] = (), step_probes: Sequence[StepProbe] = (),
+          target_acc: float | None = None) -> dict:
     """Train for `tcfg.max_steps` steps; return the run's result fields (no status I/O here)."""
     device = data.train_x.device
     sampler = BatchSampler(len(data.train_x), batch_size, seed, device)
     aug_gen = torch.Generator(device=device).manual_seed(seed + 1) if augment else None
-    max_steps, log_every, eval_every = tcfg.max_steps, tcfg.log_every, tcfg.eval_every
-    # Divergence: a non-finite loss, or one far above chance level (ln C nats). A sigmoid net
-    # at a huge learning rate saturates and its loss can stay finite, yet it has blown up.
-    loss_limit = tcfg.divergence_factor * math.log(data.num_classes)
+    max_steps, log_every = tcfg.max_steps, tcfg.log_every
+    warmup = tcfg.get("divergence_warmup", 0)
 
     train_time = 0.0
     best = {"val/acc": -1.0, "step": 0}
@@ -70,23 +92,30 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, data: Splits, tcfg
     last_eval: dict = {}
     last_train: dict = {}
     diverged_at = None
+    initial_loss = None
+    previous_loss = math.inf
+    loss_limit = math.inf
 
     def record(step: int) -> dict:
         return {"step": step, "samples": step * batch_size, "time_s": round(train_time, 6),
                 "lr": optimizer.param_groups[0]["lr"]}
 
-    def eval_into(rec: dict) -> None:
+    def eval_into(rec: dict, counts: bool = True) -> None:
+        """Evaluate into `rec`. An evaluation that does not count (the one made where a
+        diverged run is stopped) is recorded, but is never the run's best or its target."""
         for split, (x, y) in {"val": (data.val_x, data.val_y), "test": (data.test_x, data.test_y)}.items():
             if len(x):
                 rec[f"{split}/loss"], rec[f"{split}/acc"] = evaluate(model, x, y, tcfg.eval_batch_size)
         for probe in probes:
             rec.update(probe.measure(model))
         last_eval.update({k: v for k, v in rec.items() if k.startswith(("val/", "test/"))})
+        if not counts:
+            return
         if (target_acc is not None and to_target["steps_to_target"] is None
                 and rec.get("val/acc", -1.0) >= target_acc):
             to_target.update(steps_to_target=rec["step"], time_to_target_s=rec["time_s"],
                              samples_to_target=rec["samples"])
-        if rec.get("val/acc", -1.0) > best["val/acc"]:
+        if rec["step"] > 0 and rec.get("val/acc", -1.0) > best["val/acc"]:
             best.update({"val/acc": rec["val/acc"], "val/loss": rec["val/loss"], "step": rec["step"],
                          "test/acc": rec.get("test/acc"), "test/loss": rec.get("test/loss")})
 
@@ -99,31 +128,50 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, data: Splits, tcfg
     correct_acc = torch.zeros((), dtype=torch.long, device=device)
     interval = 0
     step = 0
+    step_record: dict = {}
     model.train()
     _sync(device)
     tick = time.perf_counter()
     for step in range(1, max_steps + 1):
+        do_eval = is_eval_step(step, tcfg)
         idx = sampler.next()
         xb, yb = data.train_x[idx], data.train_y[idx]
         if aug_gen is not None:
             xb = augment_batch(xb, aug_gen)
+        probing = do_eval and bool(step_probes)
+        rng_before = rng_state(device) if probing else None
         logits = model(xb)
         loss = F.cross_entropy(logits, yb)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if probing:  # inside the step, on its own minibatch; the clock stops meanwhile
+            _sync(device)
+            paused = time.perf_counter()
+            for probe in step_probes:
+                step_record.update(probe.measure_step(model, optimizer, xb, yb, rng_before))
+            _sync(device)
+            tick += time.perf_counter() - paused
         optimizer.step()
+        if initial_loss is None:
+            # the loss of the first minibatch, before any update: where this run started.
+            # Divergence is judged against it, so a run that starts high (a huge init) and
+            # falls is never "diverged".
+            initial_loss = loss.item()
+            loss_limit = tcfg.divergence_factor * max(initial_loss, math.log(data.num_classes)) \
+                if math.isfinite(initial_loss) else -math.inf
         loss_acc += loss.detach()
         correct_acc += (logits.argmax(1) == yb).sum()
         interval += 1
 
         do_log = step % log_every == 0 or step == max_steps
-        do_eval = step % eval_every == 0 or step == max_steps
         if not (do_log or do_eval):
             continue
         _sync(device)
         train_time += time.perf_counter() - tick  # the clock stops while we log and evaluate
 
         rec = record(step)
+        rec.update(step_record)
+        step_record = {}
         if do_log:
             train_loss = loss_acc.item() / interval
             rec["train/loss"], rec["train/acc"] = train_loss, correct_acc.item() / (interval * batch_size)
@@ -131,11 +179,15 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, data: Splits, tcfg
             loss_acc.zero_()
             correct_acc.zero_()
             interval = 0
-            if not math.isfinite(train_loss) or train_loss > loss_limit:
+            # Diverged: a non-finite loss at any time; or, after the warm-up, a loss far above
+            # where the run started that is not falling. A falling loss is never divergence.
+            blown = not math.isfinite(train_loss) or (
+                step > warmup and train_loss > loss_limit and train_loss >= previous_loss)
+            previous_loss = train_loss
+            if blown:
                 diverged_at = step
-                do_eval = True  # record what the broken model does, then stop
-        if do_eval:
-            eval_into(rec)
+        if do_eval or diverged_at is not None:
+            eval_into(rec, counts=diverged_at is None)  # record what a broken model does, then stop
         emit(rec)
         if bar is not None:
             bar.update(step - bar.n)
@@ -144,20 +196,26 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, data: Splits, tcfg
             log.info("step %d/%d  train/loss %s  val/acc %s", step, max_steps,
                      rec.get("train/loss", "-"), rec.get("val/acc", "-"))
         if diverged_at is not None:
-            log.warning("training loss %.4g at step %d (limit %.4g): run diverged", train_loss, step, loss_limit)
+            log.warning("training loss %.4g at step %d (started at %.4g, limit %.4g): run diverged",
+                        train_loss, step, initial_loss, loss_limit)
             break
         tick = time.perf_counter()
     if bar is not None:
         bar.close()
 
+    best_val = best["val/acc"] if best["val/acc"] >= 0 else None
+    learned = diverged_at is None and learned_rule(best_val, last_train.get("train/loss"), initial_loss,
+                                                   data.num_classes, tcfg.get("learned_margin", 0.1))
     result = {
         "status": "diverged" if diverged_at is not None else "completed",
+        "learned": learned,
         "steps": step,
         "diverged_at_step": diverged_at,
+        "initial_loss": initial_loss,
         "train_time_s": train_time,
         "step_time_ms": 1000 * train_time / max(step, 1),
         **last_train, **last_eval,
-        "best/val/acc": best["val/acc"] if best["val/acc"] >= 0 else None,
+        "best/val/acc": best_val,
         "best/step": best["step"],
         "best/test/acc": best.get("test/acc"),
         "target_val_acc": target_acc,

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from bnlab.layers import init_weights, make_norm
+from bnlab.layers import init_weights, make_norm, weight_layers
 from bnlab.models import build_model, count_parameters
 
 
@@ -97,12 +97,35 @@ def test_scaled_inits(cfg_factory, scheme, gain):
     assert torch.all(model.blocks[0][0].bias == 0)
 
 
-def test_default_init_is_left_alone(cfg_factory):
-    torch.manual_seed(0)
+def test_default_init_follows_pytorchs_rule(cfg_factory):
     model = build_model(cfg_factory().model, (1, 28, 28), 10)
-    before = model.blocks[0][0].weight.clone()
-    init_weights(model, "default")
-    assert torch.equal(before, model.blocks[0][0].weight)
+    init_weights(model, "default", seed=3)
+    layer = model.blocks[0][0]  # fan_in 784: U(±1/28)
+    bound = 1 / 28
+    assert layer.weight.abs().max() <= bound and layer.weight.abs().max() > 0.95 * bound
+    assert abs(layer.weight.std().item() / (bound / math.sqrt(3)) - 1) < 0.02
+    assert layer.bias.abs().max() <= bound and layer.bias.abs().max() > 0
+
+
+@pytest.mark.parametrize("model_name,scheme", [("mlp", "normal"), ("mlp", "default"), ("cnn", "default"),
+                                               ("cnn", "kaiming")])
+def test_paired_seeds_share_initial_weights(cfg_factory, model_name, scheme):
+    """Same seed, norm none vs batch: identical weights in every shared layer, even though the
+    no-BN arm builds biases (and consumes the global RNG differently) and the BN arm norm layers."""
+    shape = (1, 28, 28)
+    models = {}
+    for norm in ("none", "batch"):
+        torch.manual_seed(123 if norm == "none" else 7)  # global state must not matter
+        m = build_model(cfg_factory(f"model={model_name}", f"model.norm={norm}").model, shape, 10)
+        init_weights(m, scheme, std=0.1, seed=5)
+        models[norm] = m
+    a, b = (weight_layers(models[n]) for n in ("none", "batch"))
+    assert len(a) == len(b) >= 3
+    for la, lb in zip(a, b):
+        assert torch.equal(la.weight, lb.weight)
+    other = build_model(cfg_factory(f"model={model_name}").model, shape, 10)
+    init_weights(other, scheme, std=0.1, seed=6)
+    assert not torch.equal(weight_layers(other)[0].weight, a[0].weight), "another seed, other weights"
 
 
 def test_make_norm_exposes_bn_hyperparameters():

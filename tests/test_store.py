@@ -98,3 +98,40 @@ def test_a_disabled_probe_does_not_change_the_fingerprint():
     with_on = json.loads(json.dumps(with_off))
     with_on["probes"]["grad_ics"]["enabled"] = True
     assert fingerprint(with_off) == fingerprint(base) != fingerprint(with_on)
+
+
+def test_a_new_key_at_its_neutral_default_leaves_the_fingerprint_unchanged(monkeypatch):
+    before = fingerprint(_config())
+    monkeypatch.setitem(store.NEUTRAL_DEFAULTS, "optim.new_knob", 0.0)
+    with_key = _config()
+    with_key["optim"]["new_knob"] = 0.0
+    assert fingerprint(with_key) == before, "a finished run stays recognised when a key is added"
+    with_key["optim"]["new_knob"] = 0.5
+    assert fingerprint(with_key) != before, "a non-neutral value is a different experiment"
+    retired = _config()
+    retired["probes"] = {"grad_ics": {"enabled": True, "batch_size": 1000}}
+    plain = _config()
+    plain["probes"] = {"grad_ics": {"enabled": True}}
+    assert fingerprint(retired) == fingerprint(plain), "a retired key does not count"
+
+
+def test_every_key_added_since_v1_is_registered_as_neutral():
+    """Adding a config key without a neutral value would silently retrain every finished run."""
+    from pathlib import Path
+
+    import pandas as pd
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from bnlab.resolvers import CONF_DIR
+
+    v1 = {ln.strip() for ln in (Path(__file__).parent / "fingerprint_keys_v1.txt").read_text().splitlines()
+          if ln.strip() and not ln.startswith("#")}
+    keys = set()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        for overrides in ([], ["model=cnn", "data=cifar10", "init=default"], ["optim=adam", "init=kaiming"]):
+            cfg = compose("config", overrides=overrides)
+            keys |= set(pd.json_normalize(OmegaConf.to_container(cfg, resolve=False), sep=".").columns)
+    skip = tuple(store.NON_SCIENTIFIC_KEYS)
+    new = {k for k in keys - v1 if not k.startswith(skip)}
+    assert new <= set(store.NEUTRAL_DEFAULTS), f"register in NEUTRAL_DEFAULTS: {sorted(new - set(store.NEUTRAL_DEFAULTS))}"

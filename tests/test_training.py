@@ -49,14 +49,30 @@ def test_every_record_carries_step_samples_time_lr(mnist_root, cfg_factory, tmp_
     assert {"train/loss", "train/acc", "val/loss", "val/acc", "test/loss", "test/acc"} <= keys["none"]
 
 
-def test_activation_percentile_probe(mnist_root, cfg_factory, tmp_path):
+def test_activation_percentile_probe_covers_every_hidden_layer(mnist_root, cfg_factory, tmp_path):
     run(cfg_factory("model.norm=batch"), tmp_path / "r")
     evals = [r for r in _records(tmp_path / "r") if "val/acc" in r]
     for r in evals:
-        for u in (0, 1, 2):
-            p15, p50, p85 = (r[f"probe/act_in/u{u}/p{p}"] for p in (15, 50, 85))
-            assert p15 < p50 < p85
-    assert evals[0]["probe/act_in/u0/p50"] != evals[-1]["probe/act_in/u0/p50"]  # it moves in training
+        for b in (0, 1, 2):
+            for u in (0, 1, 2):
+                p15, p50, p85 = (r[f"probe/act_in/b{b}/u{u}/p{p}"] for p in (15, 50, 85))
+                assert p15 < p50 < p85
+    assert evals[0]["probe/act_in/b2/u0/p50"] != evals[-1]["probe/act_in/b2/u0/p50"]  # it moves in training
+
+
+def test_activation_probe_has_no_step0_artifact(mnist_root, cfg_factory, tmp_path):
+    """At step 0 a BN layer (scale 1, shift 0) hands its activation a standardized input:
+    median near 0, 15th/85th percentiles near -1/+1 — not the raw pre-activation that eval
+    mode with initial running statistics would show. And the probe changes nothing."""
+    run(cfg_factory("model.norm=batch", "init.std=1.0"), tmp_path / "r")
+    first = _records(tmp_path / "r")[0]
+    for b in (0, 1, 2):
+        assert abs(first[f"probe/act_in/b{b}/u0/p50"]) < 0.3
+        assert -1.4 < first[f"probe/act_in/b{b}/u0/p15"] < -0.6 < 0.6 < first[f"probe/act_in/b{b}/u0/p85"] < 1.4
+    run(cfg_factory("model.norm=batch", "init.std=1.0", "probes.act_input.enabled=false"), tmp_path / "off")
+    on, off = read_metrics(tmp_path / "r"), read_metrics(tmp_path / "off")
+    probe_cols = [c for c in on if c.startswith("probe/")]
+    assert on.drop(columns=probe_cols + ["time_s"]).equals(off.drop(columns=["time_s"]))
 
 
 def test_same_seed_gives_identical_metrics_on_cpu(mnist_root, cfg_factory, tmp_path):
@@ -71,8 +87,74 @@ def test_same_seed_gives_identical_metrics_on_cpu(mnist_root, cfg_factory, tmp_p
 def test_huge_learning_rate_is_a_diverged_result(mnist_root, cfg_factory, tmp_path):
     s = run(cfg_factory("model.norm=none", "optim.lr=1000", "trainer.max_steps=2000"), tmp_path / "r")
     assert s["status"] == "diverged" and s["steps"] < 2000 and s["diverged_at_step"] == s["steps"]
+    assert s["learned"] is False
     assert load_run(tmp_path / "r")["status"] == "diverged"
     assert s["test/acc"] < 0.3  # the broken model was still evaluated
+    evals = [r for r in _records(tmp_path / "r") if "val/acc" in r]
+    assert evals[-1]["step"] == s["steps"]
+    assert s["best/step"] != s["steps"], "the evaluation where the run was stopped is never its best"
+
+
+def test_a_falling_loss_from_a_huge_init_is_not_divergence(mnist_root, cfg_factory, tmp_path):
+    """N(0, 10^2) weights start the no-BN net at a loss of hundreds; it falls. Judged against
+    its own starting loss, and never while falling, it is not "diverged"."""
+    s = run(cfg_factory("model.norm=none", "init.std=10", "trainer.max_steps=600", "trainer.log_every=100",
+                        "trainer.eval_every=300"), tmp_path / "r")
+    assert s["initial_loss"] > 50
+    assert s["status"] == "completed" and s["steps"] == 600
+    losses = [r["train/loss"] for r in _records(tmp_path / "r") if "train/loss" in r]
+    assert losses[-1] < losses[0] < s["initial_loss"]
+
+
+def test_a_run_stuck_at_chance_did_not_learn(mnist_root, cfg_factory, tmp_path):
+    """A sigmoid MLP at lr 30 saturates: finite loss, chance accuracy. Completed, not learned."""
+    s = run(cfg_factory("model.norm=none", "optim.lr=30", "trainer.max_steps=400", "trainer.log_every=100",
+                        "trainer.eval_every=200"), tmp_path / "r")
+    assert s["status"] == "completed" and s["learned"] is False
+    assert s["best/val/acc"] < 0.3
+    ok = run(cfg_factory("model.norm=none", "trainer.max_steps=400", "trainer.eval_every=200"), tmp_path / "ok")
+    assert ok["learned"] is True
+
+
+def test_early_evaluations_resolve_steps_to_target(mnist_root, cfg_factory, tmp_path):
+    s = run(cfg_factory("model.norm=batch", "optim.lr=2.0", "trainer.max_steps=600", "trainer.eval_every=300",
+                        "trainer.eval_every_early=50", "trainer.early_steps=300", "data.target_val_acc=0.8"),
+            tmp_path / "r")
+    steps = [r["step"] for r in _records(tmp_path / "r") if "val/acc" in r]
+    assert steps == [0, 50, 100, 150, 200, 250, 300, 600]
+    assert s["steps_to_target"] is not None and s["steps_to_target"] % 50 == 0 and s["steps_to_target"] <= 300
+
+
+def test_paired_arms_share_weights_batches_and_dropout_masks(mnist_root, cfg_factory, tmp_path, monkeypatch):
+    """Same seed, norm none vs batch: same initial weights in every shared layer, same first
+    batch, same dropout masks; only the norm layer (and the bias it makes redundant) differs."""
+    import torch
+    from torch import nn
+
+    seen = {}
+    real_train = train_mod.train
+
+    def spy(model, optimizer, data, tcfg, **kw):
+        norm = "batch" if any(isinstance(m, nn.BatchNorm1d) for m in model.modules()) else "none"
+        seen[norm] = {"weights": [l.weight.detach().clone() for l in model.weight_layers], "masks": []}
+        hooks = [m.register_forward_hook(lambda _m, _i, out: seen[norm]["masks"].append((out == 0).clone())
+                                         if model.training else None)
+                 for m in model.modules() if isinstance(m, nn.Dropout)]
+        try:
+            return real_train(model, optimizer, data, tcfg, **kw)
+        finally:
+            for h in hooks:
+                h.remove()
+
+    monkeypatch.setattr(train_mod, "train", spy)
+    for norm in ("none", "batch"):
+        run(cfg_factory(f"model.norm={norm}", "model.dropout=0.2", "seed=4", "probes.act_input.enabled=false",
+                        "trainer.max_steps=3"), tmp_path / norm)
+    a, b = seen["none"], seen["batch"]
+    assert all(torch.equal(x, y) for x, y in zip(a["weights"], b["weights"]))
+    assert len(a["masks"]) == len(b["masks"]) == 9  # 3 steps x 3 dropout layers
+    assert all(torch.equal(x, y) for x, y in zip(a["masks"], b["masks"]))
+    assert load_run(tmp_path / "batch")["paired"] == 1
 
 
 def test_non_finite_loss_is_diverged_not_a_crash(mnist_root, cfg_factory, tmp_path):
@@ -110,35 +192,81 @@ def test_a_crash_is_recorded_as_failed_and_reraised(mnist_root, cfg_factory, tmp
 
 
 def test_gradient_ics_probe_leaves_training_untouched(mnist_root, cfg_factory, tmp_path):
-    run(cfg_factory("model.norm=batch", "model.dropout=0.1"), tmp_path / "plain")
-    run(cfg_factory("model.norm=batch", "model.dropout=0.1", "probes.grad_ics.enabled=true",
-                    "probes.grad_ics.batch_size=200"), tmp_path / "probed")
+    run(cfg_factory("model.norm=batch", "model.dropout=0.1", "optim.momentum=0.9"), tmp_path / "plain")
+    run(cfg_factory("model.norm=batch", "model.dropout=0.1", "optim.momentum=0.9", "probes.grad_ics.enabled=true"),
+        tmp_path / "probed")
     plain, probed = read_metrics(tmp_path / "plain"), read_metrics(tmp_path / "probed")
     ics_cols = [c for c in probed if c.startswith("probe/grad_ics/")]
     assert sorted(ics_cols) == sorted(f"probe/grad_ics/l{i}/{m}" for i in (1, 2, 3) for m in ("l2", "rel", "cos"))
     assert probed.drop(columns=ics_cols + ["time_s"]).equals(plain.drop(columns=["time_s"]))
     evals = probed.dropna(subset=["probe/grad_ics/l1/cos"])
+    assert list(evals["step"]) == [25, 50], "measured inside the evaluation steps"
     assert ((evals.filter(like="/cos") <= 1 + 1e-6) & (evals.filter(like="/cos") >= -1 - 1e-6)).all().all()
-    assert (evals.filter(like="/rel") > 0).all().all()
+    assert (evals.filter(like="/l2") > 0).all().all()
 
 
-def test_gradient_ics_is_zero_when_earlier_layers_do_not_move():
+def _tiny(norm="batch", convolutional=False):
     import torch
     from hydra import compose, initialize_config_dir
     from bnlab.models import build_model
-    from bnlab.probes import GradientICSProbe
     from bnlab.resolvers import CONF_DIR
 
+    overrides = [f"model.norm={norm}", "model.widths=[8,8]", "model.dropout=0.2"]
+    if convolutional:
+        overrides += ["model=cnn", "model.channels=[4,4]"]
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        m = compose("config", overrides=["model.norm=batch", "model.widths=[8,8]"]).model
+        m = compose("config", overrides=overrides).model
     torch.manual_seed(0)
-    model = build_model(m, (1, 4, 4), 3)
-    x, y = torch.randn(32, 1, 4, 4), torch.randint(0, 3, (32,))
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    still = GradientICSProbe(x, y, lr=0.0).measure(model)
-    assert all(still[f"probe/grad_ics/l{i}/l2"] == 0 for i in (1, 2))
-    assert all(abs(still[f"probe/grad_ics/l{i}/cos"] - 1) < 1e-6 for i in (1, 2))
-    moved = GradientICSProbe(x, y, lr=1.0).measure(model)
-    assert moved["probe/grad_ics/l2/l2"] > 0 and moved["probe/grad_ics/l2/cos"] < 1
-    after = model.state_dict()
-    assert all(torch.equal(before[k], after[k]) for k in before), "weights and BN statistics restored"
+    model = build_model(m, (1, 8, 8), 3)
+    x, y = torch.randn(32, 1, 8, 8), torch.randint(0, 3, (32,))
+    return model, x, y
+
+
+def _probe_step(model, optimizer, x, y, snapshot=lambda: None):
+    """A training step's forward and backward, then the probe (as the trainer does);
+    `snapshot` is called just before the probe."""
+    import torch.nn.functional as F
+    from bnlab.probes import GradientICSProbe, rng_state
+
+    state = rng_state(x.device)
+    optimizer.zero_grad(set_to_none=True)
+    F.cross_entropy(model(x), y).backward()
+    snap = snapshot()
+    return GradientICSProbe().measure_step(model, optimizer, x, y, state), snap
+
+
+@pytest.mark.parametrize("convolutional", [False, True])
+def test_gradient_ics_uses_the_optimizers_own_step_and_restores_everything(convolutional):
+    import torch
+
+    model, x, y = _tiny(convolutional=convolutional)
+    still = torch.optim.SGD(model.parameters(), lr=0.0)
+    out, _ = _probe_step(model, still, x, y)
+    n_layers = len(model.weight_layers)
+    assert n_layers == (5 if convolutional else 3), "conv layers are measured too"
+    assert all(out[f"probe/grad_ics/l{i}/l2"] == 0 for i in range(1, n_layers)), \
+        "no update before layer i (lr 0) and the same dropout masks: G' = G exactly"
+    assert all(abs(out[f"probe/grad_ics/l{i}/cos"] - 1) < 1e-6 for i in range(1, n_layers))
+
+    for opt in (torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9, weight_decay=1e-3),
+                torch.optim.Adam(model.parameters(), lr=0.01)):
+        # one real step first, so momentum / Adam moments exist and must be restored
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+
+        def snapshot():
+            return ({k: v.clone() for k, v in model.state_dict().items()},
+                    {k: {n: t.clone() if torch.is_tensor(t) else t for n, t in s.items()}
+                     for k, s in opt.state_dict()["state"].items()},
+                    [p.grad.clone() for p in model.parameters()], torch.get_rng_state())
+
+        out, (before, opt_before, grads, rng) = _probe_step(model, opt, x, y, snapshot)
+        assert out[f"probe/grad_ics/l{n_layers - 1}/l2"] > 0 and out["probe/grad_ics/l1/cos"] < 1
+        after = model.state_dict()
+        assert all(torch.equal(before[k], after[k]) for k in before), "weights and BN statistics restored"
+        for k, s in opt.state_dict()["state"].items():
+            for n, t in s.items():
+                assert torch.equal(torch.as_tensor(t), torch.as_tensor(opt_before[k][n])), (k, n)
+        assert all(torch.equal(p.grad, g) for p, g in zip(model.parameters(), grads)), "G left for the real step"
+        assert torch.equal(torch.get_rng_state(), rng), "the random stream goes on as without the probe"
