@@ -1,9 +1,11 @@
-"""Figures, made from a study frame only (bnlab.analysis): no training, no network.
+"""Figures, made from a study frame only (bnlab.frames) and the verdicts computed from it
+(bnlab.claims): no training, no network.
 
 Each function takes the frame (one row per run, with its `curves`) and writes one figure;
-`plot_study` makes every figure that applies to a study. One style for all: the same
-colour for the same arm, mean lines with ±1 std (over seeds) bands, diverged runs marked.
-Headless (Agg); PNG by default, SVG or PDF on request.
+`plot_study` makes every figure that applies to a study (or to a folder of runs launched ad
+hoc). One style for all: the same colour for the same arm, mean lines with 95% confidence
+bands over seeds, diverged and did-not-learn runs marked. Headless (Agg); PNG by default,
+SVG or PDF on request.
 """
 from __future__ import annotations
 
@@ -16,8 +18,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bnlab.analysis import (FINISHED, StudySpec, arm_runs, best_settings, seed_stats,  # noqa: E402
-                            swept_columns)
+from bnlab.claims import (StudySpec, arm_runs, best_settings, confirmation_runs,  # noqa: E402
+                          tuning_runs)
+from bnlab.frames import FINISHED, act_in_series, last_layer, swept_columns  # noqa: E402
+from bnlab.stats import seed_stats  # noqa: E402
 
 STYLE = {"figure.dpi": 110, "savefig.dpi": 110, "axes.grid": True, "grid.alpha": 0.3,
          "axes.spines.top": False, "axes.spines.right": False, "font.size": 9,
@@ -56,20 +60,35 @@ def _curve_matrix(runs: pd.DataFrame, x_key: str, y_key: str):
 
 
 def _band(ax, x, mat: pd.DataFrame, arm, label):
+    """Mean over seeds and its 95% t-interval."""
+    from scipy import stats
+
     mean = mat.mean(axis=1)
-    std = mat.std(axis=1, ddof=1).fillna(0)
+    n = mat.notna().sum(axis=1)
+    sem = mat.std(axis=1, ddof=1) / np.sqrt(n)
+    half = (sem * stats.t.ppf(0.975, np.maximum(n - 1, 1))).fillna(0)
     line, = ax.plot(x, mean, color=colour(arm), lw=1.6, label=f"{label} (n={mat.shape[1]})")
-    ax.fill_between(x, mean - std, mean + std, color=colour(arm), alpha=0.18, lw=0)
+    ax.fill_between(x, mean - half, mean + half, color=colour(arm), alpha=0.18, lw=0)
     return line
+
+
+def decided_runs(runs: pd.DataFrame, spec: StudySpec) -> tuple[pd.DataFrame, dict, str]:
+    """The runs a reader should see for each arm at its chosen setting: the confirmation
+    runs when there are any, else the tuning runs."""
+    fin = runs[runs.status.isin(FINISHED)]
+    best = best_settings(fin, spec)
+    conf = confirmation_runs(fin, spec)
+    if len(conf) and all(len(arm_runs(conf, spec, a, best.get(a, {}))) for a in spec.arms):
+        return conf, best, "confirmation seeds"
+    return tuning_runs(fin, spec), best, "tuning seeds"
 
 
 def plot_convergence(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = "png") -> list[Path]:
     """Isolation plot of training: each arm at its own best setting, validation accuracy and
-    training loss against steps and against training seconds (mean ± 1 std over seeds)."""
-    fin = runs[runs.status.isin(FINISHED)]
-    best = best_settings(fin, spec)
+    training loss against steps and against training seconds (mean and 95% CI over seeds)."""
+    fin, best, which = decided_runs(runs, spec)
     fig, axes = plt.subplots(2, 2, figsize=(10, 6.4))
-    for arm in (spec.baseline, spec.treatment):
+    for arm in spec.arms:
         setting = best.get(arm, {})
         sel = arm_runs(fin, spec, arm, setting)
         if sel.empty:
@@ -93,7 +112,7 @@ def plot_convergence(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = 
         ax.set_ylim(max(0.0, lo - 0.02), 1.0)
     axes[0, 0].legend(loc="lower right")
     chosen = "each arm at its best setting (chosen on validation accuracy)" if spec.tune else "each arm"
-    fig.suptitle(f"{spec.name}: {chosen}, mean ± 1 std over seeds")
+    fig.suptitle(f"{spec.name}: {chosen}, {which}, mean and 95% CI over seeds")
     return [save(fig, out / f"convergence.{fmt}")]
 
 
@@ -103,24 +122,27 @@ def plot_metric_vs(runs: pd.DataFrame, spec: StudySpec, key: str, metric: str, o
     are drawn as crosses at the bottom with their count."""
     col = f"cfg.{key}"
     fig, ax = plt.subplots(figsize=(6.4, 4))
-    fin_all = runs[runs.status.isin(FINISHED)]
+    fin_all = tuning_runs(runs[runs.status.isin(FINISHED)], spec)
     means_all = fin_all.groupby([spec.arm_col, col])[metric].mean() if len(fin_all) else pd.Series(dtype=float)
     # zoom on the data, leaving room below for the divergence markers
     bottom = max(0.0, float(np.nanmin(means_all)) - 0.05) if len(means_all) else 0.0
     bottom = min(bottom, 0.9)
     marker_y = bottom + 0.02 * (1 - bottom)
-    for arm in (spec.baseline, spec.treatment):
-        sel = runs[runs[spec.arm_col].astype(str) == arm]
+    for arm in spec.arms:
+        sel = tuning_runs(runs, spec)
+        sel = sel[sel[spec.arm_col].astype(str) == arm]
         xs, means, lo, hi = [], [], [], []
         for x, g in sel.groupby(col, sort=True):
             fin = g[g.status.isin(FINISHED)]
             s = seed_stats(fin[metric].astype(float))
             xs.append(float(x)), means.append(s["mean"]), lo.append(s["ci_low"]), hi.append(s["ci_high"])
-            div = int((g.status == "diverged").sum())
-            if div:
-                ax.scatter([float(x)], [marker_y], marker="x", color=colour(arm), s=40, zorder=3)
-                ax.annotate(f"{div}/{len(g)}", (float(x), marker_y), textcoords="offset points",
-                            xytext=(4, 6 if arm == spec.treatment else -10), fontsize=7, color=colour(arm))
+            for kind, marker, dy in (("diverged", "x", 0.0), ("did not learn", "v", 0.04)):
+                k = int((g["outcome"] == kind).sum()) if "outcome" in g else 0
+                if k:
+                    y = marker_y + dy * (1 - bottom)
+                    ax.scatter([float(x)], [y], marker=marker, color=colour(arm), s=36, zorder=3)
+                    ax.annotate(f"{k}/{len(g)}", (float(x), y), textcoords="offset points",
+                                xytext=(4, 4 if arm == spec.treatment else -10), fontsize=7, color=colour(arm))
         ax.plot(xs, means, "o-", color=colour(arm), label=arm_name(arm), lw=1.6, ms=4)
         ax.fill_between(xs, lo, hi, color=colour(arm), alpha=0.18, lw=0)
     if logx:
@@ -129,6 +151,7 @@ def plot_metric_vs(runs: pd.DataFrame, spec: StudySpec, key: str, metric: str, o
     ax.set_ylabel(f"{metric} (mean, 95% CI over seeds)")
     ax.set_ylim(bottom, 1.0)
     ax.scatter([], [], marker="x", color="k", label="diverged runs (count/total)")
+    ax.scatter([], [], marker="v", color="k", label="runs that did not learn (count/total)")
     ax.legend(loc="lower left")
     ax.set_title(f"{spec.name}: {metric} against {key}")
     return [save(fig, out / f"{metric.replace('/', '_')}_vs_{key.split('.')[-1]}.{fmt}")]
@@ -136,8 +159,8 @@ def plot_metric_vs(runs: pd.DataFrame, spec: StudySpec, key: str, metric: str, o
 
 def plot_grid(runs: pd.DataFrame, spec: StudySpec, key: str, metric: str, out: Path,
               fmt: str = "png") -> list[Path]:
-    """Heat map of mean `metric` over arm × a swept key (e.g. dropout × norm)."""
-    fin = runs[runs.status.isin(FINISHED)]
+    """Heat map of mean `metric` over arm × a swept key (e.g. dropout × norm), tuning seeds."""
+    fin = tuning_runs(runs[runs.status.isin(FINISHED)], spec)
     table = fin.pivot_table(index=spec.arm_col, columns=f"cfg.{key}", values=metric, aggfunc="mean")
     fig, ax = plt.subplots(figsize=(1.6 + 1.3 * table.shape[1], 1.2 + 0.7 * table.shape[0]))
     im = ax.imshow(table.values, cmap="viridis", aspect="auto")
@@ -158,23 +181,25 @@ def plot_grid(runs: pd.DataFrame, spec: StudySpec, key: str, metric: str, out: P
 def plot_percentiles(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = "png",
                      setting: dict | None = None, unit: str = "u0") -> list[Path]:
     """Ioffe & Szegedy Fig. 1(b,c): the 15th, 50th and 85th percentiles of the input to one
-    last-hidden-layer activation over training, without and with BN (lowest seed)."""
-    fin = runs[runs.status.isin(FINISHED)]
+    last-hidden-layer activation over training, without and with BN (lowest tuning seed)."""
+    fin = tuning_runs(runs[runs.status.isin(FINISHED)], spec)
     setting = setting if setting is not None else {}
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharex=True)
-    for ax, arm in zip(axes, (spec.baseline, spec.treatment)):
+    for ax, arm in zip(axes, spec.arms):
         sel = arm_runs(fin, spec, arm, setting).sort_values("cfg.seed")
         if sel.empty:
             continue
         c = sel.iloc[0]["curves"]
+        series = act_in_series(c)
+        layer = last_layer(series)
         steps = c.get("eval:step", [])
-        for p, ls in ((15, "--"), (50, "-"), (85, "--")):
-            ax.plot(steps, c.get(f"eval:probe/act_in/{unit}/p{p}", []), ls, color=colour(arm), lw=1.4,
+        for p, ls in ((85, "--"), (50, "-"), (15, ":")):
+            ax.plot(steps, series.get((layer, unit), {}).get(float(p), []), ls, color=colour(arm), lw=1.4,
                     label=f"{p}th percentile")
         ax.set_title(f"{arm_name(arm)} (seed {sel.iloc[0]['cfg.seed']}"
                      + (f", {_setting_text(setting)}" if setting else "") + ")")
         ax.set_xlabel("training step")
-    axes[0].set_ylabel(f"input to activation, unit {unit[1:]}")
+    axes[0].set_ylabel(f"input to activation, last hidden layer, unit {unit[1:]}")
     axes[0].legend()
     fig.suptitle(f"{spec.name}: activation-input percentiles over training (Ioffe & Szegedy Fig. 1b,c)")
     return [save(fig, out / f"act_input_percentiles.{fmt}")]
@@ -182,72 +207,139 @@ def plot_percentiles(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = 
 
 def plot_grad_ics(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = "png",
                   setting: dict | None = None) -> list[Path]:
-    """Santurkar et al.'s ICS over training: per layer, the relative change ||G-G'||/||G||
-    and the cosine of a layer's gradient when the earlier layers take their step
-    (mean ± 1 std over seeds), without and with BN."""
-    fin = runs[runs.status.isin(FINISHED)]
-    layers = sorted({k.split("/")[2] for c in fin["curves"] for k in c if k.startswith("eval:probe/grad_ics/")})
-    fig, axes = plt.subplots(2, len(layers), figsize=(3.4 * len(layers), 5.6), sharex=True, squeeze=False)
-    for arm in (spec.baseline, spec.treatment):
+    """Santurkar et al.'s ICS over training, per weight layer: ||G - G'|| (their measure),
+    the relative change and the cosine of a layer's gradient when the earlier layers take
+    the optimizer's step on the same minibatch (mean and 95% CI over seeds), without and
+    with BN, each arm at `setting`."""
+    fin = tuning_runs(runs[runs.status.isin(FINISHED)], spec)
+    layers = sorted({k.split("/")[2] for c in fin["curves"] for k in c if k.startswith("eval:probe/grad_ics/")},
+                    key=lambda s: int(s[1:]))
+    measures = (("l2", "||G − G′||  (their measure)"), ("rel", "||G − G′|| / ||G||"), ("cos", "cos(G, G′)"))
+    fig, axes = plt.subplots(len(measures), len(layers), figsize=(3.4 * len(layers), 8), sharex=True, squeeze=False)
+    for arm in spec.arms:
         arm_sel = arm_runs(fin, spec, arm, setting or {})
         for j, layer in enumerate(layers):
-            for i, measure in enumerate(("rel", "cos")):
+            for i, (measure, _) in enumerate(measures):
                 mat = _curve_matrix(arm_sel, "eval:step", f"eval:probe/grad_ics/{layer}/{measure}")
                 if mat is not None:
                     _band(axes[i, j], mat.index, mat, arm, arm_name(arm))
             last = j == len(layers) - 1
-            axes[0, j].set_title(f"affine layer {layer[1:]}" + (" (classifier)" if last else ""))
-            axes[1, j].set_xlabel("training step")
-    axes[0, 0].set_ylabel("||G − G′|| / ||G||")
-    axes[1, 0].set_ylabel("cos(G, G′)")
+            axes[0, j].set_title(f"weight layer {layer[1:]}" + (" (classifier)" if last else ""))
+            axes[-1, j].set_xlabel("training step")
+    for i, (_, label) in enumerate(measures):
+        axes[i, 0].set_ylabel(label)
+    for ax in axes[0]:
+        ax.set_yscale("log")
     axes[0, 0].legend()
-    fig.suptitle(f"{spec.name}: gradient change after the earlier layers' update (Santurkar et al. 2018)"
+    fig.suptitle(f"{spec.name}: gradient change after the earlier layers' update (Santurkar et al. 2018, Def. 2.1)"
                  + (f", {_setting_text(setting)}" if setting else ""))
     return [save(fig, out / f"grad_ics.{fmt}")]
 
 
+def _effect_text(r: dict) -> str:
+    bound = r.get("bound") or ""
+    if np.isfinite(r.get("ci_low", np.nan)):
+        return f"effect {r['effect']:+.4g} [{r['ci_low']:+.4g}, {r['ci_high']:+.4g}]"
+    return f"effect {bound}{r['effect']:+.4g}" if np.isfinite(r.get("effect", np.nan)) else "no effect computed"
+
+
 def plot_claim(result: dict, spec: StudySpec, out: Path, fmt: str = "png") -> list[Path]:
-    """The per-seed values behind one claim's verdict: each arm's points, mean and 95% CI."""
-    fig, ax = plt.subplots(figsize=(4.2, 3.6))
-    for i, (arm, vals) in enumerate(((spec.baseline, result["baseline_values"]),
-                                     (spec.treatment, result["treatment_values"]))):
-        vals = np.asarray(vals, dtype=float)
+    """The per-seed values behind one claim's verdict: each arm's points (censored values,
+    which are bounds, as triangles), mean and 95% CI, and the test that decided."""
+    fig, ax = plt.subplots(figsize=(4.4, 3.8))
+    for i, (arm, vals, cens) in enumerate(((spec.baseline, result["baseline_values"], result["baseline_censored"]),
+                                           (spec.treatment, result["treatment_values"], result["treatment_censored"]))):
+        vals, cens = np.asarray(vals, dtype=float), np.asarray(cens, dtype=float)
         jitter = np.linspace(-0.08, 0.08, len(vals)) if len(vals) > 1 else np.zeros(len(vals))
-        ax.scatter(i + jitter, vals, color=colour(arm), s=18, alpha=0.7, zorder=3)
+        for c, marker in ((0, "o"), (1, "^"), (-1, "v")):
+            m = cens == c
+            if m.any():
+                ax.scatter(i + jitter[m], vals[m], color=colour(arm), s=20 if c == 0 else 34, alpha=0.75,
+                           zorder=3, marker=marker)
         s = seed_stats(vals)
-        ax.errorbar([i + 0.25], [s["mean"]], yerr=[[s["mean"] - s["ci_low"]], [s["ci_high"] - s["mean"]]],
-                    fmt="s", color=colour(arm), capsize=4, ms=5)
+        if s["n"] > 1:
+            ax.errorbar([i + 0.25], [s["mean"]], yerr=[[s["mean"] - s["ci_low"]], [s["ci_high"] - s["mean"]]],
+                        fmt="s", color=colour(arm), capsize=4, ms=5)
+    if any(np.asarray(result["baseline_censored"] + result["treatment_censored"]) != 0):
+        ax.scatter([], [], marker="^", color="k", label="censored: at least this")
+        ax.scatter([], [], marker="v", color="k", label="censored: at most this")
+        ax.legend(loc="best", fontsize=7)
     ax.set_xticks([0, 1], [arm_name(spec.baseline), arm_name(spec.treatment)])
     ax.set_xlim(-0.5, 1.6)
-    ax.set_ylabel(f"{result['metric']} ({result['kind']})")
+    ax.set_ylabel(f"{result['metric']} ({result['kind']}, per seed)")
+    p_holm = result.get("p_holm", np.nan)
     ax.set_title(f"claim '{result.get('id', result['claim'])}': {result['verdict']}\n"
-                 f"effect {result['effect']:+.4g} [{result['ci_low']:+.4g}, {result['ci_high']:+.4g}], "
-                 f"p={result['p']:.2g}", fontsize=8)
+                 f"{_effect_text(result)}, {result.get('test', '')}, p={result['p']:.2g}"
+                 + (f", p_Holm={p_holm:.2g}" if np.isfinite(p_holm) else "")
+                 + f"\n{result.get('decided_by', '')}: seeds {_seed_text(result.get('seeds', []))}", fontsize=7)
     return [save(fig, out / f"claim_{result.get('id', result['claim'])}.{fmt}")]
+
+
+def _seed_text(seeds) -> str:
+    seeds = sorted(int(s) for s in seeds)
+    if seeds and seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 2:
+        return f"{seeds[0]}–{seeds[-1]}"
+    return ", ".join(str(s) for s in seeds)
+
+
+def plot_sensitivity(results: list[dict], spec: StudySpec, out: Path, fmt: str = "png") -> list[Path]:
+    """Each claim's effect (BN − no BN, + = as claimed) with its 95% interval at every
+    matched setting, against the smallest effect that matters: where the verdict holds,
+    where it reverses."""
+    rows = [r for r in results if r.get("sensitivity")]
+    if not rows:
+        return []
+    fig, axes = plt.subplots(1, len(rows), figsize=(3.6 * len(rows), 3.4), squeeze=False)
+    for ax, r in zip(axes[0], rows):
+        sens = r["sensitivity"]
+        key = next(iter(sens[0]["setting"]))
+        xs = np.array([float(s["setting"][key]) for s in sens])
+        eff = np.array([s["effect"] for s in sens], dtype=float)
+        lo = np.array([s["ci_low"] for s in sens], dtype=float)
+        hi = np.array([s["ci_high"] for s in sens], dtype=float)
+        colours = ["#2ca02c" if s["verdict"] == "supported" else "#d62728" if s["verdict"] == "not supported"
+                   else "#7f7f7f" for s in sens]
+        ok = np.isfinite(lo)
+        ax.errorbar(xs[ok], eff[ok], yerr=[eff[ok] - lo[ok], hi[ok] - eff[ok]], fmt="none", ecolor="#999", capsize=3)
+        ax.scatter(xs, eff, c=colours, zorder=3, s=22)
+        ax.axhline(0, color="k", lw=0.8)
+        if r.get("min_effect"):
+            ax.axhline(r["min_effect"], color="k", lw=0.8, ls=":", label="smallest effect that matters")
+            ax.legend(loc="best", fontsize=7)
+        if (xs > 0).all() and len(xs) > 2 and xs.max() / xs.min() > 20:
+            ax.set_xscale("log")
+        ax.set_xlabel(key.removeprefix("cfg."))
+        ax.set_title(f"{r['id']} ({r['metric']})", fontsize=8)
+    axes[0, 0].set_ylabel("effect at matched setting (tuning seeds)")
+    fig.suptitle(f"{spec.name}: each claim at every shared setting "
+                 "(green supported, red not supported, grey inconclusive; Holm within a claim)", fontsize=8)
+    return [save(fig, out / f"sensitivity.{fmt}")]
 
 
 def plot_study(runs: pd.DataFrame, spec: StudySpec, results: list[dict], out: Path,
                fmt: str = "png") -> list[Path]:
-    """Every figure that applies to the study's runs."""
+    """Every figure that applies to the study's runs (or to a folder of runs launched ad hoc)."""
     out.mkdir(parents=True, exist_ok=True)
     swept = {c.removeprefix("cfg.") for c in swept_columns(runs)}
     paths: list[Path] = []
     with plt.rc_context(STYLE):
         paths += plot_convergence(runs, spec, out, fmt)
-        if "optim.lr" in swept:
-            paths += plot_metric_vs(runs, spec, "optim.lr", "best/test/acc", out, fmt)
-        if "init.std" in swept:
-            paths += plot_metric_vs(runs, spec, "init.std", "best/test/acc", out, fmt)
+        for key in ("optim.lr", "init.std"):
+            if key in swept:
+                paths += plot_metric_vs(runs, spec, key, "best/test/acc", out, fmt)
         if "model.dropout" in swept:
             paths += plot_grid(runs, spec, "model.dropout", "best/test/acc", out, fmt)
-        has_probe = any(k.startswith("eval:probe/") for c in runs["curves"] for k in c)
-        if has_probe:
-            matched = next((r["chosen"].get(spec.baseline) for r in results if r["claim"] == "ics"), None)
-            paths += plot_percentiles(runs, spec, out, fmt, matched or best_settings(runs, spec).get(spec.baseline, {}))
+        if spec.adhoc:  # any other numeric key a researcher swept
+            for key in sorted(swept - {"optim.lr", "init.std", "model.dropout", "seed", spec.arm_key}):
+                if pd.api.types.is_numeric_dtype(runs[f"cfg.{key}"]):
+                    paths += plot_metric_vs(runs, spec, key, "best/test/acc", out, fmt, logx=False)
+        best = best_settings(runs, spec)
+        if any(k.startswith("eval:probe/act_in/") for c in runs["curves"] for k in c):
+            paths += plot_percentiles(runs, spec, out, fmt, best.get(spec.baseline, {}))
         if any(k.startswith("eval:probe/grad_ics/") for c in runs["curves"] for k in c):
-            matched = next((r["chosen"].get(spec.baseline) for r in results if r.get("id") == "ics_gradient"), None)
-            paths += plot_grad_ics(runs, spec, out, fmt, matched or best_settings(runs, spec).get(spec.baseline, {}))
+            paths += plot_grad_ics(runs, spec, out, fmt, best.get(spec.baseline, {}))
         for r in results:
             if np.isfinite(r.get("effect", np.nan)):
                 paths += plot_claim(r, spec, out, fmt)
+        paths += plot_sensitivity(results, spec, out, fmt)
     return paths

@@ -1,4 +1,5 @@
-"""Per-study pipeline (frame -> CSV, verdicts, figures) and results/REPORT.md.
+"""bnlab-report: results/REPORT.md, every study's CSV and figures, from the run store (or the
+committed CSVs), through the one per-study pipeline in bnlab.study.
 
     bnlab-report            # every study in experiments/: CSV + figures + REPORT.md
     bnlab-plot <study>      # one study's CSV + figures (see bnlab.plot_command)
@@ -15,15 +16,14 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from bnlab.analysis import (VERDICT_RULE, _relative, budget, claim_result, current_runs, frame_from_csv,
-                            frame_from_store, list_studies, load_spec, matched_table, setting_table,
-                            write_csv)
-from bnlab.plots import plot_study
-from bnlab.resolvers import REPO_ROOT
+from bnlab.claims import setting_table
+from bnlab.frames import OUTCOMES
+from bnlab.stats import ALPHA, VERDICT_RULE
+from bnlab.study import RESULTS, analyse_all, draw
 
-RESULTS = REPO_ROOT / "results"
 CLAIMS = {
     "ics": "1. BN reduces internal covariate shift",
     "speed": "2. Training is faster (fewer steps), although each step costs more",
@@ -34,34 +34,12 @@ CLAIMS = {
 }
 
 
-def study_results(name: str, results_dir: Path = RESULTS, runs_root: Path | None = None,
-                  fmt: str = "png", run_dir: Path | None = None) -> dict:
-    """Load a study (store first, else CSV), write its CSV and figures, compute its verdicts."""
-    spec = load_spec(name)
-    runs_root = runs_root or results_dir / "runs"
-    store = run_dir or runs_root / name
-    csv = results_dir / name / "runs.csv"
-    runs = frame_from_store(store) if store.is_dir() else pd.DataFrame()
-    left_out = {"stale": 0, "differing": {}}
-    if not runs.empty:
-        runs, left_out = current_runs(runs, name)
-    if not runs.empty:
-        source = f"run store (`{_relative(str(store))}`)"
-        write_csv(runs, csv)
-    elif csv.exists():
-        runs, source = frame_from_csv(csv), f"committed CSV (`{_relative(str(csv))}`)"
-    else:
-        return {"name": name, "spec": spec, "ran": False, "left_out": left_out}
-    results = [claim_result(runs, spec, c) for c in spec.claims]
-    figures = plot_study(runs, spec, results, results_dir / name, fmt)
-    return {"name": name, "spec": spec, "ran": True, "runs": runs, "results": results,
-            "figures": figures, "source": source, "budget": budget(runs), "left_out": left_out}
-
-
 def _fmt(v, digits=4) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "–"
-    return f"{v:.{digits}g}" if isinstance(v, float) else str(v)
+    if isinstance(v, (float, np.floating)):
+        return f"{v:.{digits}g}"
+    return str(v)
 
 
 def _plain(v):
@@ -73,27 +51,51 @@ def _plain(v):
     return v.item() if hasattr(v, "item") else v
 
 
-def _effect(r: dict) -> str:
-    return f"{r['effect']:+.4g} [{r['ci_low']:+.4g}, {r['ci_high']:+.4g}]" if math.isfinite(r["effect"]) else "–"
+def effect_text(r: dict) -> str:
+    """The effect as a reader should take it: with its interval, or as a bound."""
+    if not math.isfinite(r.get("effect", float("nan"))):
+        return "–"
+    if r.get("bound"):
+        return f"{'' if r['bound'] == '?' else r['bound']}{r['effect']:+.4g} (censored: a bound, no interval)"
+    if math.isfinite(r.get("ci_low", float("nan"))):
+        return f"{r['effect']:+.4g} [{r['ci_low']:+.4g}, {r['ci_high']:+.4g}]"
+    return f"{r['effect']:+.4g}"
+
+
+def seeds_text(seeds) -> str:
+    seeds = sorted(int(s) for s in seeds)
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}–{seeds[-1]}"
+    return ", ".join(map(str, seeds)) or "none"
+
+
+def _outcomes_text(b: dict) -> str:
+    return ", ".join(f"{b[o]} {o}" for o in OUTCOMES if b.get(o))
 
 
 def _budget_line(b: dict) -> str:
     device = ", ".join(b["device"]) or "?"
-    return (f"{b['finished']} finished runs ({b['diverged']} diverged) of {b['runs']}, {b['seeds']} seeds, "
+    return (f"{b['runs']} runs ({_outcomes_text(b)}), {b['seeds']} seeds, "
             f"{'/'.join(b['max_steps'])} steps of batch {'/'.join(b['batch_size'])} on {'/'.join(b['dataset'])}"
-            f"{'' if b['train_subset'] in ([], ['None']) else ' (subset ' + '/'.join(b['train_subset']) + ')'}; "
-            f"{device}, {'/'.join(b['threads'])} torch thread(s), torch {'/'.join(b['torch'])}")
+            f"{'' if b['train_subset'] in ([], ['None'], ['nan']) else ' (subset ' + '/'.join(b['train_subset']) + ')'}; "
+            f"{device}, {'/'.join(b['threads'])} torch thread(s), torch {'/'.join(b['torch'])}; "
+            f"{b['train_hours'] * 60:.0f} min of training in all; "
+            f"{'paired seeds' if b['paired'] else 'runs not all paired (Welch where unpaired)'}")
 
 
 def _table(df: pd.DataFrame) -> str:
     if df.empty:
         return ""
     cols = list(df.columns)
-    lines = ["| " + " | ".join(c.removeprefix("cfg.") for c in cols) + " |",
-             "|" + "---|" * len(cols)]
+    lines = ["| " + " | ".join(str(c).removeprefix("cfg.") for c in cols) + " |", "|" + "---|" * len(cols)]
     for _, row in df.iterrows():
         lines.append("| " + " | ".join(_fmt(row[c]) for c in cols) + " |")
     return "\n".join(lines)
+
+
+def _edges_text(r: dict) -> str:
+    edges = r.get("edges") or {}
+    return "; ".join(f"{arm}: {', '.join(f)}" for arm, f in edges.items())
 
 
 def _claim_rows(studies: list[dict]) -> list[str]:
@@ -106,52 +108,77 @@ def _claim_rows(studies: list[dict]) -> list[str]:
                     continue
                 found = True
                 if not s["ran"]:
-                    rows.append(f"| {title} | **not run yet** | – | – | {c.get('literature', '')} "
-                                f"| – | study `{s['name']}` has no runs (`bnlab-train experiments={s['name']}`) |")
+                    rows.append(f"| {title} | **not run yet** | – | – | – | – | {c.get('literature', '')} | – "
+                                f"| study `{s['name']}` has no runs (`bnlab-study {s['name']}`) |")
                     continue
                 r = next(r for r in s["results"] if r["id"] == c.get("id", claim))
                 fig = f"[figure]({s['name']}/claim_{r['id']}.png)"
                 note = f"<br>*{r['note']}*" if r.get("note") else ""
-                rows.append(f"| {title} | **{r['verdict']}**{note} | {_effect(r)} ({r['metric']}, {r['kind']}; "
-                            f"p = {_fmt(r['p'], 2)}, g = {_fmt(r['hedges_g'], 2)}, n = {r['n_baseline']}/{r['n_treatment']}) "
-                            f"| [{c.get('literature', '')}]({c.get('url', '')}) | {fig} "
-                            f"| `{s['name']}`: {_budget_line(s['budget'])} |")
+                edges = _edges_text(r)
+                edge = f"<br>⚠ chosen at the grid's edge: {edges}" if edges else ""
+                sens = r.get("sensitivity_summary") or "– (whole-grid measure)"
+                rows.append(
+                    f"| {title} `{r['id']}` | **{r['verdict']}**{note}{edge} "
+                    f"| {effect_text(r)} ({r['metric']}, {r['kind']}; {r['test']}, n = {r['n_baseline']}/{r['n_treatment']}) "
+                    f"| p = {_fmt(r['p'], 2)}, p_Holm = {_fmt(r.get('p_holm'), 2)} "
+                    f"| {r['decided_by']}: {seeds_text(r['seeds'])}"
+                    + (f" (chosen on seeds {seeds_text(r['chosen_on'])})" if r.get("chosen_on") else "")
+                    + f" | {sens} | [{c.get('literature', '')}]({c.get('url', '')}) | {fig} "
+                    f"| `{s['name']}`: {_budget_line(s['budget'])} |")
         if not found:
-            rows.append(f"| {title} | **not run yet** | – | – | – | no study in experiments/ tests it |")
+            rows.append(f"| {title} | **not run yet** | – | – | – | – | – | – | no study in experiments/ tests it |")
     return rows
+
+
+def _sensitivity_table(r: dict) -> str:
+    rows = []
+    for x in r["sensitivity"]:
+        rows.append({**{k.removeprefix("cfg."): _plain(v) for k, v in x["setting"].items()},
+                     "no BN": x["baseline_mean"], "BN": x["treatment_mean"], "effect [95% CI]": effect_text(x),
+                     "test": x["test"], "p": x["p"], "p_Holm": x.get("p_holm"), "n": f"{x['n_baseline']}/{x['n_treatment']}",
+                     "verdict": x["verdict"]})
+    return _table(pd.DataFrame(rows))
 
 
 def _study_section(s: dict) -> list[str]:
     spec = s["spec"]
     out = [f"## Study `{s['name']}`", "", spec.description, ""]
     if not s["ran"]:
-        out += [f"Not run yet. Run it with `bnlab-train experiments={s['name']}`, then `bnlab-report`.", ""]
+        out += [f"Not run yet. Run it with `bnlab-study {s['name']}`, then `bnlab-report`.", ""]
         return out
     b = s["budget"]
     lo = s["left_out"]
     stale = (f"- Left out: {lo['stale']} run(s) from an earlier definition of the study or launched with "
              f"extra overrides (differing in {', '.join(lo['differing'])}).") if lo["stale"] else None
+    seeds = sorted(int(x) for x in s["runs"]["cfg.seed"].unique())
+    tune_seeds = [x for x in seeds if x not in spec.confirm_seeds]
+    conf_seeds = [x for x in seeds if x in spec.confirm_seeds]
     out += [f"- Budget: {_budget_line(b)}.", f"- Source of these numbers: {s['source']}.",
+            f"- Seeds: tuning (grid) {seeds_text(tune_seeds)}; confirmation {seeds_text(conf_seeds)}.",
             *([stale] if stale else []),
-            f"- Mean time per training step: " + ", ".join(f"{k} {v:.3f} ms" for k, v in b["step_time_ms"].items()) + ".", ""]
+            "- Mean time per training step: " + ", ".join(f"{k} {v:.3f} ms" for k, v in b["step_time_ms"].items()) + ".",
+            ""]
     for r in s["results"]:
         chosen = "; ".join(f"{k}: {_plain(v)}" for k, v in r["chosen"].items())
+        edges = _edges_text(r)
         out += [f"**Claim `{r['id']}`** ({r['kind']} on `{r['metric']}`, {r['direction']} is the claimed direction, "
                 f"smallest effect that matters {r['min_effect']:g}): **{r['verdict']}** — {r['reason']}. "
-                f"No BN {_fmt(r['baseline_mean'])}, BN {_fmt(r['treatment_mean'])}; effect {_effect(r)}, "
-                f"p = {_fmt(r['p'], 2)}, Hedges' g = {_fmt(r['hedges_g'], 2)}. Settings used: {chosen}."
+                f"No BN {_fmt(r['baseline_mean'])}, BN {_fmt(r['treatment_mean'])}; effect {effect_text(r)}; "
+                f"{r['test']}, p = {_fmt(r['p'], 2)}, p_Holm = {_fmt(r.get('p_holm'), 2)} (family of "
+                f"{r.get('family_size', '?')}), effect size {_fmt(r['effect_size'], 2)}. Decided by {r['decided_by']} "
+                f"{seeds_text(r['seeds'])}. Settings: {chosen}."
+                + (f" ⚠ **Edge of the grid:** {edges}." if edges else "")
                 + (f" *Note:* {r['note']}" if r.get("note") else ""), ""]
-    shown = set()
-    for r in s["results"]:
-        if r["kind"] == "compare" and spec.tune and r["metric"] not in shown:
-            shown.add(r["metric"])
-            out += [f"Both arms at each setting of {', '.join(spec.tune)} (`{r['metric']}`, difference = BN − no BN):", "",
-                    _table(matched_table(s["runs"], spec, r["metric"])), ""]
-    table = setting_table(s["runs"], spec, spec.select_on)
-    keep = [c for c in table.columns if c.startswith("cfg.")] + ["runs", "diverged", "n", "mean", "ci_low", "ci_high"]
-    out += [f"Validation metric `{spec.select_on}` per arm and setting (mean, 95% CI), with divergences:", "",
-            _table(table[keep]), ""]
-    for f in s["figures"]:
+        if r["sensitivity"]:
+            out += [f"Sensitivity of `{r['id']}` at every shared setting (tuning seeds; effect signed so + = as "
+                    f"claimed; Holm within the claim): {r['sensitivity_summary']}.", "", _sensitivity_table(r), ""]
+    table = setting_table(s["runs"][~s["runs"]["cfg.seed"].isin(spec.confirm_seeds)], spec, spec.select_on)
+    if not table.empty:
+        keep = [c for c in table.columns if c.startswith("cfg.")] + ["runs", *[o for o in OUTCOMES if o in table],
+                                                                     "n", "mean", "ci_low", "ci_high"]
+        out += [f"Validation metric `{spec.select_on}` per arm and setting on the tuning seeds (mean, 95% CI), "
+                f"with every run's outcome counted:", "", _table(table[keep]), ""]
+    for f in s.get("figures", []):
         out += [f"![{f.stem}]({s['name']}/{f.name})", ""]
     return out
 
@@ -163,15 +190,21 @@ def write_report(studies: list[dict], path: Path) -> None:
         "(run store when present, else the committed CSV beside each study's figures). Every number and "
         "figure here is regenerated by that command; nothing is typed in by hand.", "",
         "## Verdicts", "",
-        "| claim | verdict | our effect (BN − no BN, signed: + = as claimed) [95% CI] | literature | figure | budget and hardware |",
-        "|---|---|---|---|---|---|",
+        "| claim | headline verdict | our effect (BN − no BN, signed: + = as claimed) [95% CI] | p, Holm-adjusted p "
+        "| seeds that decided | sensitivity: verdict at each matched setting | literature | figure | budget and hardware |",
+        "|---|---|---|---|---|---|---|---|---|",
         *_claim_rows(studies), "",
         "**How a verdict is decided.** " + VERDICT_RULE, "",
+        f"**Run outcomes.** A run *diverged* when its training loss became non-finite or, after a warm-up, rose far "
+        f"above the loss it started from without falling; it *did not learn* when it completed but its best "
+        f"validation accuracy stayed within 0.1 of chance or its final training loss was above its starting loss; "
+        f"otherwise it *learned*. Counts of each are given for every study and setting; α = {ALPHA}.", "",
         "**Caveats.** Budgets are CPU-sized (see each study): the MNIST runs are 3k–10k steps against the "
         "paper's 50k, so absolute accuracies sit below the published ones; the comparison between arms at "
-        "equal budget is what the verdicts test. Learning rate (or init scale, or dropout) is tuned per arm "
-        "on the validation split only; test numbers are reported, never used for selection. The CIFAR-10 "
-        "copy on the project machines is rebuilt from JPEGs (2–3% lower accuracy expected).", "",
+        "equal budget is what the verdicts test. Settings are chosen on the validation split only; test "
+        "numbers are reported, never used for selection. The CIFAR-10 copy on the project machines is rebuilt "
+        "from JPEGs (exact labels, lossy pixels; runs record `verified: false`), so CIFAR-10 accuracies are not "
+        "comparable digit for digit with the papers'.", "",
     ]
     for s in studies:
         lines += _study_section(s)
@@ -189,9 +222,10 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     results_dir = Path(args.results)
-    runs_root = Path(args.runs_root) if args.runs_root else None
-    studies = [study_results(name, results_dir, runs_root, fmt=args.format) for name in list_studies()]
-    studies = [s for s in studies if s["spec"].claims]  # quickstart is a demo, not evidence
+    studies = analyse_all(results_dir, Path(args.runs_root) if args.runs_root else None)
+    for s in studies:
+        if s["ran"]:
+            draw(s, args.format)
     write_report(studies, results_dir / "REPORT.md")
     ran = [s["name"] for s in studies if s["ran"]]
     print(f"wrote {results_dir / 'REPORT.md'}: {len(ran)} of {len(studies)} studies have runs "

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bnlab.analysis import swept_columns
+from bnlab.claims import adhoc_spec, best_settings, edge_flags, list_studies, load_spec
+from bnlab.frames import OUTCOMES, outcome, swept_columns
 from bnlab.resolvers import REPO_ROOT
 from bnlab.store import load_runs
 from bnlab.sweep import SWEEP_FILE, progress_line, sweep_progress
@@ -35,8 +36,8 @@ def resolve_study(arg: str, runs_root: Path) -> Path:
 
 
 def aggregate(runs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """One row per setting of `by`: run counts by status and mean ± std of the metrics,
-    over finished (completed or diverged) runs."""
+    """One row per setting of `by`: run counts by outcome (learned, did not learn, diverged,
+    failed, incomplete) and mean ± std of the metrics over finished (completed or diverged) runs."""
     runs = runs.copy()
     for c in by:
         runs[c] = runs[c].map(lambda v: v if not isinstance(v, list) else str(v))
@@ -46,16 +47,30 @@ def aggregate(runs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
         key = key if isinstance(key, tuple) else (key,)
         row = dict(zip([c.removeprefix("cfg.") for c in by], key))
         finished = g[g.status.isin(["completed", "diverged"])]
-        row.update(runs=len(g), completed=int((g.status == "completed").sum()),
-                   diverged=int((g.status == "diverged").sum()),
-                   failed=int((g.status == "failed").sum()),
-                   incomplete=int((g.status == "incomplete").sum()))
+        row.update(runs=len(g), **{o: int((g["outcome"] == o).sum()) for o in OUTCOMES})
         for m in METRICS:
             if m in finished and finished[m].notna().any():
                 vals = finished[m].astype(float)
                 row[m] = f"{vals.mean():.4g} ± {vals.std(ddof=1):.2g}" if vals.count() > 1 else f"{vals.mean():.4g}"
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _print_choices(runs: pd.DataFrame, study: Path) -> None:
+    """Each arm's chosen setting (on validation data, tuning seeds) and a warning when it
+    sits at the edge of its grid."""
+    names = runs["cfg.name"].astype(str).unique() if "cfg.name" in runs else []
+    name = names[0] if len(names) == 1 else study.name
+    spec = load_spec(name) if name in list_studies() else adhoc_spec(runs, name)
+    if not spec.tune or spec.arm_col not in runs:
+        return
+    best = best_settings(runs, spec)
+    flags = edge_flags(runs, spec, best)
+    print()
+    for arm, setting in best.items():
+        chosen = ", ".join(f"{k.removeprefix('cfg.')}={v}" for k, v in setting.items())
+        warn = f"   WARNING: {'; '.join(flags[arm])}" if arm in flags else ""
+        print(f"chosen for {spec.arm_key}={arm} (on {spec.select_on}, tuning seeds): {chosen}{warn}")
 
 
 def main(argv=None) -> None:
@@ -74,14 +89,16 @@ def main(argv=None) -> None:
     if runs.empty:
         print(f"no runs under {study}")
         return
+    runs["outcome"] = [outcome(r) for _, r in runs.iterrows()]
     by = [c for c in swept_columns(runs) if c != "cfg.seed"]
     seeds = runs["cfg.seed"].nunique() if "cfg.seed" in runs else 1
     print(f"\n{study}: {len(runs)} runs, {seeds} seed(s); swept: "
           f"{', '.join(c.removeprefix('cfg.') for c in swept_columns(runs)) or 'nothing'}")
     with pd.option_context("display.width", 200, "display.max_columns", 50):
         print(aggregate(runs, by).to_string(index=False))
+        _print_choices(runs, study)
         if args.runs:
-            cols = [c for c in ["status", *swept_columns(runs), *METRICS, "path"] if c in runs]
+            cols = [c for c in ["status", "outcome", *swept_columns(runs), *METRICS, "path"] if c in runs]
             print()
             print(runs[cols].rename(columns=lambda c: c.removeprefix("cfg.")).to_string(index=False))
 

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bnlab.data import BatchSampler, Splits, augment_batch
+from bnlab.outcomes import learned_rule
 from bnlab.probes import Probe, StepProbe, rng_state
 
 log = logging.getLogger(__name__)
@@ -59,19 +60,6 @@ def is_eval_step(step: int, tcfg) -> bool:
         return True
     early = tcfg.get("eval_every_early")
     return bool(early) and step <= tcfg.get("early_steps", 0) and step % early == 0
-
-
-def learned_rule(best_val_acc: float | None, last_train_loss: float | None, initial_loss: float | None,
-                 num_classes: int, margin: float) -> bool:
-    """Did the run learn? Its best validation accuracy after step 0 is at least chance + `margin`
-    (clearly above chance), and its last interval-mean training loss is below the loss it
-    started from (the loss of its first minibatch, before any update). A run stuck at chance
-    or one that ended worse than it started did not learn, whatever its status says."""
-    if best_val_acc is None or last_train_loss is None or initial_loss is None:
-        return False
-    if not (math.isfinite(last_train_loss) and math.isfinite(initial_loss)):
-        return False
-    return best_val_acc >= 1.0 / num_classes + margin and last_train_loss < initial_loss
 
 
 def train(model: nn.Module, optimizer: torch.optim.Optimizer, data: Splits, tcfg, *,

@@ -136,8 +136,31 @@ def test_status_lists_runs_aggregated_over_seeds(mnist_root, tmp_path, capsys):
     assert "4 of 4 done" in out and "2 seed(s)" in out and "swept: " in out
     lines = out.splitlines()
     header = next(ln for ln in lines if ln.strip().startswith("model.norm"))
-    assert "completed" in header and "test/acc" in header
+    assert "learned" in header and "did not learn" in header and "test/acc" in header
     agg = [ln.split() for ln in lines[lines.index(header) + 1:lines.index(header) + 3]]
     assert sorted(row[0] for row in agg) == ["batch", "none"]
-    assert all(row[1] == "2" and row[2] == "2" for row in agg)  # 2 runs, 2 completed
+    assert all(row[1] == "2" and row[2] == "2" for row in agg)  # 2 runs, 2 learned
     assert "±" in out
+
+
+def test_an_ad_hoc_sweep_is_plotted_and_confirmation_jobs_follow_the_tuning(mnist_root, tmp_path, capsys):
+    """A sweep launched from the command line, with no study file, is a folder bnlab-plot
+    draws; and bnlab-study's phase 2 reruns each arm's chosen lr on the confirmation seeds."""
+    from bnlab.claims import load_spec
+    from bnlab.frames import frame_from_store
+    from bnlab.plot_command import main as plot_main
+    from bnlab.study_command import confirmation_jobs
+
+    r = _cli(tmp_path, "model.norm=none,batch", "optim.lr=0.5,2.0", "seed=0,1", "name=adhoc",
+             "hydra.launcher.n_jobs=2", *TINY, "-m")
+    assert r.returncode == 0, r.stderr[-2000:]
+    sweep = next((tmp_path / "runs" / "adhoc").glob("multirun_*"))
+    plot_main([str(sweep), "--results", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "8 runs" in out and (sweep / "figures" / "convergence.png").exists()
+    assert (sweep / "figures" / "best_test_acc_vs_lr.png").exists()
+    runs = frame_from_store(sweep)
+    spec = load_spec("mnist_mlp")
+    jobs = confirmation_jobs(runs, spec)
+    assert [j[0] for j in jobs] == ["model.norm=none", "model.norm=batch"]
+    assert all(j[-1] == "seed=100,101,102,103,104" and j[1].startswith("optim.lr=") for j in jobs)

@@ -1,0 +1,404 @@
+"""Study specs -> per-seed values -> verdicts, with the sensitivity of each verdict.
+
+A study file's `analysis` block names the arm key (the scientific variable, `model.norm`),
+the nuisance keys tuned per arm (`tune`), the confirmation seeds and the claims. The design:
+- **tune, then confirm**: each arm's setting is chosen on validation data (`select_on`) from
+  the *tuning* runs (every seed not in `confirm_seeds`); the chosen settings run again on the
+  confirmation seeds, and a claim that depends on a choice is decided by those alone;
+- **sensitivity**: every such claim is also judged at each setting both arms share (matched
+  learning rates), on the tuning seeds, Holm-adjusted within the claim;
+- **edges**: a chosen setting at the edge of its grid is flagged — it is not shown to be best.
+
+Kinds of claim: `compare` (a metric per seed at each arm's chosen setting, or at a stated
+`matched` setting), `max_usable` (per seed, log2 of the largest value of `over` whose run
+learned and reached `threshold` on the selection metric; censored at the grid's ends),
+`worst_case` (per seed, the worst metric over `over`), `gain` (per seed, what the chosen value
+of `over` adds over its `reference` value).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from omegaconf import OmegaConf
+
+from bnlab.frames import FINISHED, OUTCOMES, swept_columns
+from bnlab.resolvers import EXPERIMENTS_DIR
+from bnlab.stats import ALPHA, apply_holm, compare, seed_stats
+
+
+@dataclass
+class StudySpec:
+    name: str
+    description: str
+    claims: list[dict]
+    arm_key: str = "model.norm"
+    baseline: str = "none"
+    treatment: str = "batch"
+    tune: list[str] = field(default_factory=list)
+    select_on: str = "best/val/acc"
+    max_steps: int | None = None
+    confirm_seeds: list[int] = field(default_factory=list)
+    adhoc: bool = False  # made up from a folder of runs, not read from experiments/
+
+    @property
+    def arm_col(self) -> str:
+        return f"cfg.{self.arm_key}"
+
+    @property
+    def arms(self) -> tuple[str, str]:
+        return (self.baseline, self.treatment)
+
+    def needs_confirmation(self, claim: dict) -> bool:
+        """A claim decided at a setting chosen from the data (not a whole-grid measure, not a
+        pre-specified setting) must be confirmed on fresh seeds."""
+        kind = claim.get("kind", "compare")
+        return (kind == "compare" and not claim.get("matched") and bool(self.tune)) or kind == "gain"
+
+
+def list_studies(experiments_dir: Path = EXPERIMENTS_DIR) -> list[str]:
+    return sorted(p.stem for p in experiments_dir.glob("*.yaml"))
+
+
+def load_spec(name: str, experiments_dir: Path = EXPERIMENTS_DIR) -> StudySpec:
+    """The analysis block of experiments/<name>.yaml."""
+    raw = OmegaConf.to_container(OmegaConf.load(experiments_dir / f"{name}.yaml"))
+    a = raw.get("analysis") or {}
+    return StudySpec(name=raw.get("name", name), description=raw.get("description", ""),
+                     claims=a.get("claims", []), arm_key=a.get("arm_key", "model.norm"),
+                     baseline=str(a.get("baseline", "none")), treatment=str(a.get("treatment", "batch")),
+                     tune=list(a.get("tune", [])), select_on=a.get("select_on", "best/val/acc"),
+                     max_steps=(raw.get("trainer") or {}).get("max_steps"),
+                     confirm_seeds=[int(s) for s in a.get("confirm_seeds", [])])
+
+
+def adhoc_spec(runs: pd.DataFrame, name: str) -> StudySpec:
+    """A spec for runs launched ad hoc (no study file): the arm key is `model.norm` when it
+    was swept, else the first swept key; the other swept keys (seed aside) are tuned per
+    arm. No claims: figures and tables only."""
+    swept = [c.removeprefix("cfg.") for c in swept_columns(runs) if c != "cfg.seed"]
+    arm_key = "model.norm" if "model.norm" in swept or not swept else swept[0]
+    col = f"cfg.{arm_key}"
+    values = sorted({str(v) for v in runs[col].dropna()}, key=lambda v: (v != "none", v)) if col in runs else []
+    baseline = values[0] if values else "none"
+    treatment = values[1] if len(values) > 1 else baseline
+    return StudySpec(name=name, description=f"runs under {name}, launched ad hoc", claims=[],
+                     arm_key=arm_key, baseline=baseline, treatment=treatment,
+                     tune=[k for k in swept if k != arm_key], adhoc=True,
+                     max_steps=int(runs["cfg.trainer.max_steps"].max()) if "cfg.trainer.max_steps" in runs else None)
+
+
+# ------------------------------------------------------------------ phases and settings
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+
+
+def phase_of(runs: pd.DataFrame, spec: StudySpec) -> pd.Series:
+    confirm = set(spec.confirm_seeds)
+    return runs["cfg.seed"].map(lambda s: "confirm" if int(s) in confirm else "tune")
+
+
+def tuning_runs(runs: pd.DataFrame, spec: StudySpec) -> pd.DataFrame:
+    return runs[phase_of(runs, spec) == "tune"] if len(runs) else runs
+
+
+def confirmation_runs(runs: pd.DataFrame, spec: StudySpec) -> pd.DataFrame:
+    return runs[phase_of(runs, spec) == "confirm"] if len(runs) else runs
+
+
+def finished(runs: pd.DataFrame) -> pd.DataFrame:
+    return runs[runs["status"].isin(FINISHED)]
+
+
+def arm_runs(runs: pd.DataFrame, spec: StudySpec, arm, setting: dict) -> pd.DataFrame:
+    sel = runs[runs[spec.arm_col].astype(str) == str(arm)]
+    for k, v in setting.items():
+        sel = sel[np.isclose(sel[k].astype(float), float(v))] if _is_num(v) else sel[sel[k].astype(str) == str(v)]
+    return sel
+
+
+def setting_table(runs: pd.DataFrame, spec: StudySpec, metric: str) -> pd.DataFrame:
+    """Mean and 95% CI of `metric` over finished runs, with every outcome counted, for each
+    (arm, tuned setting)."""
+    cols = [spec.arm_col, *[f"cfg.{k}" for k in spec.tune]]
+    rows = []
+    for key, g in runs.groupby(cols, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        fin = finished(g)
+        s = seed_stats(fin[metric].astype(float)) if metric in fin else seed_stats([])
+        sel = seed_stats(fin[spec.select_on].astype(float)) if spec.select_on in fin else seed_stats([])
+        counts = {o: int((g["outcome"] == o).sum()) for o in OUTCOMES} if "outcome" in g else {}
+        rows.append({**dict(zip(cols, key)), "runs": len(g), **counts, "select_mean": sel["mean"], **s})
+    return pd.DataFrame(rows)
+
+
+def best_settings(runs: pd.DataFrame, spec: StudySpec) -> dict:
+    """For each arm, the tuned setting with the highest mean validation metric over the
+    tuning runs (ties: the first in sorted order). {arm: {"cfg.optim.lr": 0.5, ...}}."""
+    tuning = finished(tuning_runs(runs, spec))
+    if not spec.tune:
+        return {str(arm): {} for arm in spec.arms}
+    if tuning.empty:
+        return {}
+    table = setting_table(tuning, spec, spec.select_on)
+    best = {}
+    for arm, g in table.groupby(spec.arm_col):
+        row = g.sort_values("select_mean", ascending=False, kind="stable").iloc[0]
+        best[str(arm)] = {f"cfg.{k}": row[f"cfg.{k}"] for k in spec.tune}
+    return best
+
+
+def edge_flags(runs: pd.DataFrame, spec: StudySpec, best: dict) -> dict:
+    """{arm: [text]} for every chosen numeric setting at the top or bottom of its arm's grid."""
+    tuning = tuning_runs(runs, spec)
+    flags: dict = {}
+    for arm, setting in best.items():
+        sel = tuning[tuning[spec.arm_col].astype(str) == arm]
+        for col, value in setting.items():
+            if not _is_num(value):
+                continue
+            grid = sorted(sel[col].dropna().astype(float).unique())
+            if len(grid) < 2:
+                continue
+            if np.isclose(value, grid[-1]):
+                flags.setdefault(arm, []).append(f"{col.removeprefix('cfg.')}={value:g} is the top of its grid "
+                                                 f"[{grid[0]:g} … {grid[-1]:g}]: widen the grid")
+            elif np.isclose(value, grid[0]):
+                flags.setdefault(arm, []).append(f"{col.removeprefix('cfg.')}={value:g} is the bottom of its grid "
+                                                 f"[{grid[0]:g} … {grid[-1]:g}]: widen the grid")
+    return flags
+
+
+# ------------------------------------------------------------------ per-seed values
+
+def metric_values(sel: pd.DataFrame, metric: str, spec: StudySpec) -> tuple[pd.Series, pd.Series]:
+    """(`metric` per seed, censoring per seed). A run that never reached a `*_to_target`
+    target is recorded at its budget, censored +1: the true value is at least that."""
+    sel = sel.sort_values("cfg.seed")
+    vals = sel[metric].astype(float) if metric in sel else pd.Series(np.nan, index=sel.index)
+    cens = pd.Series(0.0, index=sel.index)
+    if metric.endswith("_to_target"):
+        missing = vals.isna()
+        cens[missing] = 1.0
+        if metric == "steps_to_target":
+            vals = vals.fillna(float(spec.max_steps or sel["steps"].astype(float).max()))
+        else:
+            vals = vals.fillna(sel["train_time_s"].astype(float) if "train_time_s" in sel else np.nan)
+    seeds = sel["cfg.seed"].astype(int).tolist()
+    return vals.set_axis(seeds), cens.set_axis(seeds)
+
+
+def _compare_at(runs: pd.DataFrame, spec: StudySpec, metric: str, settings: dict) -> dict:
+    values, censored = {}, {}
+    for arm in spec.arms:
+        v, c = metric_values(finished(arm_runs(runs, spec, arm, settings.get(arm, {}))), metric, spec)
+        values[arm], censored[arm] = v, c
+    return {"values": values, "censored": censored}
+
+
+def _max_usable(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> dict:
+    over, thr = f"cfg.{claim['over']}", claim["threshold"]
+    grid = sorted(runs[over].astype(float).unique())
+    step = math.log2(grid[1]) - math.log2(grid[0]) if len(grid) > 1 else 1.0
+    floor, top = math.log2(grid[0]) - step, math.log2(grid[-1])
+    values, censored = {}, {}
+    for arm in spec.arms:
+        sel = runs[runs[spec.arm_col].astype(str) == arm]
+        v, c = {}, {}
+        for seed, g in sel.groupby("cfg.seed"):
+            ok = g[(g["outcome"] == "learned") & (g[spec.select_on].astype(float) >= thr)]
+            if len(ok):
+                v[int(seed)] = math.log2(ok[over].astype(float).max())
+                c[int(seed)] = 1.0 if np.isclose(v[int(seed)], top) else 0.0  # at the top: at least
+            else:
+                v[int(seed)], c[int(seed)] = floor, -1.0  # nothing usable: below the grid
+        values[arm], censored[arm] = pd.Series(v, dtype=float), pd.Series(c, dtype=float)
+    return {"values": values, "censored": censored}
+
+
+def per_seed_values(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> dict:
+    """The per-seed values that decide a claim's headline verdict, which runs decided it, and
+    what was chosen (and on which seeds)."""
+    kind = claim.get("kind", "compare")
+    tuning, confirming = tuning_runs(runs, spec), confirmation_runs(runs, spec)
+    tune_seeds = sorted(int(s) for s in tuning["cfg.seed"].unique())
+    out = {"chosen": {}, "edges": {}, "chosen_on": None, "provisional": None}
+    if kind == "compare":
+        metric = claim["metric"]
+        if claim.get("matched"):
+            settings = {arm: {f"cfg.{k}": v for k, v in claim["matched"].items()} for arm in spec.arms}
+            pool, decided = tuning, "grid seeds at the pre-specified setting (nothing chosen)"
+        else:
+            settings = best_settings(runs, spec)
+            out["edges"] = edge_flags(runs, spec, settings)
+            out["chosen_on"] = tune_seeds if spec.tune else None
+            pool, decided = (confirming, "confirmation seeds") if spec.tune else (runs, "all seeds (nothing tuned)")
+        out.update(_compare_at(pool, spec, metric, settings))
+        out["chosen"] = settings
+        if spec.needs_confirmation(claim) and any(len(v) == 0 for v in out["values"].values()):
+            out.update(_compare_at(tuning, spec, metric, settings))
+            out["provisional"] = "no confirmation runs at the chosen settings yet: shown on the tuning seeds that chose them"
+            decided = "tuning seeds (provisional)"
+    elif kind == "max_usable":
+        out.update(_max_usable(tuning, spec, claim))
+        out["chosen"] = {arm: {"unit": f"log2 {claim['over']}", "threshold": claim["threshold"]} for arm in spec.arms}
+        decided = "grid seeds (every value measured, nothing chosen)"
+    elif kind == "worst_case":
+        over, metric = f"cfg.{claim['over']}", claim["metric"]
+        values = {}
+        for arm in spec.arms:
+            sel = finished(tuning[tuning[spec.arm_col].astype(str) == arm])
+            worst = sel.groupby("cfg.seed")[metric].min().astype(float) if len(sel) else pd.Series(dtype=float)
+            values[arm] = worst.rename(index=int)
+            out["chosen"][arm] = {"over": sorted(sel[over].unique().tolist())}
+        out["values"] = values
+        out["censored"] = {arm: pd.Series(0.0, index=v.index) for arm, v in values.items()}
+        decided = "grid seeds (every value measured, nothing chosen)"
+    elif kind == "gain":
+        over, metric, ref = f"cfg.{claim['over']}", claim["metric"], float(claim["reference"])
+        table = setting_table(finished(tuning), spec, spec.select_on)
+        values = {}
+        pool = confirming
+        decided = "confirmation seeds"
+        for arm in spec.arms:
+            t = table[(table[spec.arm_col].astype(str) == arm) & ~np.isclose(table[over].astype(float), ref)]
+            if t.empty:
+                values[arm] = pd.Series(dtype=float)
+                continue
+            best = float(t.sort_values("select_mean", ascending=False, kind="stable").iloc[0][over])
+            out["chosen"][arm] = {over: best, "reference": ref}
+            values[arm] = _gain(pool, spec, arm, over, best, ref, metric)
+        if any(len(v) == 0 for v in values.values()):
+            values = {arm: _gain(tuning, spec, arm, over, out["chosen"].get(arm, {}).get(over, ref), ref, metric)
+                      for arm in spec.arms}
+            out["provisional"] = "no confirmation runs at the chosen settings yet: shown on the tuning seeds that chose them"
+            decided = "tuning seeds (provisional)"
+        out["chosen_on"] = tune_seeds
+        out["values"] = values
+        out["censored"] = {arm: pd.Series(0.0, index=v.index) for arm, v in values.items()}
+    else:
+        raise ValueError(f"unknown analysis kind {kind!r}")
+    seeds = sorted({int(s) for v in out["values"].values() for s in v.index})
+    out["decided_by"] = decided
+    out["seeds"] = seeds
+    return out
+
+
+def _gain(runs, spec, arm, over, best, ref, metric) -> pd.Series:
+    sel = finished(runs[runs[spec.arm_col].astype(str) == arm])
+    at_best = sel[np.isclose(sel[over].astype(float), best)].set_index("cfg.seed")[metric]
+    at_ref = sel[np.isclose(sel[over].astype(float), ref)].set_index("cfg.seed")[metric]
+    gain = (at_best - at_ref).dropna().astype(float)
+    return gain.set_axis([int(s) for s in gain.index]).sort_index()
+
+
+# ------------------------------------------------------------------ verdicts
+
+def _paired(runs: pd.DataFrame, values: dict, spec: StudySpec) -> bool:
+    """Paired analysis when both arms have exactly the same seeds and every run is paired."""
+    b, t = (values[a] for a in spec.arms)
+    if len(b) < 2 or set(b.index) != set(t.index):
+        return False
+    return "paired" in runs and bool(runs["paired"].notna().all())
+
+
+def decide(runs: pd.DataFrame, spec: StudySpec, claim: dict, pv: dict) -> dict:
+    b, t = (pv["values"][a].sort_index() for a in spec.arms)
+    cb, ct = (pv["censored"][a].reindex(pv["values"][a].sort_index().index).fillna(0) for a in spec.arms)
+    paired = _paired(runs, pv["values"], spec)
+    if paired:  # align by seed
+        t, ct = t.reindex(b.index), ct.reindex(b.index)
+    return compare(b.tolist(), t.tolist(), claim.get("direction", "higher"), float(claim.get("min_effect", 0)),
+                   paired=paired, censored_baseline=cb.tolist(), censored_treatment=ct.tolist())
+
+
+def claim_result(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> dict:
+    """The headline verdict of one claim (before the report's Holm adjustment), its
+    per-seed values and the verdict at every matched setting."""
+    pv = per_seed_values(runs, spec, claim)
+    res = decide(runs, spec, claim, pv)
+    if pv["provisional"] and res["verdict"] != "inconclusive":
+        res.update(verdict="inconclusive", reason=pv["provisional"] + f" (they alone say {res['verdict']})")
+    if claim.get("precondition") == "baseline_benefits" and res["verdict"] != "inconclusive":
+        # "BN reduces the need for X" presumes the no-BN arm needs X: its gain must be > 0
+        base = seed_stats(pv["values"][spec.baseline].tolist())
+        if not base["ci_low"] > 0:
+            res.update(verdict="inconclusive",
+                       reason=f"the precondition fails: the no-BN arm gains nothing measurable from "
+                              f"{claim.get('over', 'it')} here ({base['mean']:+.4g} "
+                              f"[{base['ci_low']:+.4g}, {base['ci_high']:+.4g}]), so there is no need "
+                              f"for BN to reduce")
+    res.update(claim=claim["claim"], id=claim.get("id", claim["claim"]), kind=claim.get("kind", "compare"),
+               metric=claim.get("metric", claim.get("over")), note=claim.get("note", ""),
+               direction=claim.get("direction", "higher"), chosen=pv["chosen"], edges=pv["edges"],
+               decided_by=pv["decided_by"], seeds=pv["seeds"], chosen_on=pv["chosen_on"],
+               provisional=pv["provisional"], literature=claim.get("literature", ""), url=claim.get("url", ""),
+               baseline_values=pv["values"][spec.baseline].sort_index().tolist(),
+               treatment_values=pv["values"][spec.treatment].sort_index().tolist(),
+               baseline_censored=pv["censored"][spec.baseline].sort_index().tolist(),
+               treatment_censored=pv["censored"][spec.treatment].sort_index().tolist(),
+               sensitivity=sensitivity(runs, spec, claim))
+    res["sensitivity_summary"] = summarize_sensitivity(res["sensitivity"], spec)
+    return res
+
+
+def sensitivity(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> list[dict]:
+    """The claim judged at every setting both arms share (tuning seeds), Holm-adjusted
+    within the claim. Whole-grid kinds (max_usable, worst_case) have none: the tuned key is
+    what they measure."""
+    kind = claim.get("kind", "compare")
+    tuning = tuning_runs(runs, spec)
+    rows = []
+    if kind == "compare" and spec.tune:
+        cols = [f"cfg.{k}" for k in spec.tune]
+        for key, g in finished(tuning).groupby(cols, sort=True):
+            key = key if isinstance(key, tuple) else (key,)
+            setting = dict(zip(cols, key))
+            if g[spec.arm_col].astype(str).nunique() < 2:
+                continue
+            pv = _compare_at(g, spec, claim["metric"], {arm: setting for arm in spec.arms})
+            rows.append({"setting": setting, **decide(g, spec, claim, pv)})
+    elif kind == "gain":
+        over, metric, ref = f"cfg.{claim['over']}", claim["metric"], float(claim["reference"])
+        for value in sorted(v for v in tuning[over].astype(float).unique() if not np.isclose(v, ref)):
+            values = {arm: _gain(tuning, spec, arm, over, value, ref, metric) for arm in spec.arms}
+            pv = {"values": values, "censored": {a: pd.Series(0.0, index=v.index) for a, v in values.items()}}
+            rows.append({"setting": {over: value}, **decide(tuning, spec, claim, pv)})
+    apply_holm(rows)
+    return rows
+
+
+def reversed_(r: dict) -> bool:
+    """Significantly in the direction opposite to the claim."""
+    if r.get("test", "").startswith("permutation"):
+        return r["p"] < ALPHA and r["effect"] < 0
+    return bool(np.isfinite(r.get("ci_high", np.nan)) and r["ci_high"] < 0)
+
+
+def summarize_sensitivity(rows: list[dict], spec: StudySpec) -> str:
+    """"holds at …; reversed at …; no effect that matters at …; inconclusive at …"."""
+    if not rows:
+        return ""
+    groups: dict[str, list[str]] = {}
+    for r in rows:
+        label = ", ".join(f"{k.removeprefix('cfg.').split('.')[-1]} {v:g}" if _is_num(v) else f"{k}={v}"
+                          for k, v in r["setting"].items())
+        if r["verdict"] == "supported":
+            g = "holds at"
+        elif reversed_(r):
+            g = "reversed at"
+        elif r["verdict"] == "not supported":
+            g = "no effect that matters at"
+        else:
+            g = "inconclusive at"
+        groups.setdefault(g, []).append(label)
+    order = ("holds at", "reversed at", "no effect that matters at", "inconclusive at")
+    return "; ".join(f"{g} {', '.join(groups[g])}" for g in order if g in groups)
+
+
+def study_verdicts(runs: pd.DataFrame, spec: StudySpec) -> list[dict]:
+    return [claim_result(runs, spec, c) for c in spec.claims]

@@ -1,0 +1,147 @@
+"""The one per-study pipeline behind `bnlab-plot` and `bnlab-report`:
+
+    load (run store, else the committed CSV) -> frame -> verdicts -> Holm over the family -> figures
+
+so that a figure and the verdict printed beside it always come from the same numbers.
+
+A target is a study name (experiments/<name>.yaml: its runs under results/runs/<name>/,
+figures and CSV under results/<name>/), or a folder of runs: a study's sweep folder, or
+runs launched ad hoc with no study file (figures and CSV then go to <folder>/figures/, so a
+partial folder never overwrites a study's committed CSV).
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+from omegaconf import OmegaConf
+
+from bnlab.claims import StudySpec, adhoc_spec, list_studies, load_spec, study_verdicts
+from bnlab.frames import budget, frame_from_csv, frame_from_store, relative, write_csv
+from bnlab.resolvers import REPO_ROOT
+from bnlab.stats import apply_holm
+
+RESULTS = REPO_ROOT / "results"
+
+
+def current_runs(runs: pd.DataFrame, name: str) -> tuple[pd.DataFrame, dict]:
+    """The runs that belong to the study as experiments/<name>.yaml defines it *now*.
+
+    A study folder keeps every run ever made for it, including runs of an earlier
+    definition (say, a different step budget) or quick checks launched with extra
+    overrides. Mixing them would average different experiments, so runs whose config
+    differs from the current study on any key the study does not sweep are left out
+    (and counted). Confirmation runs differ only on swept keys (arm, tuned keys, seed)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import open_dict
+
+    from bnlab.resolvers import CONF_DIR
+    from bnlab.store import NEUTRAL_DEFAULTS, NON_SCIENTIFIC_KEYS
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name="analysis"):
+        cfg = compose("config", overrides=[f"experiments={name}"], return_hydra_config=True)
+    swept = {f"cfg.{k}" for k in (OmegaConf.select(cfg, "hydra.sweeper.params") or {})}
+    with open_dict(cfg):
+        del cfg["hydra"]
+    current = pd.json_normalize(OmegaConf.to_container(cfg, resolve=True), sep=".").iloc[0]
+    current.index = [f"cfg.{k}" for k in current.index]
+    skip = tuple(f"cfg.{k}" for k in NON_SCIENTIFIC_KEYS)
+    keys = [k for k in current.index if k not in swept and not k.startswith(skip)]
+    stale = pd.Series(False, index=runs.index)
+    differing: dict = {}
+    for k in keys:
+        want = current[k]
+        if k in runs:
+            have = runs[k]
+        elif k.removeprefix("cfg.") in NEUTRAL_DEFAULTS:  # a run made before the key existed
+            have = pd.Series([NEUTRAL_DEFAULTS[k.removeprefix("cfg.")]] * len(runs), index=runs.index)
+        else:
+            continue
+        diff = have.map(lambda v: not _same(v, want))
+        if diff.any():
+            differing[k.removeprefix("cfg.")] = sorted({repr(v) for v in have[diff]})[:3]
+        stale |= diff
+    return runs[~stale].reset_index(drop=True), {"stale": int(stale.sum()), "differing": differing}
+
+
+def _same(a, b) -> bool:
+    def num(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    if isinstance(a, float) and math.isnan(a):
+        return b is None or (isinstance(b, float) and math.isnan(b))
+    if num(a) and num(b):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
+    if hasattr(a, "tolist"):
+        a = a.tolist()
+    return a == b or str(a) == str(b)
+
+
+def load_study(target: str, results_dir: Path = RESULTS, runs_root: Path | None = None) -> dict:
+    """Resolve a study name or a folder of runs into {name, spec, runs, source, out, ...};
+    `ran` is False when there is nothing to analyse."""
+    runs_root = runs_root or results_dir / "runs"
+    folder = Path(target)
+    left_out = {"stale": 0, "differing": {}}
+    if "/" not in target and target in list_studies():
+        name, spec = target, load_spec(target)
+        store, out = runs_root / target, results_dir / target
+        csv = out / "runs.csv"
+        runs = frame_from_store(store) if store.is_dir() else pd.DataFrame()
+        if not runs.empty:
+            runs, left_out = current_runs(runs, name)
+        if not runs.empty:
+            source = f"run store (`{relative(str(store))}`)"
+            write_csv(runs, csv)
+        elif csv.exists():
+            runs, source = frame_from_csv(csv), f"committed CSV (`{relative(str(csv))}`)"
+        else:
+            return {"name": name, "spec": spec, "ran": False, "left_out": left_out, "out": out}
+    elif folder.is_dir():
+        runs = frame_from_store(folder)
+        if runs.empty:
+            raise FileNotFoundError(f"no runs under {folder}")
+        name = Counter(runs["cfg.name"].astype(str)).most_common(1)[0][0] if "cfg.name" in runs else folder.name
+        if name in list_studies():
+            spec = load_spec(name)
+            runs, left_out = current_runs(runs, name)
+        else:
+            spec = adhoc_spec(runs, name)
+        out = folder / "figures"
+        source = f"runs under `{relative(str(folder))}`"
+        write_csv(runs, out / "runs.csv")
+    else:
+        raise FileNotFoundError(f"{target!r} is neither a study in experiments/ ({', '.join(list_studies())}) "
+                                f"nor a folder of runs")
+    return {"name": name, "spec": spec, "ran": not runs.empty, "runs": runs, "source": source, "out": out,
+            "left_out": left_out, "budget": budget(runs, spec.arm_col)}
+
+
+def decide(studies: list[dict]) -> None:
+    """Verdicts for every study that ran, Holm-adjusted over all their headline verdicts
+    (the family is every claim these studies test)."""
+    family = []
+    for s in studies:
+        if s["ran"]:
+            s["results"] = study_verdicts(s["runs"], s["spec"])
+            family += s["results"]
+    apply_holm(family)
+
+
+def draw(study: dict, fmt: str = "png") -> list[Path]:
+    from bnlab.plots import plot_study
+
+    study["figures"] = plot_study(study["runs"], study["spec"], study.get("results", []), study["out"], fmt)
+    return study["figures"]
+
+
+def analyse_all(results_dir: Path = RESULTS, runs_root: Path | None = None) -> list[dict]:
+    """Every study in experiments/ that tests a claim, loaded and decided as one family."""
+    studies = [load_study(n, results_dir, runs_root) for n in list_studies()]
+    studies = [s for s in studies if s["spec"].claims]  # quickstart is a demo, not evidence
+    decide(studies)
+    return studies
+
+
+__all__ = ["StudySpec", "RESULTS", "load_study", "decide", "draw", "analyse_all", "current_runs"]

@@ -1,0 +1,105 @@
+"""bnlab-study: run a study's two phases, tune then confirm, as one resumable command.
+
+    bnlab-study mnist_mlp                       # both phases
+    bnlab-study mnist_mlp tracking.mode=disabled hydra.launcher.n_jobs=2   # overrides for both
+    bnlab-study mnist_mlp --dry-run             # print the commands, train nothing
+
+Phase 1 (tune): `bnlab-train experiments=<study>`: the study's grid on its tuning seeds.
+Phase 2 (confirm): for each arm, the setting chosen on validation data from the tuning runs
+(bnlab.claims.best_settings; for a `gain` claim the chosen value and its reference) runs on
+the study's `analysis.confirm_seeds`. A study whose claims choose nothing (whole-grid
+measures, pre-specified settings) has no phase 2. Both phases are ordinary sweeps, so a
+relaunch trains only what is missing; the confirmation settings are recomputed each time
+from the tuning runs on disk.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bnlab.claims import StudySpec, best_settings, list_studies, load_spec
+from bnlab.frames import frame_from_store
+
+
+def _value(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def confirmation_jobs(runs, spec: StudySpec) -> list[list[str]]:
+    """The override lists of phase 2: one sweep per arm, at its chosen setting(s)."""
+    needing = [c for c in spec.claims if spec.needs_confirmation(c)]
+    if not needing or not spec.confirm_seeds:
+        return []
+    best = best_settings(runs, spec)
+    seeds = ",".join(str(s) for s in spec.confirm_seeds)
+    jobs = []
+    for arm in spec.arms:
+        if arm not in best:
+            raise SystemExit(f"bnlab-study: error: no finished tuning runs for {spec.arm_key}={arm} in "
+                             f"study {spec.name!r}; phase 1 must finish first")
+        values = {col.removeprefix("cfg."): {_value(v)} for col, v in best[arm].items()}
+        for claim in needing:  # a gain claim also needs its reference value on the same seeds
+            if claim.get("kind") == "gain":
+                values.setdefault(claim["over"], set()).add(_value(float(claim["reference"])))
+        overrides = [f"{spec.arm_key}={arm}"]
+        overrides += [f"{k}={','.join(sorted(v))}" for k, v in values.items()]
+        jobs.append(overrides + [f"seed={seeds}"])
+    return jobs
+
+
+def _train(study: str, overrides: list[str], dry_run: bool) -> None:
+    cmd = [sys.executable, "-m", "bnlab.train", f"experiments={study}", *overrides]
+    print("$ bnlab-train " + " ".join(shlex.quote(a) for a in cmd[3:]), flush=True)
+    if not dry_run:
+        rc = subprocess.call(cmd)
+        if rc != 0:
+            raise SystemExit(rc)
+
+
+def _runs_root(overrides: list[str]) -> Path:
+    """Where phase 1 wrote its runs: the composed `paths.runs` of the study."""
+    from hydra import compose, initialize_config_dir
+
+    from bnlab.resolvers import CONF_DIR
+
+    plain = [o for o in overrides if o.split("=", 1)[0].startswith("paths.")]
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name="study"):
+        return Path(compose("config", overrides=plain).paths.runs)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(prog="bnlab-study", description=__doc__.split("\n")[0])
+    ap.add_argument("study", help=f"a study in experiments/ ({', '.join(list_studies())})")
+    ap.add_argument("overrides", nargs="*", help="Hydra overrides passed to both phases")
+    ap.add_argument("--dry-run", action="store_true", help="print the commands of both phases, train nothing")
+    args = ap.parse_args(argv)
+    if args.study not in list_studies():
+        sys.exit(f"bnlab-study: error: study: got {args.study!r}; allowed: {', '.join(list_studies())}")
+    spec = load_spec(args.study)
+    t0 = time.perf_counter()
+    print(f"bnlab-study {args.study}: phase 1 (tune) on the grid's seeds", flush=True)
+    _train(args.study, args.overrides, args.dry_run)
+    store = _runs_root(args.overrides) / spec.name
+    if args.dry_run and not store.is_dir():
+        print("phase 2 (confirm) is decided from phase 1's runs, which do not exist yet")
+        return
+    from bnlab.study import current_runs
+
+    runs = frame_from_store(store)
+    if not runs.empty:
+        runs, _ = current_runs(runs, args.study)
+    jobs = confirmation_jobs(runs, spec) if not runs.empty else []
+    if not jobs:
+        print(f"bnlab-study {args.study}: no claim depends on a chosen setting: no confirmation phase")
+    for overrides in jobs:
+        print(f"bnlab-study {args.study}: phase 2 (confirm) on seeds {spec.confirm_seeds}", flush=True)
+        _train(args.study, [*args.overrides, *overrides], args.dry_run)
+    print(f"bnlab-study {args.study}: done in {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

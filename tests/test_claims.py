@@ -1,0 +1,158 @@
+"""Verdicts on synthetic run stores whose answers are known: selection on validation data
+from tuning seeds, decisions on confirmation seeds, paired and censored cases, sensitivity
+at matched settings, edge flags, outcomes, and the CSV round trip."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from bnlab.claims import best_settings, claim_result, edge_flags, per_seed_values, setting_table
+from bnlab.frames import act_in_drift, frame_from_csv, frame_from_store, write_csv
+
+from synthetic import ACCURACY, make_store, spec, write_run
+
+RNG = np.random.default_rng(0)
+
+
+@pytest.fixture
+def store(tmp_path):
+    return make_store(tmp_path)
+
+
+def test_setting_chosen_on_validation_of_tuning_seeds_and_decided_on_confirmation_seeds(store):
+    runs = frame_from_store(store)
+    assert len(runs) == 35
+    assert best_settings(runs, spec()) == {"batch": {"cfg.optim.lr": 0.5}, "none": {"cfg.optim.lr": 0.5}}
+    r = claim_result(runs, spec(), ACCURACY)
+    assert r["seeds"] == [100, 101, 102, 103, 104] and r["decided_by"] == "confirmation seeds"
+    assert r["chosen_on"] == [0, 1, 2, 3, 4]
+    assert r["effect"] == pytest.approx(0.004, abs=0.0005), "the confirmation seeds' effect, not the tuning seeds' 0.010"
+    assert r["test"] == "paired t" and r["verdict"] == "supported"
+
+
+def test_without_confirmation_runs_the_headline_is_provisional(store):
+    runs = frame_from_store(store)
+    tuning_only = runs[runs["cfg.seed"] < 100]
+    r = claim_result(tuning_only, spec(), ACCURACY)
+    assert r["decided_by"] == "tuning seeds (provisional)" and r["verdict"] == "inconclusive"
+    assert "confirmation" in r["reason"] and r["effect"] == pytest.approx(0.010, abs=0.002)
+
+
+def test_unpaired_runs_are_analysed_with_welch(tmp_path):
+    for seed in range(100, 105):
+        e = 0.01 * RNG.standard_normal()
+        write_run(tmp_path, "old", "batch", 0.5, seed, 0.977 + e, 0.974 + e, paired=False)
+        write_run(tmp_path, "old", "none", 0.5, seed, 0.973 + e, 0.970 + e, paired=False)
+    r = claim_result(frame_from_store(tmp_path / "old"), spec(tune=[]), ACCURACY)
+    assert r["test"] == "Welch t" and r["verdict"] == "inconclusive"
+
+
+def test_steps_to_target_never_reached_is_censored_at_the_budget(store):
+    runs = frame_from_store(store)
+    claim = {"claim": "speed", "kind": "compare", "metric": "steps_to_target", "direction": "lower",
+             "min_effect": 100, "matched": {"optim.lr": 0.1}}
+    pv = per_seed_values(runs[runs["cfg.optim.lr"] == 0.1], spec(), claim)
+    assert pv["values"]["none"].tolist() == [1000.0] * 5 and pv["censored"]["none"].tolist() == [1.0] * 5
+
+
+def test_sensitivity_says_where_a_verdict_holds_and_where_it_reverses(tmp_path):
+    for seed in range(5):
+        e = 0.001 * RNG.standard_normal()
+        write_run(tmp_path, "sens", "batch", 0.5, seed, 0.98 + e, 0.98 + e)
+        write_run(tmp_path, "sens", "none", 0.5, seed, 0.97 + e, 0.97 + e)
+        write_run(tmp_path, "sens", "batch", 8.0, seed, 0.95 + e, 0.95 + e)
+        write_run(tmp_path, "sens", "none", 8.0, seed, 0.96 + e, 0.96 + e)
+    runs = frame_from_store(tmp_path / "sens")
+    r = claim_result(runs, spec(), ACCURACY)
+    by_lr = {s["setting"]["cfg.optim.lr"]: s for s in r["sensitivity"]}
+    assert by_lr[0.5]["verdict"] == "supported" and by_lr[8.0]["verdict"] == "not supported"
+    assert all("p_holm" in s for s in r["sensitivity"])
+    assert r["sensitivity_summary"] == "holds at lr 0.5; reversed at lr 8"
+    # no-BN's choice is lr 0.5, the bottom of its grid; BN's too: both flagged
+    flags = edge_flags(runs, spec(), best_settings(runs, spec()))
+    assert set(flags) == {"batch", "none"} and "bottom of its grid" in flags["none"][0]
+
+
+def test_outcomes_are_counted_and_did_not_learn_is_not_usable(tmp_path):
+    for seed in range(5):
+        for lr in (0.1, 1.0, 10.0):
+            write_run(tmp_path, "lr", "batch", lr, seed, 0.95, 0.95)
+            bad = lr == 10.0
+            # at lr 10 no-BN completes but stays at chance: it did not learn
+            write_run(tmp_path, "lr", "none", lr, seed, 0.1 if bad else 0.95, 0.1 if bad else 0.95,
+                      learned=not bad)
+    runs = frame_from_store(tmp_path / "lr")
+    assert (runs["outcome"] == "did not learn").sum() == 5 and (runs["status"] == "completed").all()
+    table = setting_table(runs, spec(tune=["optim.lr"]), "best/val/acc")
+    assert table["did not learn"].sum() == 5 and table["learned"].sum() == 25
+    claim = {"claim": "lr", "kind": "max_usable", "over": "optim.lr", "threshold": 0.9, "direction": "higher",
+             "min_effect": 0.5}
+    r = claim_result(runs, spec(), claim)
+    assert r["baseline_values"] == [0.0] * 5, "lr 10 stayed at chance: 1.0 is the largest usable"
+    assert r["treatment_values"] == [pytest.approx(np.log2(10))] * 5 and r["treatment_censored"] == [1.0] * 5
+    assert r["bound"] == "≥" and r["test"].startswith("permutation") and r["verdict"] == "supported"
+
+
+def test_worst_case_and_gain_kinds():
+    rows = []
+    for seed in range(5):
+        for std in (0.01, 1.0):
+            rows.append({"cfg.model.norm": "batch", "cfg.seed": seed, "cfg.init.std": std, "status": "completed",
+                         "best/test/acc": 0.97 + 0.001 * seed, "best/val/acc": 0.97, "paired": 1})
+            rows.append({"cfg.model.norm": "none", "cfg.seed": seed, "cfg.init.std": std, "status": "completed",
+                         "best/test/acc": 0.97 if std == 0.01 else 0.11 + 0.001 * seed ** 2, "best/val/acc": 0.5,
+                         "paired": 1})
+    runs = pd.DataFrame(rows)
+    runs["outcome"] = "learned"
+    r = claim_result(runs, spec(tune=["init.std"]),
+                     {"claim": "init", "kind": "worst_case", "over": "init.std", "metric": "best/test/acc",
+                      "direction": "higher", "min_effect": 0.01})
+    assert r["baseline_values"] == pytest.approx([0.11, 0.111, 0.114, 0.119, 0.126]) and r["verdict"] == "supported"
+    assert r["decided_by"].startswith("grid seeds") and r["sensitivity"] == []
+
+    rows = []
+    for seed in [*range(5), *range(100, 105)]:
+        for p in (0.0, 0.1, 0.3):
+            rows.append({"cfg.model.norm": "batch", "cfg.seed": seed, "cfg.model.dropout": p, "status": "completed",
+                         "best/test/acc": 0.98 - 0.002 * (p > 0) + 0.0001 * seed % 7,
+                         "best/val/acc": 0.98 - p / 100, "paired": 1})
+            rows.append({"cfg.model.norm": "none", "cfg.seed": seed, "cfg.model.dropout": p, "status": "completed",
+                         "best/test/acc": 0.97 + 0.005 * (p == 0.1) + 0.0001 * seed % 7,
+                         "best/val/acc": 0.97 + 0.01 * (p == 0.1), "paired": 1})
+    runs = pd.DataFrame(rows)
+    runs["outcome"] = "learned"
+    r = claim_result(runs, spec(tune=["model.dropout"]),
+                     {"claim": "dropout", "kind": "gain", "over": "model.dropout", "reference": 0.0,
+                      "metric": "best/test/acc", "direction": "lower", "min_effect": 0.002})
+    assert r["chosen"]["none"]["cfg.model.dropout"] == 0.1 and r["seeds"] == [100, 101, 102, 103, 104]
+    assert r["baseline_values"] == pytest.approx([0.005] * 5) and r["treatment_values"] == pytest.approx([-0.002] * 5)
+    assert r["verdict"] == "supported" and r["test"] == "exact (no spread)"
+    assert [s["setting"]["cfg.model.dropout"] for s in r["sensitivity"]] == [0.1, 0.3]
+
+
+def test_drift_covers_location_and_spread_on_the_regular_grid():
+    steps = [0, 100, 200, 500, 1000]
+    c = {"eval:step": steps}
+    # the median moves 1 per regular evaluation (width 2); finer early evaluations do not count
+    p50 = [0.0, 0.3, 0.1, 1.0, 2.0]
+    for b in ("b0",):
+        c[f"eval:probe/act_in/{b}/u0/p50"] = p50
+        c[f"eval:probe/act_in/{b}/u0/p15"] = [x - 1 for x in p50]
+        c[f"eval:probe/act_in/{b}/u0/p85"] = [x + 1 for x in p50]
+    assert act_in_drift(c, every=500) == pytest.approx(1.0 / 2)  # early evaluations ignored
+    # a distribution that only widens (median fixed) has drifted too: spread counts
+    spread = {"eval:step": [0, 500, 1000], "eval:probe/act_in/b0/u0/p50": [0.0, 0.0, 0.0],
+              "eval:probe/act_in/b0/u0/p15": [-1.0, -2.0, -3.0], "eval:probe/act_in/b0/u0/p85": [1.0, 2.0, 3.0]}
+    assert act_in_drift(spread, every=500) == pytest.approx((1 / 4 + 0 + 1 / 4) / 3)  # width mean 4
+    assert act_in_drift({}) is None
+
+
+def test_csv_round_trip_same_verdicts_and_no_machine_paths(store, tmp_path):
+    runs = frame_from_store(store)
+    write_csv(runs, tmp_path / "out" / "runs.csv")
+    text = (tmp_path / "out" / "runs.csv").read_text()
+    assert "/secret/" not in text and str(tmp_path) not in text
+    again = frame_from_csv(tmp_path / "out" / "runs.csv")
+    a, b = claim_result(runs, spec(), ACCURACY), claim_result(again, spec(), ACCURACY)
+    assert a["verdict"] == b["verdict"] and a["test"] == b["test"] == "paired t"
+    assert a["effect"] == pytest.approx(b["effect"], rel=1e-4)
+    assert again["curves"].iloc[0]["eval:step"] == [0, 500, 1000]

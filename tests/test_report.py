@@ -1,0 +1,119 @@
+"""The per-study pipeline end to end on synthetic stores: figures that hold the data, the
+report (from runs, then from the committed CSV alone), bnlab-plot on a folder of runs
+launched ad hoc, and bnlab-status's choices and edge warnings."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bnlab.plots as plots
+from bnlab.claims import claim_result
+from bnlab.frames import frame_from_store
+from bnlab.plot_command import main as plot_main
+from bnlab.report import effect_text
+from bnlab.report import main as report_main
+from bnlab.status import main as status_main
+from bnlab.study import load_study
+
+from synthetic import ACCURACY, make_store, spec, write_run
+
+
+@pytest.fixture
+def store(tmp_path):
+    """The synthetic study of tests/synthetic.py: tuning seeds 0-4, confirmation seeds 100-104."""
+    return make_store(tmp_path, rng_seed=1)
+
+
+def test_figures_hold_the_data(store, tmp_path, monkeypatch):
+    drawn = {}
+
+    def capture(fig, path):
+        drawn[path.name] = fig
+        return path
+
+    monkeypatch.setattr(plots, "save", capture)
+    runs = frame_from_store(store)
+    res = [claim_result(runs, spec(), ACCURACY)]
+    plots.plot_study(runs, spec(), res, tmp_path / "figs")
+    assert {"convergence.png", "best_test_acc_vs_lr.png", "act_input_percentiles.png",
+            "claim_accuracy.png", "sensitivity.png"} <= set(drawn)
+    # convergence: the BN line is the seed-mean of BN's confirmation runs at its chosen lr
+    ax = drawn["convergence.png"].axes[0]
+    bn_line = next(ln for ln in ax.lines if ln.get_label().startswith("BN"))
+    sel = runs[(runs["cfg.model.norm"] == "batch") & (runs["cfg.seed"] >= 100)]
+    expected = np.mean([c["eval:val/acc"] for c in sel["curves"]], axis=0)
+    assert np.allclose(bn_line.get_ydata(), expected) and list(bn_line.get_xdata()) == [0, 500, 1000]
+    # accuracy vs lr: the no-BN points are the per-lr means of the tuning seeds; the diverged lr is marked
+    ax = drawn["best_test_acc_vs_lr.png"].axes[0]
+    none_line = next(ln for ln in ax.lines if ln.get_label() == "no BN")
+    fin = runs[(runs["cfg.model.norm"] == "none") & (runs.status == "completed") & (runs["cfg.seed"] < 100)]
+    means = fin.groupby("cfg.optim.lr")["best/test/acc"].mean()
+    assert list(none_line.get_xdata()[:2]) == [0.1, 0.5]
+    assert np.allclose(none_line.get_ydata()[:2], means.values)
+    assert any(t.get_text() == "5/5" for t in ax.texts), "diverged runs are counted on the plot"
+
+
+def test_report_from_runs_then_from_csv_alone(store, tmp_path):
+    results = tmp_path / "results"
+    (results / "runs").mkdir(parents=True)
+    store.rename(results / "runs" / "mnist_mlp")
+    for p in (results / "runs" / "mnist_mlp").rglob("run.json"):
+        d = json.loads(p.read_text())
+        d["config"]["name"] = "mnist_mlp"
+        d["config"]["trainer"].update(max_steps=10000, eval_every_early=100, early_steps=5000)  # the study's
+        p.write_text(json.dumps(d))
+    # a quick check launched with another budget is not part of the study's evidence
+    write_run(results / "runs", "mnist_mlp", "batch", 0.5, 9, 0.5, 0.5)
+    report_main(["--results", str(results)])
+    text = (results / "REPORT.md").read_text()
+    assert "Left out: 1 run(s)" in text and "trainer.max_steps" in text
+    row = next(ln for ln in text.splitlines() if ln.startswith("| 3. Accuracy is higher `accuracy`"))
+    assert "**supported**" in row and "paired t" in row and "p_Holm" in row
+    assert "confirmation seeds: 100–104 (chosen on seeds 0–4)" in row
+    assert "not run yet" in text  # the studies without runs say so
+    assert "Sensitivity of `accuracy`" in text
+    for link in [ln.split("](")[1].rstrip(")") for ln in text.splitlines() if ln.startswith("![")]:
+        assert (results / link).exists(), link
+    csv = results / "mnist_mlp" / "runs.csv"
+    assert csv.exists() and len(pd.read_csv(csv)) == 35
+    assert "/secret/" not in csv.read_text() and str(tmp_path) not in csv.read_text()
+    # numbers in the report agree with the CSV beside it
+    s = load_study("mnist_mlp", results, runs_root=tmp_path / "no-runs-here")
+    assert s["source"].startswith("committed CSV")
+    acc = claim_result(s["runs"], s["spec"], next(c for c in s["spec"].claims if c["claim"] == "accuracy"))
+    assert effect_text(acc) in row
+    # and the figures regenerate from the CSV alone, with the same verdict table
+    for f in (results / "mnist_mlp").glob("*.png"):
+        f.unlink()
+    report_main(["--results", str(results), "--runs-root", str(tmp_path / "no-runs-here")])
+    assert (results / "mnist_mlp" / "convergence.png").exists()
+    assert (results / "REPORT.md").read_text().split("## Verdicts")[1].split("**How")[0] == \
+        text.split("## Verdicts")[1].split("**How")[0]
+
+
+def test_plot_and_status_on_a_folder_of_runs_launched_ad_hoc(tmp_path, capsys):
+    """bnlab-train -m model.norm=none,batch optim.lr=… seed=… with no study file: the folder
+    is plotted with the arm key found from what was swept."""
+    folder = tmp_path / "runs" / "default" / "multirun_x"
+    for seed in range(3):
+        for lr in (0.1, 1.0):
+            for norm in ("none", "batch"):
+                write_run(tmp_path, "default", norm, lr, seed, 0.9 + 0.01 * lr * (norm == "batch"), 0.9,
+                          path=folder / f"{norm}-{lr}-{seed}")
+    plot_main([str(folder), "--results", str(tmp_path / "results")])
+    out = capsys.readouterr().out
+    figures = folder / "figures"
+    assert (figures / "convergence.png").exists() and (figures / "best_test_acc_vs_lr.png").exists()
+    assert (figures / "runs.csv").exists() and "/secret/" not in (figures / "runs.csv").read_text()
+    assert "12 runs" in out
+    status_main([str(folder)])
+    out = capsys.readouterr().out
+    assert "12 runs, 3 seed(s); swept: seed, model.norm, optim.lr" in out
+    assert "learned  did not learn  diverged" in out
+    assert "chosen for model.norm=batch" in out and "top of its grid" in out
+
+
+def test_plot_command_errors_are_one_line(tmp_path):
+    with pytest.raises(SystemExit, match="neither a study"):
+        plot_main([str(tmp_path / "nothing-here")])
