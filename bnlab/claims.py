@@ -192,10 +192,18 @@ def metric_values(sel: pd.DataFrame, metric: str, spec: StudySpec) -> tuple[pd.S
     return vals.set_axis(seeds), cens.set_axis(seeds)
 
 
-def _compare_at(runs: pd.DataFrame, spec: StudySpec, metric: str, settings: dict) -> dict:
+def usable_runs(runs: pd.DataFrame, claim: dict) -> pd.DataFrame:
+    """The runs a claim's metric is read from: finished ones; with `only_learned` (probe
+    measures such as ICS, meaningless in a net that never trained), only those that learned."""
+    fin = finished(runs)
+    return fin[fin["outcome"] == "learned"] if claim.get("only_learned") and "outcome" in fin else fin
+
+
+def _compare_at(runs: pd.DataFrame, spec: StudySpec, metric: str, settings: dict, claim: dict | None = None) -> dict:
     values, censored = {}, {}
     for arm in spec.arms:
-        v, c = metric_values(finished(arm_runs(runs, spec, arm, settings.get(arm, {}))), metric, spec)
+        sel = usable_runs(arm_runs(runs, spec, arm, settings.get(arm, {})), claim or {})
+        v, c = metric_values(sel, metric, spec)
         values[arm], censored[arm] = v, c
     return {"values": values, "censored": censored}
 
@@ -237,10 +245,10 @@ def per_seed_values(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> dict:
             out["edges"] = edge_flags(runs, spec, settings)
             out["chosen_on"] = tune_seeds if spec.tune else None
             pool, decided = (confirming, "confirmation seeds") if spec.tune else (runs, "all seeds (nothing tuned)")
-        out.update(_compare_at(pool, spec, metric, settings))
+        out.update(_compare_at(pool, spec, metric, settings, claim))
         out["chosen"] = settings
         if spec.needs_confirmation(claim) and any(len(v) == 0 for v in out["values"].values()):
-            out.update(_compare_at(tuning, spec, metric, settings))
+            out.update(_compare_at(tuning, spec, metric, settings, claim))
             out["provisional"] = "no confirmation runs at the chosen settings yet: shown on the tuning seeds that chose them"
             decided = "tuning seeds (provisional)"
     elif kind == "max_usable":
@@ -360,7 +368,17 @@ def sensitivity(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> list[dict]:
             setting = dict(zip(cols, key))
             if g[spec.arm_col].astype(str).nunique() < 2:
                 continue
-            pv = _compare_at(g, spec, claim["metric"], {arm: setting for arm in spec.arms})
+            unlearned = [arm for arm in spec.arms
+                         if (arm_runs(g, spec, arm, {})["outcome"] != "learned").any()] if "outcome" in g else []
+            if claim.get("only_learned") and unlearned:
+                names = " and ".join(unlearned)
+                rows.append({"setting": setting, "verdict": "not comparable", "p": np.nan, "test": "none",
+                             "effect": np.nan, "ci_low": np.nan, "ci_high": np.nan, "baseline_mean": np.nan,
+                             "treatment_mean": np.nan, "n_baseline": 0, "n_treatment": 0, "bound": None,
+                             "reason": f"{spec.arm_key}={names}: some runs did not learn or diverged here, and "
+                                       f"this measure means nothing in a net that did not train"})
+                continue
+            pv = _compare_at(g, spec, claim["metric"], {arm: setting for arm in spec.arms}, claim)
             rows.append({"setting": setting, **decide(g, spec, claim, pv)})
     elif kind == "gain":
         over, metric, ref = f"cfg.{claim['over']}", claim["metric"], float(claim["reference"])
@@ -373,10 +391,9 @@ def sensitivity(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> list[dict]:
 
 
 def reversed_(r: dict) -> bool:
-    """Significantly in the direction opposite to the claim."""
-    if r.get("test", "").startswith("permutation"):
-        return r["p"] < ALPHA and r["effect"] < 0
-    return bool(np.isfinite(r.get("ci_high", np.nan)) and r["ci_high"] < 0)
+    """Significantly in the direction opposite to the claim (after Holm when adjusted)."""
+    p = r.get("p_holm", r.get("p", np.nan))
+    return bool(np.isfinite(p) and p < ALPHA and r.get("effect", np.nan) < 0)
 
 
 def summarize_sensitivity(rows: list[dict], spec: StudySpec) -> str:
@@ -387,7 +404,9 @@ def summarize_sensitivity(rows: list[dict], spec: StudySpec) -> str:
     for r in rows:
         label = ", ".join(f"{k.removeprefix('cfg.').split('.')[-1]} {v:g}" if _is_num(v) else f"{k}={v}"
                           for k, v in r["setting"].items())
-        if r["verdict"] == "supported":
+        if r["verdict"] == "not comparable":
+            g = "not comparable (an arm did not learn) at"
+        elif r["verdict"] == "supported":
             g = "holds at"
         elif reversed_(r):
             g = "reversed at"
@@ -396,7 +415,8 @@ def summarize_sensitivity(rows: list[dict], spec: StudySpec) -> str:
         else:
             g = "inconclusive at"
         groups.setdefault(g, []).append(label)
-    order = ("holds at", "reversed at", "no effect that matters at", "inconclusive at")
+    order = ("holds at", "reversed at", "no effect that matters at", "inconclusive at",
+             "not comparable (an arm did not learn) at")
     return "; ".join(f"{g} {', '.join(groups[g])}" for g in order if g in groups)
 
 

@@ -92,6 +92,26 @@ def test_outcomes_are_counted_and_did_not_learn_is_not_usable(tmp_path):
     assert r["bound"] == "≥" and r["test"].startswith("permutation") and r["verdict"] == "supported"
 
 
+def test_probe_measures_skip_settings_where_an_arm_did_not_learn(tmp_path):
+    """ICS of a net stuck at chance is tiny and meaningless: with only_learned such a setting
+    is 'not comparable', not a reversal."""
+    for seed in range(5):
+        for lr in (0.5, 16.0):
+            write_run(tmp_path, "ics", "batch", lr, seed, 0.97, 0.97, probe_drift=0.0)
+            stuck = lr == 16.0
+            write_run(tmp_path, "ics", "none", lr, seed, 0.1 if stuck else 0.96, 0.1 if stuck else 0.96,
+                      probe_drift=0.0 if stuck else 0.5, learned=not stuck)
+    runs = frame_from_store(tmp_path / "ics")
+    claim = {"claim": "ics", "kind": "compare", "metric": "act_in_drift", "direction": "lower", "min_effect": 0.01,
+             "matched": {"optim.lr": 0.5}, "only_learned": True}
+    r = claim_result(runs, spec(), claim)
+    by_lr = {s["setting"]["cfg.optim.lr"]: s for s in r["sensitivity"]}
+    assert by_lr[16.0]["verdict"] == "not comparable" and by_lr[0.5]["verdict"] == "supported"
+    assert r["sensitivity_summary"] == "holds at lr 0.5; not comparable (an arm did not learn) at lr 16"
+    without = claim_result(runs, spec(), {**claim, "only_learned": False})
+    assert {s["setting"]["cfg.optim.lr"]: s for s in without["sensitivity"]}[16.0]["verdict"] != "not comparable"
+
+
 def test_worst_case_and_gain_kinds():
     rows = []
     for seed in range(5):
