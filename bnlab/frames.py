@@ -213,9 +213,11 @@ def swept_columns(runs: pd.DataFrame) -> list[str]:
             if c.startswith("cfg.") and not c.startswith(skip) and runs[c].map(repr).nunique() > 1]
 
 
-def budget(runs: pd.DataFrame, arm_col: str = "cfg.model.norm") -> dict:
-    """What produced a study's numbers: outcomes, steps, seeds, data, hardware."""
+def budget(runs: pd.DataFrame, arm_col: str = "cfg.model.norm", timing: pd.DataFrame | None = None) -> dict:
+    """What produced a study's numbers: outcomes, steps, seeds, data, hardware. The cost of a
+    step per arm is averaged over `timing` (default: every finished run)."""
     fin = runs[runs["status"].isin(FINISHED)]
+    timed = fin if timing is None or timing.empty else timing[timing["status"].isin(FINISHED)]
 
     def uniq(col):
         return sorted({str(v) for v in runs[col].dropna()}) if col in runs else []
@@ -228,6 +230,7 @@ def budget(runs: pd.DataFrame, arm_col: str = "cfg.model.norm") -> dict:
         "torch": uniq("env.torch"),
         "paired": bool(len(runs)) and "paired" in runs and bool(runs["paired"].notna().all()),
         "step_time_ms": {str(a): float(g["step_time_ms"].astype(float).mean())
-                         for a, g in fin.groupby(arm_col)} if "step_time_ms" in fin and arm_col in fin else {},
+                         for a, g in timed.groupby(arm_col)} if "step_time_ms" in timed and arm_col in timed else {},
+        "timed_runs": len(timed),
         "train_hours": float(runs["train_time_s"].astype(float).sum() / 3600) if "train_time_s" in runs else 0.0,
     }

@@ -228,8 +228,6 @@ def plot_grad_ics(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = "pn
             axes[-1, j].set_xlabel("training step")
     for i, (_, label) in enumerate(measures):
         axes[i, 0].set_ylabel(label)
-    for ax in axes[0]:
-        ax.set_yscale("log")
     axes[0, 0].legend()
     fig.suptitle(f"{spec.name}: gradient change after the earlier layers' update (Santurkar et al. 2018, Def. 2.1)"
                  + (f", {_setting_text(setting)}" if setting else ""))
@@ -308,6 +306,8 @@ def plot_sensitivity(results: list[dict], spec: StudySpec, out: Path, fmt: str =
             ax.legend(loc="best", fontsize=7)
         if (xs > 0).all() and len(xs) > 2 and xs.max() / xs.min() > 20:
             ax.set_xscale("log")
+            ax.set_xticks(xs, [f"{x:g}" for x in xs], fontsize=7)
+            ax.minorticks_off()
         ax.set_xlabel(key.removeprefix("cfg."))
         ax.set_title(f"{r['id']} ({r['metric']})", fontsize=8)
     axes[0, 0].set_ylabel("effect at matched setting (tuning seeds)")

@@ -156,7 +156,9 @@ def _study_section(s: dict) -> list[str]:
     out += [f"- Budget: {_budget_line(b)}.", f"- Source of these numbers: {s['source']}.",
             f"- Seeds: tuning (grid) {seeds_text(tune_seeds)}; confirmation {seeds_text(conf_seeds)}.",
             *([stale] if stale else []),
-            "- Mean time per training step: " + ", ".join(f"{k} {v:.3f} ms" for k, v in b["step_time_ms"].items()) + ".",
+            "- Mean time per training step: " + ", ".join(f"{k} {v:.3f} ms" for k, v in b["step_time_ms"].items())
+            + f" (over {b['timed_runs']} {'confirmation' if conf_seeds else 'finished'} runs; one torch thread per "
+              f"job, two jobs at a time on the 2-core CPU, evaluation excluded).",
             ""]
     for r in s["results"]:
         chosen = "; ".join(f"{k}: {_plain(v)}" for k, v in r["chosen"].items())

@@ -64,6 +64,8 @@ def _print_choices(runs: pd.DataFrame, study: Path) -> None:
     spec = load_spec(name) if name in list_studies() else adhoc_spec(runs, name)
     if not spec.tune or spec.arm_col not in runs:
         return
+    if not spec.adhoc and not any(spec.needs_confirmation(c) for c in spec.claims):
+        return  # every claim measures the whole grid: nothing is chosen
     best = best_settings(runs, spec)
     flags = edge_flags(runs, spec, best)
     print()

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
-from bnlab.claims import StudySpec, adhoc_spec, list_studies, load_spec, study_verdicts
+from bnlab.claims import StudySpec, adhoc_spec, confirmation_runs, list_studies, load_spec, study_verdicts
 from bnlab.frames import budget, frame_from_csv, frame_from_store, relative, write_csv
 from bnlab.resolvers import REPO_ROOT
 from bnlab.stats import apply_holm
@@ -115,7 +115,10 @@ def load_study(target: str, results_dir: Path = RESULTS, runs_root: Path | None 
         raise FileNotFoundError(f"{target!r} is neither a study in experiments/ ({', '.join(list_studies())}) "
                                 f"nor a folder of runs")
     return {"name": name, "spec": spec, "ran": not runs.empty, "runs": runs, "source": source, "out": out,
-            "left_out": left_out, "budget": budget(runs, spec.arm_col)}
+            "left_out": left_out,
+            # a step's cost from the confirmation runs when there are any: the grid's runs may
+            # have shared the machine with other work
+            "budget": budget(runs, spec.arm_col, confirmation_runs(runs, spec))}
 
 
 def decide(studies: list[dict]) -> None:
