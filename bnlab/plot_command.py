@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from bnlab.claims import list_studies
+from bnlab.claims import list_studies, load_spec
 from bnlab.report import effect_text
 from bnlab.study import RESULTS, analyse_all, decide, draw, load_study
 
@@ -33,13 +33,10 @@ def main(argv=None) -> None:
     runs_root = Path(args.runs_root) if args.runs_root else None
     target = args.study.rstrip("/") or "/"
     try:
-        if "/" not in target and target in list_studies():
-            studies = analyse_all(results_dir, runs_root)
-            study = next((s for s in studies if s["name"] == target), None)
-            if study is None:  # a study without claims (the quickstart demo)
-                study = load_study(target, results_dir, runs_root)
-                decide([study])
-        else:
+        if "/" not in target and target in list_studies() and load_spec(target).claims:
+            # the report's Holm family: every study's claims
+            study = next(s for s in analyse_all(results_dir, runs_root) if s["name"] == target)
+        else:  # a folder, or a study without claims (the quickstart demo)
             study = load_study(target, results_dir, runs_root)
             decide([study])
     except FileNotFoundError as exc:
