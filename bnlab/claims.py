@@ -268,16 +268,15 @@ def per_seed_values(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> dict:
         decided = "grid seeds (every value measured, nothing chosen)"
     elif kind == "gain":
         over, metric, ref = f"cfg.{claim['over']}", claim["metric"], float(claim["reference"])
-        table = setting_table(finished(tuning), spec, spec.select_on)
         values = {}
         pool = confirming
         decided = "confirmation seeds"
+        choice = gain_choice(runs, spec, claim)
         for arm in spec.arms:
-            t = table[(table[spec.arm_col].astype(str) == arm) & ~np.isclose(table[over].astype(float), ref)]
-            if t.empty:
+            if arm not in choice:
                 values[arm] = pd.Series(dtype=float)
                 continue
-            best = float(t.sort_values("select_mean", ascending=False, kind="stable").iloc[0][over])
+            best = choice[arm][over]
             out["chosen"][arm] = {over: best, "reference": ref}
             values[arm] = _gain(pool, spec, arm, over, best, ref, metric)
         if any(len(v) == 0 for v in values.values()):
@@ -294,6 +293,19 @@ def per_seed_values(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> dict:
     out["decided_by"] = decided
     out["seeds"] = seeds
     return out
+
+
+def gain_choice(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> dict:
+    """For a `gain` claim, each arm's best value of `over` other than the reference, chosen on
+    validation data from the tuning runs: {arm: {"cfg.<over>": value}}."""
+    over, ref = f"cfg.{claim['over']}", float(claim["reference"])
+    table = setting_table(finished(tuning_runs(runs, spec)), spec, spec.select_on)
+    choice = {}
+    for arm in spec.arms:
+        t = table[(table[spec.arm_col].astype(str) == arm) & ~np.isclose(table[over].astype(float), ref)]
+        if len(t):
+            choice[arm] = {over: float(t.sort_values("select_mean", ascending=False, kind="stable").iloc[0][over])}
+    return choice
 
 
 def _gain(runs, spec, arm, over, best, ref, metric) -> pd.Series:

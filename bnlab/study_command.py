@@ -19,14 +19,18 @@ import shlex
 import subprocess
 import sys
 import time
+
+import numpy as np
 from pathlib import Path
 
-from bnlab.claims import StudySpec, best_settings, list_studies, load_spec
+from bnlab.claims import StudySpec, best_settings, gain_choice, list_studies, load_spec
 from bnlab.frames import frame_from_store
 
 
 def _value(v) -> str:
-    return f"{v:g}" if isinstance(v, float) else str(v)
+    """A value as an override, floats kept floats ("2.0", not "2") so that the confirmation
+    runs' configs hold the same types as the tuning runs'."""
+    return str(float(v)) if isinstance(v, (float, np.floating)) else str(v)
 
 
 def confirmation_jobs(runs, spec: StudySpec) -> list[list[str]]:
@@ -41,10 +45,15 @@ def confirmation_jobs(runs, spec: StudySpec) -> list[list[str]]:
         if arm not in best:
             raise SystemExit(f"bnlab-study: error: no finished tuning runs for {spec.arm_key}={arm} in "
                              f"study {spec.name!r}; phase 1 must finish first")
-        values = {col.removeprefix("cfg."): {_value(v)} for col, v in best[arm].items()}
-        for claim in needing:  # a gain claim also needs its reference value on the same seeds
-            if claim.get("kind") == "gain":
-                values.setdefault(claim["over"], set()).add(_value(float(claim["reference"])))
+        values: dict[str, set] = {}
+        for claim in needing:
+            if claim.get("kind") == "gain":  # the chosen value and its reference, on the same seeds
+                chosen = gain_choice(runs, spec, claim).get(arm, {})
+                values.setdefault(claim["over"], set()).update(
+                    {_value(v) for v in chosen.values()} | {_value(float(claim["reference"]))})
+            else:
+                for col, v in best[arm].items():
+                    values.setdefault(col.removeprefix("cfg."), set()).add(_value(v))
         overrides = [f"{spec.arm_key}={arm}"]
         overrides += [f"{k}={','.join(sorted(v))}" for k, v in values.items()]
         jobs.append(overrides + [f"seed={seeds}"])
@@ -76,7 +85,7 @@ def main(argv=None) -> None:
     ap.add_argument("study", help=f"a study in experiments/ ({', '.join(list_studies())})")
     ap.add_argument("overrides", nargs="*", help="Hydra overrides passed to both phases")
     ap.add_argument("--dry-run", action="store_true", help="print the commands of both phases, train nothing")
-    args = ap.parse_args(argv)
+    args = ap.parse_intermixed_args(argv)
     if args.study not in list_studies():
         sys.exit(f"bnlab-study: error: study: got {args.study!r}; allowed: {', '.join(list_studies())}")
     spec = load_spec(args.study)

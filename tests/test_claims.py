@@ -147,6 +147,13 @@ def test_worst_case_and_gain_kinds():
     assert r["baseline_values"] == pytest.approx([0.005] * 5) and r["treatment_values"] == pytest.approx([-0.002] * 5)
     assert r["verdict"] == "supported" and r["test"] == "exact (no spread)"
     assert [s["setting"]["cfg.model.dropout"] for s in r["sensitivity"]] == [0.1, 0.3]
+    # bnlab-study's phase 2 runs each arm's chosen rate (never the reference) and the reference
+    from bnlab.study_command import confirmation_jobs
+    gain_spec = spec(tune=["model.dropout"], claims=[{"claim": "dropout", "kind": "gain", "over": "model.dropout",
+                                                     "reference": 0.0, "metric": "best/test/acc"}])
+    jobs = confirmation_jobs(runs[runs["cfg.seed"] < 100], gain_spec)
+    assert jobs == [["model.norm=none", "model.dropout=0.0,0.1", "seed=100,101,102,103,104"],
+                    ["model.norm=batch", "model.dropout=0.0,0.1", "seed=100,101,102,103,104"]]
 
 
 def test_drift_covers_location_and_spread_on_the_regular_grid():
