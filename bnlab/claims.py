@@ -343,15 +343,7 @@ def claim_result(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> dict:
     res = decide(runs, spec, claim, pv)
     if pv["provisional"] and res["verdict"] != "inconclusive":
         res.update(verdict="inconclusive", reason=pv["provisional"] + f" (they alone say {res['verdict']})")
-    if claim.get("precondition") == "baseline_benefits" and res["verdict"] != "inconclusive":
-        # "BN reduces the need for X" presumes the no-BN arm needs X: its gain must be > 0
-        base = seed_stats(pv["values"][spec.baseline].tolist())
-        if not base["ci_low"] > 0:
-            res.update(verdict="inconclusive",
-                       reason=f"the precondition fails: the no-BN arm gains nothing measurable from "
-                              f"{claim.get('over', 'it')} here ({base['mean']:+.4g} "
-                              f"[{base['ci_low']:+.4g}, {base['ci_high']:+.4g}]), so there is no need "
-                              f"for BN to reduce")
+    _precondition(res, claim, pv["values"][spec.baseline])
     res.update(claim=claim["claim"], id=claim.get("id", claim["claim"]), kind=claim.get("kind", "compare"),
                metric=claim.get("metric", claim.get("over")), note=claim.get("note", ""),
                direction=claim.get("direction", "higher"), chosen=pv["chosen"], edges=pv["edges"],
@@ -364,6 +356,21 @@ def claim_result(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> dict:
                sensitivity=sensitivity(runs, spec, claim))
     res["sensitivity_summary"] = summarize_sensitivity(res["sensitivity"], spec)
     return res
+
+
+def _precondition(res: dict, claim: dict, baseline_values: pd.Series) -> None:
+    """"BN reduces the need for X" presumes the no-BN arm needs X: with `precondition:
+    baseline_benefits`, the no-BN arm's gain must be measurably > 0, else the verdict is
+    inconclusive (there is no need for BN to reduce)."""
+    if claim.get("precondition") != "baseline_benefits" or res["verdict"] == "inconclusive":
+        return
+    base = seed_stats(baseline_values.tolist())
+    if not base["ci_low"] > 0:
+        res.update(verdict="inconclusive",
+                   reason=f"the precondition fails: the no-BN arm gains nothing measurable from "
+                          f"{claim.get('over', 'it')} here ({base['mean']:+.4g} "
+                          f"[{base['ci_low']:+.4g}, {base['ci_high']:+.4g}]), so there is no need "
+                          f"for BN to reduce")
 
 
 def sensitivity(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> list[dict]:
@@ -397,7 +404,9 @@ def sensitivity(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> list[dict]:
         for value in sorted(v for v in tuning[over].astype(float).unique() if not np.isclose(v, ref)):
             values = {arm: _gain(tuning, spec, arm, over, value, ref, metric) for arm in spec.arms}
             pv = {"values": values, "censored": {a: pd.Series(0.0, index=v.index) for a, v in values.items()}}
-            rows.append({"setting": {over: value}, **decide(tuning, spec, claim, pv)})
+            row = {"setting": {over: value}, **decide(tuning, spec, claim, pv)}
+            _precondition(row, claim, values[spec.baseline])
+            rows.append(row)
     apply_holm(rows)
     return rows
 
@@ -409,7 +418,9 @@ def reversed_(r: dict) -> bool:
 
 
 def summarize_sensitivity(rows: list[dict], spec: StudySpec) -> str:
-    """"holds at …; reversed at …; no effect that matters at …; inconclusive at …"."""
+    """"holds at …; reversed at …; not supported at …; inconclusive at …": reversed is
+    significant the other way after Holm; not supported, an interval below the smallest effect
+    that matters without that."""
     if not rows:
         return ""
     groups: dict[str, list[str]] = {}
@@ -423,11 +434,11 @@ def summarize_sensitivity(rows: list[dict], spec: StudySpec) -> str:
         elif reversed_(r):
             g = "reversed at"
         elif r["verdict"] == "not supported":
-            g = "no effect that matters at"
+            g = "not supported at"
         else:
             g = "inconclusive at"
         groups.setdefault(g, []).append(label)
-    order = ("holds at", "reversed at", "no effect that matters at", "inconclusive at",
+    order = ("holds at", "reversed at", "not supported at", "inconclusive at",
              "not comparable (an arm did not learn) at")
     return "; ".join(f"{g} {', '.join(groups[g])}" for g in order if g in groups)
 

@@ -25,7 +25,7 @@ OUTCOMES = ("learned", "did not learn", "diverged", "failed", "incomplete")
 # Curves kept per run in the frame and the CSV: evaluation records and the train-loss trace.
 EVAL_KEYS = ("step", "samples", "time_s", "val/acc", "val/loss", "test/acc", "test/loss")
 # Columns that would carry the paths of the machine that made the runs: never in a CSV.
-MACHINE_COLUMNS = ("path", "wandb_dir", "cfg.paths.", "cfg.data.root")
+MACHINE_COLUMNS = ("path", "wandb_dir", "cfg.paths.", "cfg.data.root", "data.root")
 
 
 def _round(v, digits=5):
@@ -110,8 +110,24 @@ def grad_ics(curves: dict, measure: str = "l2") -> float | None:
     return float(values.mean()) if len(values) else None
 
 
+def _fill_best_from_start(runs: pd.DataFrame) -> None:
+    """A finished run with no best evaluation (it diverged before its first evaluation after
+    step 0, and the evaluation where it stopped never counts) has the untrained net's, at
+    step 0, as its best: chance accuracy is its result, not a missing value."""
+    if "best/val/acc" not in runs:
+        return
+    for i, row in runs.iterrows():
+        if row.get("status") in FINISHED and pd.isna(row.get("best/val/acc")):
+            c = row["curves"]
+            for key, curve in (("best/val/acc", "eval:val/acc"), ("best/test/acc", "eval:test/acc")):
+                if c.get(curve) and c[curve][0] is not None:
+                    runs.at[i, key] = c[curve][0]
+            runs.at[i, "best/step"] = 0
+
+
 def derive(runs: pd.DataFrame) -> pd.DataFrame:
     """Add the derived metrics (from each run's curves) and the outcome column."""
+    _fill_best_from_start(runs)
     every = runs["cfg.trainer.eval_every"] if "cfg.trainer.eval_every" in runs else pd.Series([None] * len(runs))
     runs["act_in_drift"] = [act_in_drift(c, e) for c, e in zip(runs["curves"], every)]
     runs["act_in_drift_last"] = [act_in_drift(c, e, "last") for c, e in zip(runs["curves"], every)]
@@ -189,7 +205,10 @@ def relative(path: str, root: Path | None = None) -> str:
 def write_csv(runs: pd.DataFrame, path: Path) -> None:
     """The study's aggregate CSV: one row per run, curves as a JSON column, and no column
     that holds a path of this machine."""
-    keep = [c for c in runs.columns if c != "curves" and not c.startswith(MACHINE_COLUMNS)]
+    def absolute_path(col) -> bool:  # a safety net for fields added later
+        return runs[col].map(lambda v: isinstance(v, str) and (v.startswith("/") or v[1:3] == ":\\")).any()
+
+    keep = [c for c in runs.columns if c != "curves" and not c.startswith(MACHINE_COLUMNS) and not absolute_path(c)]
     out = runs[keep].copy()
     out["curves"] = [json.dumps(c, separators=(",", ":")) for c in runs["curves"]]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -233,4 +252,5 @@ def budget(runs: pd.DataFrame, arm_col: str = "cfg.model.norm", timing: pd.DataF
                          for a, g in timed.groupby(arm_col)} if "step_time_ms" in timed and arm_col in timed else {},
         "timed_runs": len(timed),
         "train_hours": float(runs["train_time_s"].astype(float).sum() / 3600) if "train_time_s" in runs else 0.0,
+        "run_hours": float(runs["wall_time_s"].astype(float).sum() / 3600) if "wall_time_s" in runs else 0.0,
     }

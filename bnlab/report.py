@@ -34,6 +34,11 @@ CLAIMS = {
 }
 
 
+def cell(text) -> str:
+    """Text that can sit in a Markdown table cell (a literal | would end the cell)."""
+    return str(text).replace("|", "\\|")
+
+
 def _fmt(v, digits=4) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "–"
@@ -79,7 +84,8 @@ def _budget_line(b: dict) -> str:
             f"{'/'.join(b['max_steps'])} steps of batch {'/'.join(b['batch_size'])} on {'/'.join(b['dataset'])}"
             f"{'' if b['train_subset'] in ([], ['None'], ['nan']) else ' (subset ' + '/'.join(b['train_subset']) + ')'}; "
             f"{device}, {'/'.join(b['threads'])} torch thread(s), torch {'/'.join(b['torch'])}; "
-            f"{b['train_hours'] * 60:.0f} min of training in all; "
+            f"{b['run_hours'] * 60:.0f} min of run time in all, {b['train_hours'] * 60:.0f} of them training steps "
+            f"(≈ {b['run_hours'] * 30:.0f} min of wall clock at two jobs at a time); "
             f"{'paired seeds' if b['paired'] else 'runs not all paired (Welch where unpaired)'}")
 
 
@@ -89,7 +95,7 @@ def _table(df: pd.DataFrame) -> str:
     cols = list(df.columns)
     lines = ["| " + " | ".join(str(c).removeprefix("cfg.") for c in cols) + " |", "|" + "---|" * len(cols)]
     for _, row in df.iterrows():
-        lines.append("| " + " | ".join(_fmt(row[c]) for c in cols) + " |")
+        lines.append("| " + " | ".join(cell(_fmt(row[c])) for c in cols) + " |")
     return "\n".join(lines)
 
 
@@ -108,13 +114,13 @@ def _claim_rows(studies: list[dict]) -> list[str]:
                     continue
                 found = True
                 if not s["ran"]:
-                    rows.append(f"| {title} | **not run yet** | – | – | – | – | {c.get('literature', '')} | – "
+                    rows.append(f"| {title} | **not run yet** | – | – | – | – | {cell(c.get('literature', ''))} | – "
                                 f"| study `{s['name']}` has no runs (`bnlab-study {s['name']}`) |")
                     continue
                 r = next(r for r in s["results"] if r["id"] == c.get("id", claim))
                 fig = f"[figure]({s['name']}/claim_{r['id']}.png)"
-                note = f"<br>*{r['note']}*" if r.get("note") else ""
-                edges = _edges_text(r)
+                note = f"<br>*{cell(r['note'])}*" if r.get("note") else ""
+                edges = cell(_edges_text(r))
                 edge = f"<br>⚠ chosen at the grid's edge: {edges}" if edges else ""
                 sens = r.get("sensitivity_summary") or "– (whole-grid measure)"
                 rows.append(
@@ -123,7 +129,7 @@ def _claim_rows(studies: list[dict]) -> list[str]:
                     f"| p = {_fmt(r['p'], 2)}, p_Holm = {_fmt(r.get('p_holm'), 2)} "
                     f"| {r['decided_by']}: {seeds_text(r['seeds'])}"
                     + (f" (chosen on seeds {seeds_text(r['chosen_on'])})" if r.get("chosen_on") else "")
-                    + f" | {sens} | [{c.get('literature', '')}]({c.get('url', '')}) | {fig} "
+                    + f" | {sens} | [{cell(c.get('literature', ''))}]({c.get('url', '')}) | {fig} "
                     f"| `{s['name']}`: {_budget_line(s['budget'])} |")
         if not found:
             rows.append(f"| {title} | **not run yet** | – | – | – | – | – | – | no study in experiments/ tests it |")

@@ -74,7 +74,10 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, data: Splits, tcfg
     warmup = tcfg.get("divergence_warmup", 0)
 
     train_time = 0.0
+    # the best evaluation (the untrained net's at step 0 included: a run that diverges before
+    # its next evaluation has that as its best), and the best after step 0 (did it learn?)
     best = {"val/acc": -1.0, "step": 0}
+    trained_best = {"val/acc": -1.0}
     # speed: the first evaluation at which val/acc reaches the dataset's target
     to_target = {"steps_to_target": None, "time_to_target_s": None, "samples_to_target": None}
     last_eval: dict = {}
@@ -103,7 +106,9 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, data: Splits, tcfg
                 and rec.get("val/acc", -1.0) >= target_acc):
             to_target.update(steps_to_target=rec["step"], time_to_target_s=rec["time_s"],
                              samples_to_target=rec["samples"])
-        if rec["step"] > 0 and rec.get("val/acc", -1.0) > best["val/acc"]:
+        if rec["step"] > 0:
+            trained_best["val/acc"] = max(trained_best["val/acc"], rec.get("val/acc", -1.0))
+        if rec.get("val/acc", -1.0) > best["val/acc"]:
             best.update({"val/acc": rec["val/acc"], "val/loss": rec["val/loss"], "step": rec["step"],
                          "test/acc": rec.get("test/acc"), "test/loss": rec.get("test/loss")})
 
@@ -192,7 +197,8 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, data: Splits, tcfg
         bar.close()
 
     best_val = best["val/acc"] if best["val/acc"] >= 0 else None
-    learned = diverged_at is None and learned_rule(best_val, last_train.get("train/loss"), initial_loss,
+    trained_val = trained_best["val/acc"] if trained_best["val/acc"] >= 0 else None
+    learned = diverged_at is None and learned_rule(trained_val, last_train.get("train/loss"), initial_loss,
                                                    data.num_classes, tcfg.get("learned_margin", 0.1))
     result = {
         "status": "diverged" if diverged_at is not None else "completed",

@@ -35,7 +35,7 @@ def write_run(root, name, norm, lr, seed, val, test, status="completed", steps_t
     summary = {"status": status, "steps": 1000, "fingerprint": fp, "val/acc": val, "test/acc": test,
                "best/val/acc": val, "best/test/acc": test, "steps_to_target": steps_to_target,
                "step_time_ms": 1.0 if norm == "none" else 1.3, "train_time_s": 1.0, "initial_loss": 2.3,
-               "learned": learned and status == "completed"}
+               "learned": learned and status == "completed", "data": {"root": "/secret/data", "verified": True}}
     if paired:
         summary["paired"] = 1
     w.finish(summary)

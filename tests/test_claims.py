@@ -145,7 +145,7 @@ def test_worst_case_and_gain_kinds():
                       "metric": "best/test/acc", "direction": "lower", "min_effect": 0.002})
     assert r["chosen"]["none"]["cfg.model.dropout"] == 0.1 and r["seeds"] == [100, 101, 102, 103, 104]
     assert r["baseline_values"] == pytest.approx([0.005] * 5) and r["treatment_values"] == pytest.approx([-0.002] * 5)
-    assert r["verdict"] == "supported" and r["test"] == "exact (no spread)"
+    assert r["verdict"] == "supported" and r["test"] == "permutation (ranks), no spread"
     assert [s["setting"]["cfg.model.dropout"] for s in r["sensitivity"]] == [0.1, 0.3]
     # bnlab-study's phase 2 runs each arm's chosen rate (never the reference) and the reference
     from bnlab.study_command import confirmation_jobs
@@ -183,3 +183,13 @@ def test_csv_round_trip_same_verdicts_and_no_machine_paths(store, tmp_path):
     assert a["verdict"] == b["verdict"] and a["test"] == b["test"] == "paired t"
     assert a["effect"] == pytest.approx(b["effect"], rel=1e-4)
     assert again["curves"].iloc[0]["eval:step"] == [0, 500, 1000]
+
+
+def test_a_run_that_diverged_before_its_first_evaluation_scores_the_untrained_net():
+    from bnlab.frames import derive
+
+    runs = pd.DataFrame([{"status": "diverged", "best/val/acc": np.nan, "best/test/acc": np.nan,
+                          "curves": {"eval:step": [0, 100], "eval:val/acc": [0.098, 0.1], "eval:test/acc": [0.101, 0.1]}}])
+    out = derive(runs)
+    assert out.loc[0, "best/val/acc"] == 0.098 and out.loc[0, "best/test/acc"] == 0.101
+    assert out.loc[0, "outcome"] == "diverged"

@@ -66,11 +66,14 @@ def test_censored_values_are_bounds_tested_by_ranks():
     assert r["bound"] == "≤" and r["verdict"] == "inconclusive"
 
 
-def test_an_arm_without_spread_goes_to_ranks_and_identical_arms_are_exact():
+def test_values_without_spread_go_to_ranks_never_p_zero():
     r = compare([0.1] * 5, [0.9, 0.91, 0.92, 0.9, 0.93], "higher", 0.1)
-    assert r["test"] == "permutation (ranks), an arm without spread" and r["verdict"] == "supported"
+    assert r["test"] == "permutation (ranks), no spread" and r["verdict"] == "supported"
+    constant = compare([1.0] * 5, [4.0] * 5, "higher", 0.5)
+    assert constant["effect"] == 3.0 and constant["p"] == pytest.approx(2 / 252), "5 a side: never p = 0"
+    assert np.isnan(constant["ci_low"]) and constant["verdict"] == "supported"
     same = compare([3.0] * 5, [3.0] * 5, "higher", 0.5)
-    assert same["test"] == "exact (no spread)" and same["effect"] == 0 and same["verdict"] == "not supported"
+    assert same["effect"] == 0 and same["p"] == 1.0 and same["verdict"] == "inconclusive"
 
 
 def test_rank_permutation_p_is_exact():
