@@ -111,17 +111,24 @@ def grad_ics(curves: dict, measure: str = "l2") -> float | None:
 
 
 def _fill_best_from_start(runs: pd.DataFrame) -> None:
-    """A finished run with no best evaluation (it diverged before its first evaluation after
-    step 0, and the evaluation where it stopped never counts) has the untrained net's, at
-    step 0, as its best: chance accuracy is its result, not a missing value."""
+    """The trainer's rule for a run's best evaluation counts the untrained net at step 0 (it
+    wins ties), so a run that diverged before its next evaluation — the evaluation where it
+    stopped never counts — scores chance accuracy rather than a missing value. Summaries
+    written while the trainer left step 0 out are brought to the same rule here."""
     if "best/val/acc" not in runs:
         return
     for i, row in runs.iterrows():
-        if row.get("status") in FINISHED and pd.isna(row.get("best/val/acc")):
-            c = row["curves"]
-            for key, curve in (("best/val/acc", "eval:val/acc"), ("best/test/acc", "eval:test/acc")):
-                if c.get(curve) and c[curve][0] is not None:
-                    runs.at[i, key] = c[curve][0]
+        if row.get("status") not in FINISHED:
+            continue
+        c = row["curves"]
+        start_val = (c.get("eval:val/acc") or [None])[0]
+        start_test = (c.get("eval:test/acc") or [None])[0]
+        if (c.get("eval:step") or [None])[0] != 0 or start_val is None:
+            continue
+        best = row.get("best/val/acc")
+        if pd.isna(best) or start_val >= float(best):
+            runs.at[i, "best/val/acc"] = start_val
+            runs.at[i, "best/test/acc"] = start_test
             runs.at[i, "best/step"] = 0
 
 
