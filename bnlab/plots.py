@@ -264,7 +264,9 @@ def plot_claim(result: dict, spec: StudySpec, out: Path, fmt: str = "png") -> li
         ax.legend(loc="best", fontsize=7)
     ax.set_xticks([0, 1], [arm_name(spec.baseline), arm_name(spec.treatment)])
     ax.set_xlim(-0.5, 1.6)
-    ax.set_ylabel(f"{result['metric']} ({result['kind']}, per seed)")
+    ylabel = (f"log2 of the largest usable {result['metric']}" if result["kind"] == "max_usable"
+              else f"{result['metric']} ({result['kind']})")
+    ax.set_ylabel(f"{ylabel}, per seed")
     p_holm = result.get("p_holm", np.nan)
     ax.set_title(f"claim '{result.get('id', result['claim'])}': {result['verdict']}\n"
                  f"{_effect_text(result)}, {result.get('test', '')}, p={result['p']:.2g}"
