@@ -21,7 +21,7 @@ from bnlab.outcomes import learned_rule
 
 FINISHED = ("completed", "diverged")
 # What a run's outcome says, in the order a reader sees counts.
-OUTCOMES = ("learned", "did not learn", "diverged", "failed", "incomplete")
+OUTCOMES = ("learned", "did not learn", "diverged", "failed", "damaged", "incomplete")
 # Curves kept per run in the frame and the CSV: evaluation records and the train-loss trace.
 EVAL_KEYS = ("step", "samples", "time_s", "val/acc", "val/loss", "test/acc", "test/loss")
 # Columns that would carry the paths of the machine that made the runs: never in a CSV.
@@ -153,7 +153,7 @@ def _num(v):
 
 
 def outcome(row) -> str:
-    """learned | did not learn | diverged | failed | incomplete. A completed run that never
+    """learned | did not learn | diverged | failed | damaged | incomplete. A completed run that never
     rose clearly above chance, or ended with a higher training loss than it started with,
     "did not learn". Runs made before the trainer recorded `learned` are judged by the same
     rule from their summary (the starting loss taken as chance level, ln C)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import tempfile
@@ -21,6 +22,8 @@ from omegaconf import DictConfig, OmegaConf
 
 if TYPE_CHECKING:  # pandas is imported by the readers only: training does not need it
     import pandas as pd
+
+log = logging.getLogger(__name__)
 
 RUN_FILE, METRICS_FILE, SUMMARY_FILE = "run.json", "metrics.jsonl", "summary.json"
 
@@ -143,27 +146,76 @@ class RunWriter:
 
 # ---------------------------------------------------------------- readers
 
-def read_json(path: Path) -> dict | None:
+def read_record(path: Path) -> tuple[str, dict | None]:
+    """("missing", None), ("ok", the object) or ("damaged", None) for a JSON record file.
+
+    Only a UTF-8 JSON object counts as a record: binary bytes (a disk fault, a bad copy),
+    truncated JSON or any other JSON value are damage, reported in one warning line that
+    names the file — never a traceback, and never a reason to stop reading other runs."""
     try:
-        with open(path) as f:
-            return json.load(f)
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        return "missing", None
+    except OSError as exc:
+        log.warning("damaged record %s: cannot be read (%s)", path, exc.strerror or exc)
+        return "damaged", None
+    try:
+        obj = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        log.warning("damaged record %s: not valid UTF-8 JSON (%s); skipped", path, type(exc).__name__)
+        return "damaged", None
+    if not isinstance(obj, dict):
+        log.warning("damaged record %s: a JSON %s, not an object; skipped", path, type(obj).__name__)
+        return "damaged", None
+    return "ok", obj
+
+
+def read_json(path: Path) -> dict | None:
+    """The JSON object in `path`, or None when it is missing or damaged (see read_record)."""
+    return read_record(path)[1]
 
 
 def read_metrics(run_dir: str | os.PathLike) -> "pd.DataFrame":
-    """metrics.jsonl as a DataFrame, one row per logged step. A torn last line is skipped."""
+    """metrics.jsonl as a DataFrame, one row per logged step.
+
+    A damaged line (binary bytes, not JSON, not an object) is skipped and the lines after it
+    are still read, with one warning naming the file and how many lines were skipped; an
+    unterminated last line is a write torn by a crash, skipped quietly."""
     import pandas as pd
 
-    rows = []
+    rows, bad = [], []
     path = Path(run_dir) / METRICS_FILE
-    if path.exists():
-        with open(path) as f:
-            for line in f:
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    break  # only the last line can be torn (the writer appends and flushes)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return pd.DataFrame()
+    except OSError as exc:
+        log.warning("damaged record %s: cannot be read (%s)", path, exc.strerror or exc)
+        return pd.DataFrame()
+    lines = data.split(b"\n")
+    torn = lines[-1] if lines and lines[-1] else None  # no newline after it: an unfinished write
+    for number, line in enumerate(lines[:-1], start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            obj = None
+        if isinstance(obj, dict):
+            rows.append(obj)
+        else:
+            bad.append(number)
+    if torn is not None:
+        try:
+            obj = json.loads(torn.decode("utf-8"))
+            if isinstance(obj, dict):
+                rows.append(obj)
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            pass
+    if bad:
+        log.warning("damaged record %s: %d line(s) skipped (line %s%s)", path, len(bad), bad[0],
+                    " …" if len(bad) > 1 else "")
     return pd.DataFrame(rows)
 
 
@@ -181,16 +233,22 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 def load_run(run_dir: str | os.PathLike) -> dict:
     """One run as a flat dict: `cfg.*` config columns, summary fields, `status`, `path`.
 
-    A run that started but has no summary has status `incomplete`.
-    """
+    A run that started but has no summary has status `incomplete`; one whose run.json or
+    summary.json is damaged has status `damaged` and names the file in `damaged`."""
     run_dir = Path(run_dir)
-    start = read_json(run_dir / RUN_FILE) or {}
-    summary = read_json(run_dir / SUMMARY_FILE)
+    start_state, start = read_record(run_dir / RUN_FILE)
+    summary_state, summary = read_record(run_dir / SUMMARY_FILE)
     row = {"path": str(run_dir), "status": "incomplete"}
-    row.update(_flatten(start.get("config", {}), "cfg."))
-    row["fingerprint"] = start.get("fingerprint")
+    row.update(_flatten((start or {}).get("config", {}) if isinstance((start or {}).get("config"), dict) else {},
+                        "cfg."))
+    row["fingerprint"] = (start or {}).get("fingerprint")
     if summary is not None:
         row.update({k: v for k, v in _flatten(summary).items() if not k.startswith(("config.", "env."))})
+    damaged = [name for name, state in ((RUN_FILE, start_state), (SUMMARY_FILE, summary_state))
+               if state == "damaged"]
+    if damaged:
+        row["status"] = "damaged"
+        row["damaged"] = ", ".join(damaged)
     return row
 
 

@@ -63,6 +63,8 @@ def current_runs(runs: pd.DataFrame, name: str) -> tuple[pd.DataFrame, dict]:
         if diff.any():
             differing[k.removeprefix("cfg.")] = sorted({repr(v) for v in have[diff]})[:3]
         stale |= diff
+    if "status" in runs:  # a damaged run stays in, to be counted as damaged
+        stale &= runs["status"] != "damaged"
     return runs[~stale].reset_index(drop=True), {"stale": int(stale.sum()), "differing": differing}
 
 

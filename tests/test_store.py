@@ -135,3 +135,48 @@ def test_every_key_added_since_v1_is_registered_as_neutral():
     skip = tuple(store.NON_SCIENTIFIC_KEYS)
     new = {k for k in keys - v1 if not k.startswith(skip)}
     assert new <= set(store.NEUTRAL_DEFAULTS), f"register in NEUTRAL_DEFAULTS: {sorted(new - set(store.NEUTRAL_DEFAULTS))}"
+
+
+# ---------------------------------------------------------------- damaged files
+
+@pytest.mark.parametrize("content", [b'{"status": "compl\xff\xfe\x00ted"}', b"[1, 2, 3]", b'{"status": "comp',
+                                     b"\x89PNG\r\n\x1a\n"])
+def test_a_damaged_summary_is_reported_not_a_crash_and_not_done(tmp_path, caplog, content):
+    from bnlab.sweep import find_done
+
+    _write_run(tmp_path / "study" / "good", status="completed")
+    write_json_atomic(tmp_path / "study" / "good" / "summary.json",
+                      {"status": "completed", "steps": 3, "fingerprint": fingerprint(_config())})
+    _write_run(tmp_path / "study" / "bad", status="completed", lr=0.2)
+    (tmp_path / "study" / "bad" / "summary.json").write_bytes(content)
+    runs = load_runs(tmp_path / "study")
+    by_dir = dict(zip(runs["path"].map(lambda p: p.rsplit("/", 1)[-1]), runs["status"]))
+    assert by_dir == {"good": "completed", "bad": "damaged"}
+    assert any("bad/summary.json" in r.getMessage() and "damaged" in r.getMessage() for r in caplog.records)
+    assert all("\n" not in r.getMessage() for r in caplog.records), "one line"
+    # the damaged run is not done (it will be trained again); the intact one still is
+    assert find_done(tmp_path / "study", fingerprint(_config(lr=0.2))) is None
+    assert find_done(tmp_path / "study", fingerprint(_config())) == tmp_path / "study" / "good"
+
+
+def test_a_damaged_metrics_line_is_skipped_and_the_rest_still_read(tmp_path, caplog):
+    _write_run(tmp_path / "r", status="completed", steps=6)
+    path = tmp_path / "r" / "metrics.jsonl"
+    lines = path.read_bytes().split(b"\n")
+    lines[2] = b"42"                      # valid JSON, not a record
+    lines[3] = b"\xff\xfe garbage \x00"   # not UTF-8
+    path.write_bytes(b"\n".join(lines))
+    df = read_metrics(tmp_path / "r")
+    assert list(df["step"]) == [0, 1, 4, 5], "the lines after the damage are still read"
+    assert any("metrics.jsonl" in r.getMessage() and "2 line(s) skipped" in r.getMessage() for r in caplog.records)
+
+
+def test_a_damaged_run_is_counted_in_the_study_frame(tmp_path):
+    from bnlab.frames import frame_from_store, outcome_counts
+
+    _write_run(tmp_path / "s" / "a", status="completed")
+    _write_run(tmp_path / "s" / "b", status="completed", lr=0.3)
+    (tmp_path / "s" / "b" / "run.json").write_bytes(b"\x00\x01\x02")
+    runs = frame_from_store(tmp_path / "s")
+    counts = outcome_counts(runs)
+    assert counts["damaged"] == 1 and counts["did not learn"] + counts["learned"] == 1
