@@ -6,7 +6,10 @@ ConfigError naming the key and what is allowed, which the entry point prints as 
 from __future__ import annotations
 
 import math
+import os
 import re
+import tempfile
+from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -20,6 +23,9 @@ OPTIMIZERS = ("sgd", "adam")
 TRACKING_MODES = ("offline", "online", "disabled")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
+MAX_NAME = 100
+# numpy and torch take seeds below 2**32 (numpy's legacy seeding refuses larger ones)
+MAX_SEED = 2**32 - 1
 
 
 def _get(cfg: DictConfig, key: str):
@@ -87,11 +93,13 @@ def _int_list(cfg, key: str) -> list[int]:
 
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError for the first invalid value; return None when the config is usable."""
-    _int(cfg, "seed", lo=0)
+    _int(cfg, "seed", lo=0, hi=MAX_SEED)
     name = _get(cfg, "name")
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
-        raise ConfigError("name", f"got {name!r}; must be a non-empty name of letters, digits, '_', '-' or '.' "
-                          "(it names the study's folder)")
+    if (not isinstance(name, str) or not NAME_PATTERN.match(name) or set(name) == {"."}
+            or len(name) > MAX_NAME):
+        shown = name if not isinstance(name, str) or len(name) <= 40 else f"{name[:37]}... ({len(name)} characters)"
+        raise ConfigError("name", f"got {shown!r}; must be a name of 1 to {MAX_NAME} letters, digits, '_', '-' or "
+                          "'.', not only dots (it names the study's folder under paths.runs)")
 
     # data
     spec = DATASETS[_choice(cfg, "data.name", tuple(DATASETS))]
@@ -99,7 +107,10 @@ def validate(cfg: DictConfig) -> None:
     for key in ("data.download", "data.verify", "data.augment"):
         _bool(cfg, key)
     _int(cfg, "data.val_size", lo=0, hi=spec.train_size - 1)
-    _int(cfg, "data.split_seed", lo=0)
+    _int(cfg, "data.split_seed", lo=0, hi=MAX_SEED)
+    target = _get(cfg, "data.target_val_acc")
+    if target is not None and not (_is_number(target) and 0 < target <= 1):
+        raise ConfigError("data.target_val_acc", f"got {target!r}; must be a number in (0, 1] or null")
     _int(cfg, "data.train_subset", lo=1, hi=spec.train_size - cfg.data.val_size, allow_none=True)
 
     # model
@@ -110,10 +121,15 @@ def validate(cfg: DictConfig) -> None:
     _choice(cfg, "model.dropout_placement", DROPOUT_PLACEMENTS)
     _int_list(cfg, "model.widths")
     if model == "cnn":
-        _int_list(cfg, "model.channels")
-        k = _int(cfg, "model.kernel_size", lo=1)
+        channels = _int_list(cfg, "model.channels")
+        side = min(spec.shape[1:])
+        stages = side.bit_length() - 1  # each conv stage halves the image with a 2x2 pooling
+        if len(channels) > stages:
+            raise ConfigError("model.channels", f"got {len(channels)} conv stages; a {side}x{side} image "
+                              f"allows at most {stages} (each halves it)")
+        k = _int(cfg, "model.kernel_size", lo=1, hi=side)
         if k % 2 == 0:
-            raise ConfigError("model.kernel_size", f"got {k}; must be an odd integer >= 1")
+            raise ConfigError("model.kernel_size", f"got {k}; must be an odd integer >= 1 and <= {side}")
     _number(cfg, "model.bn.momentum", lo=0, hi=1, lo_open=True)
     _number(cfg, "model.bn.eps", lo=0, lo_open=True)
     _bool(cfg, "model.bn.affine")
@@ -178,3 +194,40 @@ def validate(cfg: DictConfig) -> None:
     _bool(cfg, "probes.grad_ics.enabled")
 
     _choice(cfg, "tracking.mode", TRACKING_MODES)
+
+
+def check_writable(key: str, path) -> None:
+    """`path` (a folder bnlab will create and write) can be made and written: its nearest
+    existing ancestor is a folder in which a file can be created. Checked with a temporary
+    folder that is removed at once, so a refusal leaves nothing behind."""
+    path = Path(path)
+    ancestor = path
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ConfigError(key, f"{str(path)!r} goes through {str(ancestor)!r}, which is a file, not a folder")
+    try:
+        with tempfile.TemporaryDirectory(dir=ancestor, prefix=".bnlab-write-check-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(key, f"cannot write under {str(ancestor)!r} ({exc.strerror or exc}); "
+                          f"choose a writable folder") from None
+
+
+def check_wandb_credentials(cfg: DictConfig) -> None:
+    """tracking.mode=online needs a W&B API key (WANDB_API_KEY or `wandb login`'s ~/.netrc
+    entry); without one wandb raises deep inside a run. Say so before anything starts."""
+    if cfg.tracking.mode != "online" or os.environ.get("WANDB_API_KEY"):
+        return
+    import netrc
+    from urllib.parse import urlparse
+
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or "api.wandb.ai"
+    try:
+        if netrc.netrc().authenticators(host):
+            return
+    except (OSError, netrc.NetrcParseError):
+        pass
+    raise ConfigError("tracking.mode", f"online needs W&B credentials and none were found for {host}: "
+                      "run `wandb login` (or set WANDB_API_KEY), or use tracking.mode=offline and "
+                      "`wandb sync` later")

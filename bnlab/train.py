@@ -24,7 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 import bnlab  # noqa: F401  (registers the ${repo_root:} resolver before Hydra composes)
-from bnlab.config import validate
+from bnlab.config import check_wandb_credentials, check_writable, validate
 from bnlab.data import check_data_present, ensure_present, load_data
 from bnlab.environment import environment, resolve_device
 from bnlab.errors import ConfigError, InputError
@@ -165,6 +165,7 @@ def _compose(compose, overrides: list[str], **kw) -> DictConfig:
 
 
 MAX_PREFLIGHT_JOBS = 2000
+MAX_OVERRIDE_CHARS = 4000
 
 
 def preflight(overrides: list[str], multirun: bool = False) -> list[DictConfig]:
@@ -188,6 +189,10 @@ def preflight(overrides: list[str], multirun: bool = False) -> list[DictConfig]:
     with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name="preflight"):
         base = _compose(compose, plain, return_hydra_config=True)
         multirun = multirun or base.hydra.mode == RunMode.MULTIRUN
+        n_jobs = OmegaConf.select(base, "hydra.launcher.n_jobs", default=None)
+        if multirun and n_jobs is not None and not (isinstance(n_jobs, int) and n_jobs >= 1):
+            raise ConfigError("hydra.launcher.n_jobs", f"got {n_jobs!r}; must be an integer >= 1 "
+                              f"(parallel jobs of the local launcher)")
         if not multirun:
             jobs = [overrides]
         else:
@@ -207,6 +212,11 @@ def preflight(overrides: list[str], multirun: bool = False) -> list[DictConfig]:
                 where = f" (in sweep job: {' '.join(job)})" if multirun else ""
                 raise type(exc)(exc.key, str(exc).split(": ", 1)[1] + where) from None
             cfgs.append(cfg)
+    # Where runs go must be writable, and online tracking must have credentials: before any job.
+    for runs_dir in sorted({str(c.paths.runs) for c in cfgs}):
+        check_writable("paths.results", runs_dir)
+    for c in {c.tracking.mode: c for c in cfgs}.values():
+        check_wandb_credentials(c)
     # Download missing datasets once, here, rather than in every parallel job at once.
     for d in {(c.data.name, str(c.data.root)): c.data for c in cfgs}.values():
         ensure_present(d)
@@ -216,6 +226,12 @@ def preflight(overrides: list[str], multirun: bool = False) -> list[DictConfig]:
 def main() -> None:
     """Console entry point: preflight the overrides, then hand over to Hydra."""
     args = sys.argv[1:]
+    long = next((a for a in args if len(a) > MAX_OVERRIDE_CHARS), None)
+    if long is not None:  # Hydra's parser takes minutes over a list of tens of thousands of characters
+        key = long.split("=", 1)[0]
+        print(f"bnlab-train: error: {key}: got a {len(long):,}-character override; at most "
+              f"{MAX_OVERRIDE_CHARS:,} (put long values in a config file)", file=sys.stderr)
+        sys.exit(2)
     flags = [a for a in args if a.startswith("-")]
     # Hydra's informational flags (--help, --cfg, --info, ...) go straight to Hydra.
     if all(f in ("-m", "--multirun") for f in flags):

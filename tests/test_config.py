@@ -46,10 +46,29 @@ BAD = [
     ("data.val_size=60000", "data.val_size", "<= 59999"),
     ("model.bn.momentum=0", "model.bn.momentum", "(0, 1]"),
     ("probes.act_input.units=[100]", "probes.act_input.units", "[0, 100)"),
-    ("name=", "name", "non-empty"),
+    ("name=", "name", "1 to 100"),
     ("name=a/b", "name", "letters"),
     ("trainer.max_steps=1e3", "trainer.max_steps", "integer"),
+    ("seed=4294967296", "seed", "<= 4294967295"),
+    ("data.split_seed=1180591620717411303424", "data.split_seed", "<= 4294967295"),
+    ("data.target_val_acc=abc", "data.target_val_acc", "(0, 1]"),
+    ("data.target_val_acc=1.5", "data.target_val_acc", "(0, 1]"),
+    ("name=..", "name", "not only dots"),
+    ("name=.", "name", "not only dots"),
+    ("name=" + "x" * 300, "name", "1 to 100"),
 ]
+
+
+@pytest.mark.parametrize("overrides,key,allowed", [
+    (["model=cnn", "model.channels=[4,4,4,4,4,4]"], "model.channels", "at most 4"),
+    (["model=cnn", "model.kernel_size=99"], "model.kernel_size", "<= 28"),
+    (["model=cnn", "data=cifar10", "model.kernel_size=33"], "model.kernel_size", "<= 32"),
+])
+def test_cnn_shapes_that_cannot_fit_the_image(cfg_factory, overrides, key, allowed):
+    with pytest.raises(ConfigError) as err:
+        validate(cfg_factory(*overrides))
+    assert err.value.key == key and allowed in str(err.value)
+    validate(cfg_factory("model=cnn", "model.channels=[4,4,4,4]"))  # 28 -> 14 -> 7 -> 3 -> 1: fits
 
 
 @pytest.mark.parametrize("override,key,allowed", BAD)
@@ -115,6 +134,17 @@ def _cli(tmp_path: Path, *args: str, env_extra=None):
     (["model.nrom=batch"], "model.nrom:"),
     (["data.root=/nonexistent/bnlab-data", "data.download=false"], "data.root:"),
     (["-m", "optim.lr=0.1,-1"], "optim.lr:"),
+    (["seed=4294967296"], "seed:"),
+    (["data.split_seed=1180591620717411303424"], "data.split_seed:"),
+    (["data.target_val_acc=abc"], "data.target_val_acc:"),
+    (["name=.."], "name:"),
+    (["name=" + "n" * 300], "name:"),
+    (["model=cnn", "model.kernel_size=99"], "model.kernel_size:"),
+    (["model=cnn", "model.channels=[4,4,4,4,4,4]"], "model.channels:"),
+    (["-m", "hydra.launcher.n_jobs=0", "seed=0,1"], "hydra.launcher.n_jobs:"),
+    (["paths.results=/proc/bnlab"], "paths.results:"),
+    (["paths.results=/etc/hostname/bnlab"], "paths.results:"),
+    (["tags=[" + ",".join(["t"] * 20000) + "]"], "tags:"),
 ])
 def test_cli_bad_input_is_one_line_nonzero_and_leaves_nothing(tmp_path, args, key):
     proc = _cli(tmp_path, *args)
@@ -124,6 +154,17 @@ def test_cli_bad_input_is_one_line_nonzero_and_leaves_nothing(tmp_path, args, ke
     assert "Traceback" not in proc.stderr + proc.stdout
     assert not list(tmp_path.rglob("summary.json")) and not list(tmp_path.rglob("run.json"))
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob(".hydra"))
+
+
+def test_cli_online_tracking_without_credentials_is_one_line(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(HOME=str(tmp_path / "home"), BNLAB_DATA=str(data_root()))
+    proc = subprocess.run([sys.executable, "-m", "bnlab.train", f"paths.results={tmp_path}", "tracking.mode=online",
+                           "trainer.max_steps=10"], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("bnlab-train: error: tracking.mode:") and "wandb login" in lines[0]
+    assert not (tmp_path / "runs").exists()
 
 
 def test_cli_data_missing_found_late_cleans_the_run_folder(tmp_path):
