@@ -98,14 +98,19 @@ def sweep_progress(sweep_dir: Path) -> dict | None:
         return None
     jobs = [p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()]
     trained = sum((j / SUMMARY_FILE).exists() for j in jobs)
-    skipped = sum((j / SKIP_FILE).exists() and not (j / SUMMARY_FILE).exists() for j in jobs)
+    reasons = [(read_json(j / SKIP_FILE) or {}).get("reason") for j in jobs
+               if (j / SKIP_FILE).exists() and not (j / SUMMARY_FILE).exists()]
+    # a config another process was training when this sweep reached it is not done here:
+    # if that process dies, it is still missing (launch the sweep again to train it)
+    elsewhere = sum(r == "running elsewhere" for r in reasons)
+    skipped = len(reasons) - elsewhere
     done, total = trained + skipped, meta["total"]
     finished = [f.stat().st_mtime for j in jobs for f in (j / SUMMARY_FILE, j / SKIP_FILE) if f.exists()]
-    end = max(finished) if done >= total and finished else time.time()
+    end = max(finished) if done + elsewhere >= total and finished else time.time()
     elapsed = end - meta["started_unix"]
     # ETA from the pace of jobs that actually trained (skips are nearly free)
     eta = elapsed / trained * (total - done) if trained else None
-    return {"total": total, "done": done, "trained": trained, "skipped": skipped,
+    return {"total": total, "done": done, "trained": trained, "skipped": skipped, "elsewhere": elsewhere,
             "elapsed_s": elapsed, "eta_s": eta}
 
 
@@ -117,8 +122,10 @@ def _fmt_s(seconds: float | None) -> str:
 
 
 def progress_line(name: str, p: dict) -> str:
+    elsewhere = (f"; {p['elsewhere']} being trained by another process, not done here"
+                 if p.get("elsewhere") else "")
     return (f"sweep {name}: {p['done']} of {p['total']} done ({p['trained']} trained, "
-            f"{p['skipped']} already done), elapsed {_fmt_s(p['elapsed_s'])}, ETA {_fmt_s(p['eta_s'])}")
+            f"{p['skipped']} already done{elsewhere}), elapsed {_fmt_s(p['elapsed_s'])}, ETA {_fmt_s(p['eta_s'])}")
 
 
 try:

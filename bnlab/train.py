@@ -7,11 +7,13 @@ mirroring it.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
 import re
 import shutil
+import signal
 import sys
 import time
 from datetime import datetime, timezone
@@ -47,6 +49,30 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+class Terminated(BaseException):
+    """The process was asked to stop (SIGTERM: a scheduler's time limit, `kill`)."""
+
+
+@contextlib.contextmanager
+def terminated_as_failure():
+    """While a run trains, SIGTERM raises Terminated (SIGINT already raises
+    KeyboardInterrupt), so the run is closed as `failed` with the reason instead of being
+    left `incomplete`. The previous handler comes back afterwards. Only the main thread can
+    install handlers; elsewhere nothing changes."""
+    def stop(signum, _frame):
+        raise Terminated(f"stopped by {signal.Signals(signum).name}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _now() -> str:
@@ -94,7 +120,7 @@ def run(cfg: DictConfig, out_dir: str | Path, *, label: str | None = None,
             "paired": PAIRING_VERSION}
     wall = time.perf_counter()
     try:
-        with open_mirror(config, study_dir(cfg), label=label, launch=launch) as mirror:
+        with terminated_as_failure(), open_mirror(config, study_dir(cfg), label=label, launch=launch) as mirror:
             def emit(record: dict) -> None:
                 writer.log(record)
                 mirror.log(record)

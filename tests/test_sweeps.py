@@ -164,3 +164,20 @@ def test_an_ad_hoc_sweep_is_plotted_and_confirmation_jobs_follow_the_tuning(mnis
     jobs = confirmation_jobs(runs, spec)
     assert [j[0] for j in jobs] == ["model.norm=none", "model.norm=batch"]
     assert all(j[-1] == "seed=100,101,102,103,104" and j[1].startswith("optim.lr=") for j in jobs)
+
+
+def test_running_elsewhere_is_not_counted_as_done(tmp_path):
+    from bnlab.store import write_json_atomic
+    from bnlab.sweep import SKIP_FILE, SWEEP_FILE, progress_line, sweep_progress
+
+    write_json_atomic(tmp_path / SWEEP_FILE, {"total": 3, "started_unix": time.time()})
+    for job, content in (("0", None), ("1", "already done"), ("2", "running elsewhere")):
+        (tmp_path / job).mkdir()
+        if content is None:
+            write_json_atomic(tmp_path / job / "summary.json", {"status": "completed"})
+        else:
+            write_json_atomic(tmp_path / job / SKIP_FILE, {"reason": content})
+    p = sweep_progress(tmp_path)
+    assert (p["done"], p["trained"], p["skipped"], p["elsewhere"]) == (2, 1, 1, 1)
+    line = progress_line("s", p)
+    assert line.startswith("sweep s: 2 of 3 done") and "1 being trained by another process, not done here" in line

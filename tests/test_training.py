@@ -270,3 +270,29 @@ def test_gradient_ics_uses_the_optimizers_own_step_and_restores_everything(convo
                 assert torch.equal(torch.as_tensor(t), torch.as_tensor(opt_before[k][n])), (k, n)
         assert all(torch.equal(p.grad, g) for p, g in zip(model.parameters(), grads)), "G left for the real step"
         assert torch.equal(torch.get_rng_state(), rng), "the random stream goes on as without the probe"
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_stopped_run_is_failed_with_the_reason(mnist_root, tmp_path, sig):
+    """A scheduler's SIGTERM or a Ctrl-C ends the run as `failed`, reason recorded, not `incomplete`."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "BNLAB_DATA": str(mnist_root)}
+    proc = subprocess.Popen([sys.executable, "-m", "bnlab.train", f"paths.results={tmp_path}", "name=stop",
+                             "tracking.mode=disabled", "trainer.progress=false", "trainer.max_steps=200000"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(tmp_path.rglob("metrics.jsonl")):
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(getattr(signal, sig))
+    proc.wait(timeout=60)
+    run_dir = next(tmp_path.rglob("run.json")).parent
+    row = load_run(run_dir)
+    assert row["status"] == "failed"
+    assert ("SIGTERM" in row["error"]) if sig == "SIGTERM" else ("KeyboardInterrupt" in row["error"])
+    assert proc.returncode != 0
