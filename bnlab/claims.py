@@ -91,9 +91,25 @@ def adhoc_spec(runs: pd.DataFrame, name: str) -> StudySpec:
                      max_steps=int(runs["cfg.trainer.max_steps"].max()) if "cfg.trainer.max_steps" in runs else None)
 
 
+def spec_for_runs(runs: pd.DataFrame, fallback_name: str) -> StudySpec:
+    """The spec of the study a folder of runs belongs to (their most common `name`, when
+    experiments/ has that study), else one made up from what the runs swept."""
+    names = runs["cfg.name"].dropna().astype(str) if "cfg.name" in runs else pd.Series(dtype=str)
+    name = names.mode().iloc[0] if len(names) else fallback_name
+    return load_spec(name) if name in list_studies() else adhoc_spec(runs, name)
+
+
 # ------------------------------------------------------------------ phases and settings
 
-def _is_num(v) -> bool:
+def seeds_text(seeds) -> str:
+    """Seeds as a reader reads them: "100–104" for a run of three or more, else a list."""
+    seeds = sorted(int(s) for s in seeds)
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}–{seeds[-1]}"
+    return ", ".join(map(str, seeds)) or "none"
+
+
+def is_num(v) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
 
 
@@ -117,7 +133,7 @@ def finished(runs: pd.DataFrame) -> pd.DataFrame:
 def arm_runs(runs: pd.DataFrame, spec: StudySpec, arm, setting: dict) -> pd.DataFrame:
     sel = runs[runs[spec.arm_col].astype(str) == str(arm)]
     for k, v in setting.items():
-        sel = sel[np.isclose(sel[k].astype(float), float(v))] if _is_num(v) else sel[sel[k].astype(str) == str(v)]
+        sel = sel[np.isclose(sel[k].astype(float), float(v))] if is_num(v) else sel[sel[k].astype(str) == str(v)]
     return sel
 
 
@@ -159,7 +175,7 @@ def edge_flags(runs: pd.DataFrame, spec: StudySpec, best: dict) -> dict:
     for arm, setting in best.items():
         sel = tuning[tuning[spec.arm_col].astype(str) == arm]
         for col, value in setting.items():
-            if not _is_num(value):
+            if not is_num(value):
                 continue
             grid = sorted(sel[col].dropna().astype(float).unique())
             if len(grid) < 2:
@@ -425,7 +441,7 @@ def summarize_sensitivity(rows: list[dict], spec: StudySpec) -> str:
         return ""
     groups: dict[str, list[str]] = {}
     for r in rows:
-        label = ", ".join(f"{k.removeprefix('cfg.').split('.')[-1]} {v:g}" if _is_num(v) else f"{k}={v}"
+        label = ", ".join(f"{k.removeprefix('cfg.').split('.')[-1]} {v:g}" if is_num(v) else f"{k}={v}"
                           for k, v in r["setting"].items())
         if r["verdict"] == "not comparable":
             g = "not comparable (an arm did not learn) at"

@@ -92,9 +92,12 @@ def init_weights(model: nn.Module, scheme: str, std: float | None = None, gain: 
             if module.bias is not None:
                 bias = torch.empty(module.bias.shape).uniform_(-bound, bound, generator=gen)
         else:
-            sigma = {"normal": lambda: float(std),
-                     "xavier": lambda: gain * math.sqrt(2.0 / (fan_in + fan_out)),
-                     "kaiming": lambda: gain * math.sqrt(2.0 / fan_in)}[scheme]()
+            if scheme == "normal":
+                sigma = float(std)
+            elif scheme == "xavier":
+                sigma = gain * math.sqrt(2.0 / (fan_in + fan_out))
+            else:  # kaiming
+                sigma = gain * math.sqrt(2.0 / fan_in)
             w.normal_(0.0, sigma, generator=gen)
         with torch.no_grad():
             weight.copy_(w)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from bnlab.claims import list_studies, load_spec
-from bnlab.report import effect_text
+from bnlab.stats import effect_text
 from bnlab.study import RESULTS, analyse_all, decide, draw, load_study
 
 

@@ -19,9 +19,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from bnlab.claims import (StudySpec, arm_runs, best_settings, confirmation_runs,  # noqa: E402
-                          tuning_runs)
+                          seeds_text, tuning_runs)
 from bnlab.frames import FINISHED, act_in_series, last_layer, swept_columns  # noqa: E402
-from bnlab.stats import seed_stats  # noqa: E402
+from bnlab.stats import effect_text, seed_stats  # noqa: E402
 
 STYLE = {"figure.dpi": 110, "savefig.dpi": 110, "axes.grid": True, "grid.alpha": 0.3,
          "axes.spines.top": False, "axes.spines.right": False, "font.size": 9,
@@ -234,13 +234,6 @@ def plot_grad_ics(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = "pn
     return [save(fig, out / f"grad_ics.{fmt}")]
 
 
-def _effect_text(r: dict) -> str:
-    bound = r.get("bound") or ""
-    if np.isfinite(r.get("ci_low", np.nan)):
-        return f"effect {r['effect']:+.4g} [{r['ci_low']:+.4g}, {r['ci_high']:+.4g}]"
-    return f"effect {bound}{r['effect']:+.4g}" if np.isfinite(r.get("effect", np.nan)) else "no effect computed"
-
-
 def plot_claim(result: dict, spec: StudySpec, out: Path, fmt: str = "png") -> list[Path]:
     """The per-seed values behind one claim's verdict: each arm's points (censored values,
     which are bounds, as triangles), mean and 95% CI, and the test that decided."""
@@ -269,17 +262,10 @@ def plot_claim(result: dict, spec: StudySpec, out: Path, fmt: str = "png") -> li
     ax.set_ylabel(f"{ylabel}, per seed")
     p_holm = result.get("p_holm", np.nan)
     ax.set_title(f"claim '{result.get('id', result['claim'])}': {result['verdict']}\n"
-                 f"{_effect_text(result)}, {result.get('test', '')}, p={result['p']:.2g}"
+                 f"effect {effect_text(result)}, {result.get('test', '')}, p={result['p']:.2g}"
                  + (f", p_Holm={p_holm:.2g}" if np.isfinite(p_holm) else "")
-                 + f"\n{result.get('decided_by', '')}: seeds {_seed_text(result.get('seeds', []))}", fontsize=7)
+                 + f"\n{result.get('decided_by', '')}: seeds {seeds_text(result.get('seeds', []))}", fontsize=7)
     return [save(fig, out / f"claim_{result.get('id', result['claim'])}.{fmt}")]
-
-
-def _seed_text(seeds) -> str:
-    seeds = sorted(int(s) for s in seeds)
-    if seeds and seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 2:
-        return f"{seeds[0]}–{seeds[-1]}"
-    return ", ".join(str(s) for s in seeds)
 
 
 def plot_sensitivity(results: list[dict], spec: StudySpec, out: Path, fmt: str = "png") -> list[Path]:

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bnlab.claims import setting_table
+from bnlab.claims import seeds_text, setting_table
 from bnlab.frames import OUTCOMES
-from bnlab.stats import ALPHA, VERDICT_RULE
+from bnlab.stats import ALPHA, VERDICT_RULE, effect_text
 from bnlab.study import RESULTS, analyse_all, draw
 
 CLAIMS = {
@@ -56,22 +56,12 @@ def _plain(v):
     return v.item() if hasattr(v, "item") else v
 
 
-def effect_text(r: dict) -> str:
-    """The effect as a reader should take it: with its interval, or as a bound."""
-    if not math.isfinite(r.get("effect", float("nan"))):
-        return "–"
-    if r.get("bound"):
-        return f"{'' if r['bound'] == '?' else r['bound']}{r['effect']:+.4g} (censored: a bound, no interval)"
-    if math.isfinite(r.get("ci_low", float("nan"))):
-        return f"{r['effect']:+.4g} [{r['ci_low']:+.4g}, {r['ci_high']:+.4g}]"
-    return f"{r['effect']:+.4g}"
-
-
-def seeds_text(seeds) -> str:
-    seeds = sorted(int(s) for s in seeds)
-    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
-        return f"{seeds[0]}–{seeds[-1]}"
-    return ", ".join(map(str, seeds)) or "none"
+def _effect(r: dict) -> str:
+    """stats.effect_text, saying in words when censored values make the effect a bound."""
+    text = effect_text(r)
+    if r.get("bound") and text != "–":
+        text += " (censored: a bound, no interval)" if r["bound"] != "?" else " (censored both ways: not even a bound)"
+    return text
 
 
 def _outcomes_text(b: dict) -> str:
@@ -125,7 +115,7 @@ def _claim_rows(studies: list[dict]) -> list[str]:
                 sens = r.get("sensitivity_summary") or "– (whole-grid measure)"
                 rows.append(
                     f"| {title} `{r['id']}` | **{r['verdict']}**{note}{edge} "
-                    f"| {effect_text(r)} ({r['metric']}, {r['kind']}; {r['test']}, n = {r['n_baseline']}/{r['n_treatment']}) "
+                    f"| {_effect(r)} ({r['metric']}, {r['kind']}; {r['test']}, n = {r['n_baseline']}/{r['n_treatment']}) "
                     f"| p = {_fmt(r['p'], 2)}, p_Holm = {_fmt(r.get('p_holm'), 2)} "
                     f"| {r['decided_by']}: {seeds_text(r['seeds'])}"
                     + (f" (chosen on seeds {seeds_text(r['chosen_on'])})" if r.get("chosen_on") else "")
@@ -140,7 +130,7 @@ def _sensitivity_table(r: dict) -> str:
     rows = []
     for x in r["sensitivity"]:
         rows.append({**{k.removeprefix("cfg."): _plain(v) for k, v in x["setting"].items()},
-                     "no BN": x["baseline_mean"], "BN": x["treatment_mean"], "effect [95% CI]": effect_text(x),
+                     "no BN": x["baseline_mean"], "BN": x["treatment_mean"], "effect [95% CI]": _effect(x),
                      "test": x["test"], "p": x["p"], "p_Holm": x.get("p_holm"), "n": f"{x['n_baseline']}/{x['n_treatment']}",
                      "verdict": x["verdict"]})
     return _table(pd.DataFrame(rows))
@@ -171,7 +161,7 @@ def _study_section(s: dict) -> list[str]:
         edges = _edges_text(r)
         out += [f"**Claim `{r['id']}`** ({r['kind']} on `{r['metric']}`, {r['direction']} is the claimed direction, "
                 f"smallest effect that matters {r['min_effect']:g}): **{r['verdict']}** — {r['reason']}. "
-                f"No BN {_fmt(r['baseline_mean'])}, BN {_fmt(r['treatment_mean'])}; effect {effect_text(r)}; "
+                f"No BN {_fmt(r['baseline_mean'])}, BN {_fmt(r['treatment_mean'])}; effect {_effect(r)}; "
                 f"{r['test']}, p = {_fmt(r['p'], 2)}, p_Holm = {_fmt(r.get('p_holm'), 2)} (family of "
                 f"{r.get('family_size', '?')}), effect size {_fmt(r['effect_size'], 2)}. Decided by {r['decided_by']} "
                 f"{seeds_text(r['seeds'])}. Settings: {chosen}."

@@ -175,6 +175,17 @@ def _verdict(r: dict, n: int, min_seeds: int, p_key: str = "p") -> dict:
     return {"verdict": "inconclusive", "reason": "interval too wide to decide"}
 
 
+def effect_text(r: dict) -> str:
+    """A result's effect as a reader should take it: with its 95% interval, as a bound
+    ("≥"/"≤") when values are censored, or alone where no interval applies."""
+    if not math.isfinite(r.get("effect", float("nan"))):
+        return "–"
+    if math.isfinite(r.get("ci_low", float("nan"))):
+        return f"{r['effect']:+.4g} [{r['ci_low']:+.4g}, {r['ci_high']:+.4g}]"
+    bound = r.get("bound") if r.get("bound") in ("≥", "≤") else ""
+    return f"{bound}{r['effect']:+.4g}"
+
+
 def holm(pvalues) -> list[float]:
     """Holm–Bonferroni adjusted p-values (NaN stays NaN and does not count in the family)."""
     p = np.asarray(pvalues, dtype=float)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bnlab.claims import adhoc_spec, best_settings, edge_flags, list_studies, load_spec
+from bnlab.claims import best_settings, edge_flags, spec_for_runs
 from bnlab.frames import OUTCOMES, outcome, swept_columns
 from bnlab.resolvers import REPO_ROOT
 from bnlab.store import load_runs
@@ -59,9 +59,7 @@ def aggregate(runs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 def _print_choices(runs: pd.DataFrame, study: Path) -> None:
     """Each arm's chosen setting (on validation data, tuning seeds) and a warning when it
     sits at the edge of its grid."""
-    names = runs["cfg.name"].astype(str).unique() if "cfg.name" in runs else []
-    name = names[0] if len(names) == 1 else study.name
-    spec = load_spec(name) if name in list_studies() else adhoc_spec(runs, name)
+    spec = spec_for_runs(runs, study.name)
     if not spec.tune or spec.arm_col not in runs:
         return
     if not spec.adhoc and not any(spec.needs_confirmation(c) for c in spec.claims):

@@ -146,6 +146,17 @@ class RunWriter:
 
 # ---------------------------------------------------------------- readers
 
+def _parse_object(raw: bytes) -> tuple[dict | None, str]:
+    """(the JSON object in `raw`, "") or (None, why not): a record is a UTF-8 JSON object."""
+    try:
+        obj = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        return None, f"not valid UTF-8 JSON ({type(exc).__name__})"
+    if not isinstance(obj, dict):
+        return None, f"a JSON {type(obj).__name__}, not an object"
+    return obj, ""
+
+
 def read_record(path: Path) -> tuple[str, dict | None]:
     """("missing", None), ("ok", the object) or ("damaged", None) for a JSON record file.
 
@@ -160,13 +171,9 @@ def read_record(path: Path) -> tuple[str, dict | None]:
     except OSError as exc:
         log.warning("damaged record %s: cannot be read (%s)", path, exc.strerror or exc)
         return "damaged", None
-    try:
-        obj = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        log.warning("damaged record %s: not valid UTF-8 JSON (%s); skipped", path, type(exc).__name__)
-        return "damaged", None
-    if not isinstance(obj, dict):
-        log.warning("damaged record %s: a JSON %s, not an object; skipped", path, type(obj).__name__)
+    obj, why = _parse_object(raw)
+    if obj is None:
+        log.warning("damaged record %s: %s; skipped", path, why)
         return "damaged", None
     return "ok", obj
 
@@ -194,25 +201,15 @@ def read_metrics(run_dir: str | os.PathLike) -> "pd.DataFrame":
         log.warning("damaged record %s: cannot be read (%s)", path, exc.strerror or exc)
         return pd.DataFrame()
     lines = data.split(b"\n")
-    torn = lines[-1] if lines and lines[-1] else None  # no newline after it: an unfinished write
-    for number, line in enumerate(lines[:-1], start=1):
+    last = len(lines)  # the text after the final newline: empty, or a write a crash cut short
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        try:
-            obj = json.loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-            obj = None
-        if isinstance(obj, dict):
+        obj, _ = _parse_object(line)
+        if obj is not None:
             rows.append(obj)
-        else:
+        elif number != last:
             bad.append(number)
-    if torn is not None:
-        try:
-            obj = json.loads(torn.decode("utf-8"))
-            if isinstance(obj, dict):
-                rows.append(obj)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-            pass
     if bad:
         log.warning("damaged record %s: %d line(s) skipped (line %s%s)", path, len(bad), bad[0],
                     " …" if len(bad) > 1 else "")
@@ -239,9 +236,10 @@ def load_run(run_dir: str | os.PathLike) -> dict:
     start_state, start = read_record(run_dir / RUN_FILE)
     summary_state, summary = read_record(run_dir / SUMMARY_FILE)
     row = {"path": str(run_dir), "status": "incomplete"}
-    row.update(_flatten((start or {}).get("config", {}) if isinstance((start or {}).get("config"), dict) else {},
-                        "cfg."))
-    row["fingerprint"] = (start or {}).get("fingerprint")
+    start = start or {}
+    config = start.get("config")
+    row.update(_flatten(config if isinstance(config, dict) else {}, "cfg."))
+    row["fingerprint"] = start.get("fingerprint")
     if summary is not None:
         row.update({k: v for k, v in _flatten(summary).items() if not k.startswith(("config.", "env."))})
     damaged = [name for name, state in ((RUN_FILE, start_state), (SUMMARY_FILE, summary_state))

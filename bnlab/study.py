@@ -12,13 +12,13 @@ partial folder never overwrites a study's committed CSV).
 from __future__ import annotations
 
 import math
-from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 from omegaconf import OmegaConf
 
-from bnlab.claims import StudySpec, adhoc_spec, confirmation_runs, list_studies, load_spec, study_verdicts
+from bnlab.claims import (StudySpec, confirmation_runs, is_num, list_studies, load_spec, spec_for_runs,
+                          study_verdicts)
 from bnlab.frames import budget, frame_from_csv, frame_from_store, relative, write_csv
 from bnlab.resolvers import REPO_ROOT
 from bnlab.stats import apply_holm
@@ -69,11 +69,9 @@ def current_runs(runs: pd.DataFrame, name: str) -> tuple[pd.DataFrame, dict]:
 
 
 def _same(a, b) -> bool:
-    def num(v):
-        return isinstance(v, (int, float)) and not isinstance(v, bool)
     if isinstance(a, float) and math.isnan(a):
         return b is None or (isinstance(b, float) and math.isnan(b))
-    if num(a) and num(b):
+    if is_num(a) and is_num(b):
         return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
     if hasattr(a, "tolist"):
         a = a.tolist()
@@ -104,12 +102,10 @@ def load_study(target: str, results_dir: Path = RESULTS, runs_root: Path | None 
         runs = frame_from_store(folder)
         if runs.empty:
             raise FileNotFoundError(f"no runs under {folder}")
-        name = Counter(runs["cfg.name"].astype(str)).most_common(1)[0][0] if "cfg.name" in runs else folder.name
-        if name in list_studies():
-            spec = load_spec(name)
+        spec = spec_for_runs(runs, folder.name)
+        name = spec.name
+        if not spec.adhoc:
             runs, left_out = current_runs(runs, name)
-        else:
-            spec = adhoc_spec(runs, name)
         out = folder / "figures"
         source = f"runs under `{relative(str(folder))}`"
         write_csv(runs, out / "runs.csv")

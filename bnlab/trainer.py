@@ -52,14 +52,14 @@ def _progress_bar(total: int, enabled: bool):
     return tqdm(total=total, unit="step", dynamic_ncols=True, leave=False)
 
 
-def is_eval_step(step: int, tcfg) -> bool:
-    """Evaluation schedule: every `eval_every` steps and at the last step, plus every
-    `eval_every_early` steps up to `early_steps` (finer early evaluations resolve
-    steps-to-target where the arms differ, without evaluating densely all run long)."""
-    if step % tcfg.eval_every == 0 or step == tcfg.max_steps:
+def is_eval_step(step: int, max_steps: int, every: int, early_every: int | None, early_steps: int) -> bool:
+    """Evaluation schedule: every `every` steps and at the last step, plus every
+    `early_every` steps up to `early_steps` (finer early evaluations resolve steps-to-target
+    where the arms differ, without evaluating densely all run long). Plain ints: it runs at
+    every step, where reading the config node would cost a measurable share of a small step."""
+    if step % every == 0 or step == max_steps:
         return True
-    early = tcfg.get("eval_every_early")
-    return bool(early) and step <= tcfg.get("early_steps", 0) and step % early == 0
+    return bool(early_every) and step <= early_steps and step % early_every == 0
 
 
 def train(model: nn.Module, optimizer: torch.optim.Optimizer, data: Splits, tcfg, *,
@@ -70,8 +70,8 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, data: Splits, tcfg
     device = data.train_x.device
     sampler = BatchSampler(len(data.train_x), batch_size, seed, device)
     aug_gen = torch.Generator(device=device).manual_seed(seed + 1) if augment else None
-    max_steps, log_every = tcfg.max_steps, tcfg.log_every
-    warmup = tcfg.get("divergence_warmup", 0)
+    max_steps, log_every, warmup = tcfg.max_steps, tcfg.log_every, tcfg.divergence_warmup
+    schedule = (max_steps, tcfg.eval_every, tcfg.eval_every_early, tcfg.early_steps)
 
     train_time = 0.0
     # the best evaluation (the untrained net's at step 0 included: a run that diverges before
@@ -126,7 +126,7 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, data: Splits, tcfg
     _sync(device)
     tick = time.perf_counter()
     for step in range(1, max_steps + 1):
-        do_eval = is_eval_step(step, tcfg)
+        do_eval = is_eval_step(step, *schedule)
         idx = sampler.next()
         xb, yb = data.train_x[idx], data.train_y[idx]
         if aug_gen is not None:
@@ -199,7 +199,7 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, data: Splits, tcfg
     best_val = best["val/acc"] if best["val/acc"] >= 0 else None
     trained_val = trained_best["val/acc"] if trained_best["val/acc"] >= 0 else None
     learned = diverged_at is None and learned_rule(trained_val, last_train.get("train/loss"), initial_loss,
-                                                   data.num_classes, tcfg.get("learned_margin", 0.1))
+                                                   data.num_classes, tcfg.learned_margin)
     result = {
         "status": "diverged" if diverged_at is not None else "completed",
         "learned": learned,

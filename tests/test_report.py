@@ -11,8 +11,8 @@ import bnlab.plots as plots
 from bnlab.claims import claim_result
 from bnlab.frames import frame_from_store
 from bnlab.plot_command import main as plot_main
-from bnlab.report import effect_text
 from bnlab.report import main as report_main
+from bnlab.stats import effect_text
 from bnlab.status import main as status_main
 from bnlab.study import load_study
 
