@@ -169,6 +169,10 @@ def validate(cfg: DictConfig) -> None:
     _int(cfg, "trainer.eval_every_early", lo=1, allow_none=True)
     _int(cfg, "trainer.early_steps", lo=0)
     _bool(cfg, "trainer.progress")
+    if _get(cfg, "trainer.checkpoint.every_s") is not None:
+        _number(cfg, "trainer.checkpoint.every_s", lo=0, lo_open=True)
+    _number(cfg, "trainer.checkpoint.max_overhead", lo=0, hi=1, lo_open=True)
+    _bool(cfg, "trainer.checkpoint.keep")
     device = _get(cfg, "trainer.device")
     if not isinstance(device, str) or not DEVICE_PATTERN.match(device):
         raise ConfigError("trainer.device", f"got {device!r}; allowed: auto, cpu, cuda, cuda:N, mps")

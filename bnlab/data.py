@@ -248,6 +248,15 @@ class BatchSampler:
         self._pos += self.batch_size
         return idx
 
+    def state_dict(self) -> dict:
+        """Where the sampler is: its epoch's permutation, the position in it, its generator."""
+        return {"perm": self._perm.cpu(), "pos": self._pos, "gen": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._perm = state["perm"].to(self.device)
+        self._pos = state["pos"]
+        self.gen.set_state(state["gen"])
+
 
 def augment_batch(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
     """Random crop (zero padding `pad`) and horizontal flip of a whole batch at once."""

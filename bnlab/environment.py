@@ -73,4 +73,6 @@ def environment(device: torch.device) -> dict:
         "git_commit": _git("rev-parse", "HEAD"),
         "git_dirty": None if status is None else bool(status),
         "argv": sys.argv,
+        # the scheduler's job, when the run trains under SLURM (submitit's launcher)
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
     }

@@ -15,3 +15,15 @@ class ConfigError(InputError):
 
 class DataError(InputError):
     """The dataset cannot be found, fetched or verified."""
+
+
+class StoreWriteError(Exception):
+    """A run's records could not be written (permissions, a full disk, a read-only folder).
+
+    Not bad input: the run cannot be kept, so the sweep stops at once instead of training
+    runs whose results would be lost. The message names the path and the cause."""
+
+    def __init__(self, path, cause: OSError | str):
+        reason = cause if isinstance(cause, str) else (cause.strerror or str(cause))
+        super().__init__(f"cannot write {path}: {reason}")
+        self.path, self.reason = str(path), reason

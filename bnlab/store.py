@@ -4,11 +4,14 @@
     <run>/run.json        resolved config, its fingerprint, environment, data: written at start
     <run>/metrics.jsonl   one JSON object per logged step, appended and flushed
     <run>/summary.json    written last and atomically; a run without it is incomplete
+    <run>/checkpoint.pt   the latest checkpoint while the run trains (bnlab.checkpoint);
+                          deleted when it finishes, unless trainer.checkpoint.keep
 
 Loaders turn one run or a folder of runs into pandas DataFrames.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -16,9 +19,11 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from omegaconf import DictConfig, OmegaConf
+
+from bnlab.errors import StoreWriteError
 
 if TYPE_CHECKING:  # pandas is imported by the readers only: training does not need it
     import pandas as pd
@@ -30,7 +35,7 @@ RUN_FILE, METRICS_FILE, SUMMARY_FILE = "run.json", "metrics.jsonl", "summary.jso
 # Keys that say where a run writes or how it is watched, not what it computes:
 # two runs that differ only here are the same experiment.
 NON_SCIENTIFIC_KEYS = ("paths", "tracking", "data.root", "data.download", "trainer.progress",
-                       "trainer.num_threads", "trainer.device", "trainer.eval_batch_size",
+                       "trainer.num_threads", "trainer.device", "trainer.eval_batch_size", "trainer.checkpoint",
                        "tags", "claim", "description", "analysis")
 
 
@@ -104,13 +109,31 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     """Write to a temp file in the same folder, fsync, then rename over `path`.
 
     A reader (or a crash at any moment) sees the old file or the new one, never half of one.
+    A write that fails (permissions, a full disk) raises StoreWriteError naming `path`.
     """
     path = Path(path)
+    with store_writes(path):
+        atomic_replace(path, lambda f: f.write(json.dumps(clean(obj), indent=2, allow_nan=False).encode()))
+
+
+@contextlib.contextmanager
+def store_writes(path) -> Iterator[None]:
+    """OSError while writing `path` -> StoreWriteError(path, cause): one line, not a traceback."""
+    try:
+        yield
+    except StoreWriteError:
+        raise
+    except OSError as exc:
+        raise StoreWriteError(path, exc) from None
+
+
+def atomic_replace(path: Path, write: Callable[[Any], Any]) -> None:
+    """`write(binary file)` into a temp file beside `path`, fsync, rename over `path`."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o644)  # mkstemp makes 0600; run files are meant to be shared
-        with os.fdopen(fd, "w") as f:
-            json.dump(clean(obj), f, indent=2, allow_nan=False)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -120,26 +143,50 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 
 
 class RunWriter:
-    """Writes one run directory. Open with `start`, append with `log`, close with `finish`."""
+    """Writes one run directory. Open with `start` (or `resume`), append with `log`, close
+    with `finish`. Every failed write raises StoreWriteError naming the file and the cause."""
 
     def __init__(self, out_dir: str | os.PathLike):
         self.dir = Path(out_dir)
         self._metrics = None
 
     def start(self, record: dict) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        # a run trained again in the same folder starts from a clean slate
-        (self.dir / SUMMARY_FILE).unlink(missing_ok=True)
+        with store_writes(self.dir):
+            self.dir.mkdir(parents=True, exist_ok=True)
+        with store_writes(self.dir / SUMMARY_FILE):
+            # a run trained again in the same folder starts from a clean slate
+            (self.dir / SUMMARY_FILE).unlink(missing_ok=True)
         write_json_atomic(self.dir / RUN_FILE, record)
-        self._metrics = open(self.dir / METRICS_FILE, "w")
+        with store_writes(self.dir / METRICS_FILE):
+            self._metrics = open(self.dir / METRICS_FILE, "w")
+
+    def resume(self, offset: int) -> None:
+        """Reopen a run's records where its checkpoint left them: the failed summary of the
+        interrupted attempt goes, and metrics.jsonl is cut back to `offset` bytes (the lines
+        logged after the checkpoint are logged again as training repeats those steps)."""
+        with store_writes(self.dir / SUMMARY_FILE):
+            (self.dir / SUMMARY_FILE).unlink(missing_ok=True)
+        with store_writes(self.dir / METRICS_FILE):
+            self._metrics = open(self.dir / METRICS_FILE, "r+")
+            self._metrics.truncate(offset)
+            self._metrics.seek(offset)
+
+    @property
+    def offset(self) -> int:
+        """Bytes of metrics.jsonl written so far: a checkpoint's position in the records."""
+        return self._metrics.tell()
 
     def log(self, record: dict) -> None:
-        self._metrics.write(json.dumps(clean(record), allow_nan=False) + "\n")
-        self._metrics.flush()
+        with store_writes(self.dir / METRICS_FILE):
+            self._metrics.write(json.dumps(clean(record), allow_nan=False) + "\n")
+            self._metrics.flush()
 
     def finish(self, summary: dict) -> None:
         if self._metrics is not None:
-            self._metrics.close()
+            try:
+                self._metrics.close()
+            except OSError:
+                pass  # its lines were flushed as they were written
             self._metrics = None
         write_json_atomic(self.dir / SUMMARY_FILE, summary)
 
@@ -157,6 +204,17 @@ def _parse_object(raw: bytes) -> tuple[dict | None, str]:
     return obj, ""
 
 
+_reported: set[tuple[str, str]] = set()
+
+
+def _report_damage(path, why: str) -> None:
+    """One warning line per damaged file and process: a tool that reads a file twice (the
+    sweep's progress, then the study's runs) names it once."""
+    if (str(path), why) not in _reported:
+        _reported.add((str(path), why))
+        log.warning("damaged record %s: %s", path, why)
+
+
 def read_record(path: Path) -> tuple[str, dict | None]:
     """("missing", None), ("ok", the object) or ("damaged", None) for a JSON record file.
 
@@ -169,11 +227,11 @@ def read_record(path: Path) -> tuple[str, dict | None]:
     except FileNotFoundError:
         return "missing", None
     except OSError as exc:
-        log.warning("damaged record %s: cannot be read (%s)", path, exc.strerror or exc)
+        _report_damage(path, f"cannot be read ({exc.strerror or exc})")
         return "damaged", None
     obj, why = _parse_object(raw)
     if obj is None:
-        log.warning("damaged record %s: %s; skipped", path, why)
+        _report_damage(path, f"{why}; skipped")
         return "damaged", None
     return "ok", obj
 
@@ -198,7 +256,7 @@ def read_metrics(run_dir: str | os.PathLike) -> "pd.DataFrame":
     except FileNotFoundError:
         return pd.DataFrame()
     except OSError as exc:
-        log.warning("damaged record %s: cannot be read (%s)", path, exc.strerror or exc)
+        _report_damage(path, f"cannot be read ({exc.strerror or exc})")
         return pd.DataFrame()
     lines = data.split(b"\n")
     last = len(lines)  # the text after the final newline: empty, or a write a crash cut short
@@ -211,8 +269,7 @@ def read_metrics(run_dir: str | os.PathLike) -> "pd.DataFrame":
         elif number != last:
             bad.append(number)
     if bad:
-        log.warning("damaged record %s: %d line(s) skipped (line %s%s)", path, len(bad), bad[0],
-                    " …" if len(bad) > 1 else "")
+        _report_damage(path, f"{len(bad)} line(s) skipped (line {bad[0]}{' …' if len(bad) > 1 else ''})")
     return pd.DataFrame(rows)
 
 

@@ -17,6 +17,8 @@ import contextlib
 import fcntl
 import logging
 import os
+import sys
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,11 +26,14 @@ from typing import Iterator
 
 from omegaconf import DictConfig, OmegaConf
 
-from bnlab.store import SUMMARY_FILE, read_json, write_json_atomic
+from bnlab.errors import StoreWriteError
+from bnlab.store import SUMMARY_FILE, read_json, read_record, store_writes, write_json_atomic
 
 log = logging.getLogger(__name__)
 
 DONE_STATUSES = ("completed", "diverged")
+# exit status when the run store cannot be written (2 is bad input)
+STORE_WRITE_EXIT = 3
 SKIP_FILE, SWEEP_FILE, LOCK_DIR = "skipped.json", "sweep.json", ".locks"
 
 
@@ -52,8 +57,10 @@ def claim(root: Path, fp: str) -> Iterator[bool]:
     """Hold the lock of fingerprint `fp` while the body runs; yields False if another live
     process holds it (the same config is being trained right now elsewhere)."""
     lock_dir = root / LOCK_DIR
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / f"{fp}.lock", "a") as f:
+    with store_writes(lock_dir / f"{fp}.lock"):
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        f = open(lock_dir / f"{fp}.lock", "a")
+    with f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -66,7 +73,10 @@ def claim(root: Path, fp: str) -> Iterator[bool]:
 
 
 def record_skip(out_dir: Path, reason: str, existing: Path | None, fp: str) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """skipped.json in a job's folder: why it trained nothing here ("already done",
+    "running elsewhere") or where it trained ("resumed": in the unfinished run's folder)."""
+    with store_writes(out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out_dir / SKIP_FILE, {
         "reason": reason, "fingerprint": fp, "existing_run": str(existing) if existing else None,
         "at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
@@ -92,26 +102,41 @@ def count_jobs(hydra_cfg: DictConfig) -> int:
 
 
 def sweep_progress(sweep_dir: Path) -> dict | None:
-    """{'total', 'done', 'trained', 'skipped', 'started_at', 'eta_s'} of one sweep folder."""
+    """{'total', 'done', 'trained', 'skipped', 'failed', 'damaged', 'elsewhere', 'elapsed_s',
+    'eta_s'} of one sweep folder. Done: trained here to a completed or diverged summary
+    (also by resuming an unfinished run in its own folder), or already done elsewhere."""
     meta = read_json(sweep_dir / SWEEP_FILE)
     if meta is None:
         return None
     jobs = [p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()]
-    trained = sum((j / SUMMARY_FILE).exists() for j in jobs)
-    reasons = [(read_json(j / SKIP_FILE) or {}).get("reason") for j in jobs
-               if (j / SKIP_FILE).exists() and not (j / SUMMARY_FILE).exists()]
+    outcomes = []  # per job: its run's summary status, or the reason it trained nothing here
+    for j in jobs:
+        skip = read_json(j / SKIP_FILE) if (j / SKIP_FILE).exists() and not (j / SUMMARY_FILE).exists() else None
+        run_dir = j
+        if skip is not None and skip.get("reason") != "resumed":
+            outcomes.append(skip.get("reason"))
+            continue
+        if skip is not None:  # trained here, in the unfinished run's folder it resumed
+            run_dir = Path(skip.get("existing_run") or j)
+        found, summary = read_record(run_dir / SUMMARY_FILE)
+        if found == "damaged":
+            outcomes.append("damaged")
+        elif summary is not None:
+            outcomes.append("trained" if summary.get("status") in DONE_STATUSES else "failed")
+    count = {k: outcomes.count(k) for k in ("trained", "failed", "damaged", "running elsewhere")}
     # a config another process was training when this sweep reached it is not done here:
     # if that process dies, it is still missing (launch the sweep again to train it)
-    elsewhere = sum(r == "running elsewhere" for r in reasons)
-    skipped = len(reasons) - elsewhere
+    elsewhere = count["running elsewhere"]
+    trained, failed, damaged = count["trained"], count["failed"], count["damaged"]
+    skipped = len(outcomes) - trained - failed - damaged - elsewhere
     done, total = trained + skipped, meta["total"]
     finished = [f.stat().st_mtime for j in jobs for f in (j / SUMMARY_FILE, j / SKIP_FILE) if f.exists()]
-    end = max(finished) if done + elsewhere >= total and finished else time.time()
+    end = max(finished) if len(outcomes) >= total and finished else time.time()
     elapsed = end - meta["started_unix"]
     # ETA from the pace of jobs that actually trained (skips are nearly free)
-    eta = elapsed / trained * (total - done) if trained else None
-    return {"total": total, "done": done, "trained": trained, "skipped": skipped, "elsewhere": elsewhere,
-            "elapsed_s": elapsed, "eta_s": eta}
+    eta = elapsed / (trained + failed) * (total - len(outcomes)) if trained + failed else None
+    return {"total": total, "done": done, "trained": trained, "skipped": skipped, "failed": failed,
+            "damaged": damaged, "elsewhere": elsewhere, "elapsed_s": elapsed, "eta_s": eta}
 
 
 def _fmt_s(seconds: float | None) -> str:
@@ -122,10 +147,11 @@ def _fmt_s(seconds: float | None) -> str:
 
 
 def progress_line(name: str, p: dict) -> str:
-    elsewhere = (f"; {p['elsewhere']} being trained by another process, not done here"
-                 if p.get("elsewhere") else "")
+    extra = "".join(f"; {p[key]} {what}" for key, what in (
+        ("failed", "failed"), ("damaged", "with a damaged summary"),
+        ("elsewhere", "being trained by another process, not done here")) if p.get(key))
     return (f"sweep {name}: {p['done']} of {p['total']} done ({p['trained']} trained, "
-            f"{p['skipped']} already done{elsewhere}), elapsed {_fmt_s(p['elapsed_s'])}, ETA {_fmt_s(p['eta_s'])}")
+            f"{p['skipped']} already done{extra}), elapsed {_fmt_s(p['elapsed_s'])}, ETA {_fmt_s(p['eta_s'])}")
 
 
 try:
@@ -158,6 +184,22 @@ class SweepProgress(Callback):
         hc = HydraConfig.get()
         if hc.mode != RunMode.MULTIRUN:
             return
-        p = sweep_progress(Path(hc.sweep.dir))
+        sweep_dir = Path(hc.sweep.dir)
+        p = sweep_progress(sweep_dir)
         if p is not None:
             log.info(progress_line(config.get("name"), p))
+        # The next job's folder is made by Hydra before bnlab sees it: if the sweep folder
+        # can no longer be written, say so in one line and stop here, not in a traceback there.
+        try:
+            check_still_writable(sweep_dir)
+        except StoreWriteError as exc:
+            print(f"bnlab-train: error: {exc}; stopping the sweep", file=sys.stderr)
+            sys.exit(STORE_WRITE_EXIT)
+
+
+def check_still_writable(folder: Path) -> None:
+    """StoreWriteError unless a file can be created (and removed) in `folder`."""
+    with store_writes(folder):
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".bnlab-write-check-")
+        os.close(fd)
+        os.unlink(tmp)

@@ -46,6 +46,7 @@ def run_tags(config: dict) -> list[str]:
 
 class NullMirror:
     run_dir = None
+    run_id = None
 
     def __enter__(self):
         return self
@@ -61,10 +62,11 @@ class NullMirror:
 
 
 class WandbMirror(NullMirror):
-    def __init__(self, config: dict, wandb_root: str | os.PathLike, label: str | None, launch: str | None):
+    def __init__(self, config: dict, wandb_root: str | os.PathLike, label: str | None, launch: str | None,
+                 run_id: str | None = None):
         self.config, self.wandb_root = config, Path(wandb_root)
         self.label, self.launch = label or default_label(config), launch
-        self.run = None
+        self.run, self.run_id = None, run_id
 
     def __enter__(self):
         import wandb  # slow import, only when mirroring
@@ -78,7 +80,11 @@ class WandbMirror(NullMirror):
             name=self.label, group=f"{study}/{self.launch}" if self.launch else study,
             job_type="train", tags=run_tags(self.config),
             settings=wandb.Settings(silent=True, console="off"),
+            # a run resumed from its checkpoint continues its W&B run (the steps logged after
+            # the checkpoint are logged to it again)
+            id=self.run_id, resume="allow" if self.run_id else None,
         )
+        self.run_id = self.run.id
         self.run_dir = str(Path(self.run.dir).parent)  # .../wandb/offline-run-*/
         for axis in STEP_AXES:
             self.run.define_metric(axis)
@@ -98,7 +104,8 @@ class WandbMirror(NullMirror):
         return False
 
 
-def open_mirror(config: dict, wandb_root, label: str | None = None, launch: str | None = None) -> NullMirror:
+def open_mirror(config: dict, wandb_root, label: str | None = None, launch: str | None = None,
+                run_id: str | None = None) -> NullMirror:
     if config["tracking"]["mode"] == "disabled":
         return NullMirror()
-    return WandbMirror(config, wandb_root, label, launch)
+    return WandbMirror(config, wandb_root, label, launch, run_id)

@@ -7,13 +7,11 @@ mirroring it.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import random
 import re
 import shutil
-import signal
 import sys
 import time
 from datetime import datetime, timezone
@@ -26,17 +24,19 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 import bnlab  # noqa: F401  (registers the ${repo_root:} resolver before Hydra composes)
+from bnlab.checkpoint import Checkpoints, find_resumable
 from bnlab.config import check_wandb_credentials, check_writable, validate
 from bnlab.data import check_data_present, ensure_present, load_data
 from bnlab.environment import environment, resolve_device
-from bnlab.errors import ConfigError, InputError
+from bnlab.errors import ConfigError, InputError, StoreWriteError
 from bnlab.layers import init_weights
 from bnlab.models import build_model, count_parameters
 from bnlab.optimizers import make_optimizer
 from bnlab.probes import build_probes
 from bnlab.resolvers import CONF_DIR, STUDIES_ROOT
+from bnlab.stopping import StopRequests, Terminated
 from bnlab.store import RUN_FILE, RunWriter, fingerprint, resolved_config
-from bnlab.sweep import claim, expand_sweep, find_done, record_skip, study_dir
+from bnlab.sweep import STORE_WRITE_EXIT, claim, expand_sweep, find_done, record_skip, study_dir
 from bnlab.tracking import open_mirror
 from bnlab.trainer import train
 
@@ -51,42 +51,20 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-class Terminated(BaseException):
-    """The process was asked to stop (SIGTERM: a scheduler's time limit, `kill`)."""
-
-
-@contextlib.contextmanager
-def terminated_as_failure():
-    """While a run trains, SIGTERM raises Terminated (SIGINT already raises
-    KeyboardInterrupt), so the run is closed as `failed` with the reason instead of being
-    left `incomplete`. The previous handler comes back afterwards. Only the main thread can
-    install handlers; elsewhere nothing changes."""
-    def stop(signum, _frame):
-        raise Terminated(f"stopped by {signal.Signals(signum).name}")
-
-    try:
-        previous = signal.signal(signal.SIGTERM, stop)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def run(cfg: DictConfig, out_dir: str | Path, *, label: str | None = None,
-        launch: str | None = None) -> dict:
+        launch: str | None = None, resume_from: dict | None = None) -> dict:
     """Train one configuration into the run directory `out_dir` and return its summary.
 
     Raises InputError (before writing anything) for bad config or missing data. A diverged
     run returns normally with status `diverged`; any other failure is recorded as `failed`
-    in summary.json and re-raised. `label` names the run (the swept values) and `launch`
-    the sweep it belongs to, for the W&B mirror.
+    in summary.json and re-raised, as is a write to the store that fails (StoreWriteError).
+    `label` names the run (the swept values) and `launch` the sweep it belongs to, for the
+    W&B mirror. `resume_from` is the checkpoint of the unfinished run in `out_dir`
+    (bnlab.checkpoint.find_resumable): training continues from it in that folder.
     """
     validate(cfg)
     config = resolved_config(cfg)
@@ -110,17 +88,33 @@ def run(cfg: DictConfig, out_dir: str | Path, *, label: str | None = None,
              len(data.val_x), len(data.test_x))
 
     fp = fingerprint(config)
-    env = environment(device)
     writer = RunWriter(out_dir)
-    writer.start({"config": config, "fingerprint": fp, "env": env, "data": data.info,
-                  "params": params, "started_at": _now()})
+    # earlier attempts of this run: the steps each resumed from, their wall time, W&B run id
+    before = (resume_from or {}).get("meta", {})
+    resumes = [*before.get("resumes", []), resume_from["progress"]["step"]] if resume_from else []
+    if resume_from is None:
+        writer.start({"config": config, "fingerprint": fp, "env": environment(device), "data": data.info,
+                      "params": params, "started_at": _now()})
+    else:
+        writer.resume(resume_from["records_offset"])
     # `paired`: this run's initial weights, batches and dropout masks are a function of its
     # seed shared with every other arm (runs from before the paired design lack the field).
-    base = {"fingerprint": fp, "params": params, "data": data.info, "started_at": _now(),
-            "paired": PAIRING_VERSION}
+    base = {"fingerprint": fp, "params": params, "data": data.info,
+            "started_at": before.get("started_at", _now()), "paired": PAIRING_VERSION}
+    if resumes:
+        base["resumed_from_steps"] = resumes
     wall = time.perf_counter()
+    wall_before = before.get("wall_time_s", 0.0)
+    wandb_id = {"id": before.get("wandb_id")}
+    checkpoints = Checkpoints.from_config(out_dir, cfg.trainer.checkpoint, records=writer, meta=lambda: {
+        "resumes": resumes, "started_at": base["started_at"], "wandb_id": wandb_id["id"],
+        "wall_time_s": wall_before + time.perf_counter() - wall})
+    stop = StopRequests()
     try:
-        with terminated_as_failure(), open_mirror(config, study_dir(cfg), label=label, launch=launch) as mirror:
+        with stop, open_mirror(config, study_dir(cfg), label=label, launch=launch,
+                               run_id=wandb_id["id"]) as mirror:
+            wandb_id["id"] = mirror.run_id
+
             def emit(record: dict) -> None:
                 writer.log(record)
                 mirror.log(record)
@@ -128,19 +122,36 @@ def run(cfg: DictConfig, out_dir: str | Path, *, label: str | None = None,
             result = train(model, optimizer, data, cfg.trainer, seed=cfg.seed,
                            augment=cfg.data.augment, batch_size=cfg.optim.batch_size,
                            emit=emit, probes=probes, step_probes=step_probes,
-                           target_acc=cfg.data.target_val_acc)
-            summary = {**result, **base, "wall_time_s": time.perf_counter() - wall,
+                           target_acc=cfg.data.target_val_acc, checkpoints=checkpoints,
+                           resume_from=resume_from, stop=stop)
+            summary = {**result, **base, "wall_time_s": wall_before + time.perf_counter() - wall,
                        "finished_at": _now()}
             summary["wandb_dir"] = mirror.run_dir
             mirror.set_summary(summary)
     except BaseException as exc:
-        writer.finish({**base, "status": "failed", "error": f"{type(exc).__name__}: {exc}",
-                       "wall_time_s": time.perf_counter() - wall, "finished_at": _now()})
+        # stopped by a signal (Terminated; SystemExit from submitit's requeue): say which
+        reason = f"{type(exc).__name__}: {exc}"
+        if stop.requested:
+            reason = stop.reason if isinstance(exc, (Terminated, SystemExit)) else f"{stop.reason}, then {reason}"
+        failed = {**base, "status": "failed", "error": reason, "finished_at": _now(),
+                  "wall_time_s": wall_before + time.perf_counter() - wall}
+        # where a relaunch resumes from (bnlab.checkpoint.find_resumable)
+        saved = checkpoints.saved_step if checkpoints.saved_step is not None else \
+            (resume_from["progress"]["step"] if resume_from else None)
+        if saved is not None and checkpoints.path.exists():
+            failed["checkpoint_step"] = saved
+        try:
+            writer.finish(failed)
+        except StoreWriteError:
+            pass  # the store cannot be written: the error being raised says so
         raise
     writer.finish(summary)
+    checkpoints.discard()
     log.info("%s after %d steps: test/acc %.4f, best val/acc %.4f at step %d, %.3f ms/step",
              summary["status"], summary["steps"], summary.get("test/acc", float("nan")),
              summary["best/val/acc"] or float("nan"), summary["best/step"], summary["step_time_ms"])
+    if stop.requested:  # asked to stop after the last step: the run is done, the sweep stops
+        stop.honour()
     return summary
 
 
@@ -239,8 +250,8 @@ def preflight(overrides: list[str], multirun: bool = False) -> list[DictConfig]:
                 raise type(exc)(exc.key, str(exc).split(": ", 1)[1] + where) from None
             cfgs.append(cfg)
     # Where runs go must be writable, and online tracking must have credentials: before any job.
-    for runs_dir in sorted({str(c.paths.runs) for c in cfgs}):
-        check_writable("paths.results", runs_dir)
+    for folder in sorted({str(study_dir(c)) for c in cfgs}):  # <paths.runs>/<name>
+        check_writable("paths.results", folder)
     for c in {c.tracking.mode: c for c in cfgs}.values():
         check_wandb_credentials(c)
     # Download missing datasets once, here, rather than in every parallel job at once.
@@ -249,9 +260,18 @@ def preflight(overrides: list[str], multirun: bool = False) -> list[DictConfig]:
     return cfgs
 
 
+class _NoAccountingWarnings(logging.Filter):
+    """submitit polls `sacct` for job states and warns on every poll when the cluster keeps
+    no accounting (it then reads the states from squeue): harmless, and it drowns the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Bypassing sacct error" not in record.getMessage()
+
+
 def main() -> None:
     """Console entry point: preflight the overrides, then hand over to Hydra."""
     args = sys.argv[1:]
+    logging.getLogger("submitit").addFilter(_NoAccountingWarnings())
     long = next((a for a in args if len(a) > MAX_OVERRIDE_CHARS), None)
     if long is not None:  # Hydra's parser takes minutes over a list of tens of thousands of characters
         key = long.split("=", 1)[0]
@@ -317,13 +337,25 @@ def hydra_main(cfg: DictConfig) -> str:
                 log.info("skipping: already done in %s", done)
                 record_skip(out_dir, "already done", done, fp)
                 return "skipped"
-            summary = run(cfg, out_dir, label=_label(hc), launch=launch)
+            # killed, timed out or preempted before: continue from its checkpoint, in its folder
+            # (a job requeued by SLURM comes back to its own folder, which is looked at first)
+            unfinished, checkpoint = find_resumable(root, fp, prefer=out_dir)
+            if unfinished is not None and unfinished != out_dir:
+                log.info("resuming the unfinished run in %s", unfinished)
+                record_skip(out_dir, "resumed", unfinished, fp)
+            summary = run(cfg, unfinished or out_dir, label=_label(hc), launch=launch,
+                          resume_from=checkpoint)
     except InputError as exc:
         _discard_unstarted(out_dir)
         if multirun:
             raise
         print(f"bnlab-train: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except StoreWriteError as exc:
+        # the store cannot be written: nothing more can be kept, so the whole sweep stops
+        # (SystemExit passes through Hydra's job runner and joblib's workers to the launcher)
+        print(f"bnlab-train: error: {exc}; stopping{' the sweep' if multirun else ''}", file=sys.stderr)
+        sys.exit(STORE_WRITE_EXIT)
     return summary["status"]
 
 

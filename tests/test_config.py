@@ -16,6 +16,9 @@ from conftest import data_root
 
 # (override, key the error must name, a word the message must contain)
 BAD = [
+    ("trainer.checkpoint.every_s=0", "trainer.checkpoint.every_s", "> 0"),
+    ("trainer.checkpoint.max_overhead=2", "trainer.checkpoint.max_overhead", "(0, 1]"),
+    ("trainer.checkpoint.keep=maybe", "trainer.checkpoint.keep", "true or false"),
     ("data.name=svhn", "data.name", "mnist, cifar10"),
     ("model.name=resnet", "model.name", "mlp, cnn"),
     ("model.norm=layer", "model.norm", "none, batch"),

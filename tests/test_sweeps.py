@@ -94,7 +94,8 @@ def test_sigkilled_sweep_relaunched_completes_every_run_exactly_once(mnist_root,
         (n, s) for n in ("batch", "none") for s in range(4))
     # the relaunch skipped what was done and says so
     skips = [json.loads(p.read_text()) for p in study.rglob("skipped.json")]
-    assert len(skips) == len(first) and all(s["reason"] == "already done" for s in skips)
+    # (a run killed after its first checkpoint was resumed in its own folder instead)
+    assert sorted(s["reason"] for s in skips if s["reason"] != "resumed") == ["already done"] * len(first)
     # parallel jobs share the cores: one torch thread each on a 2-core machine
     threads = {json.loads(p.read_text())["env"]["torch_threads"] for p in study.rglob("run.json")}
     assert threads == {max(1, (os.cpu_count() or 1) // 2)}
@@ -166,18 +167,26 @@ def test_an_ad_hoc_sweep_is_plotted_and_confirmation_jobs_follow_the_tuning(mnis
     assert all(j[-1] == "seed=100,101,102,103,104" and j[1].startswith("optim.lr=") for j in jobs)
 
 
-def test_running_elsewhere_is_not_counted_as_done(tmp_path):
+def test_running_elsewhere_failed_and_damaged_are_not_counted_as_done(tmp_path):
     from bnlab.store import write_json_atomic
     from bnlab.sweep import SKIP_FILE, SWEEP_FILE, progress_line, sweep_progress
 
-    write_json_atomic(tmp_path / SWEEP_FILE, {"total": 3, "started_unix": time.time()})
-    for job, content in (("0", None), ("1", "already done"), ("2", "running elsewhere")):
+    write_json_atomic(tmp_path / SWEEP_FILE, {"total": 7, "started_unix": time.time()})
+    (tmp_path / "elsewhere_run").mkdir()
+    write_json_atomic(tmp_path / "elsewhere_run" / "summary.json", {"status": "completed"})
+    jobs = {"0": {"status": "completed"}, "1": "already done", "2": "running elsewhere",
+            "3": {"status": "failed"}, "4": b"\xff\xfe", "5": {"status": "diverged"},
+            "6": {"reason": "resumed", "existing_run": str(tmp_path / "elsewhere_run")}}
+    for job, content in jobs.items():
         (tmp_path / job).mkdir()
-        if content is None:
-            write_json_atomic(tmp_path / job / "summary.json", {"status": "completed"})
+        if isinstance(content, bytes):
+            (tmp_path / job / "summary.json").write_bytes(content)
+        elif isinstance(content, dict) and "status" in content:
+            write_json_atomic(tmp_path / job / "summary.json", content)
         else:
-            write_json_atomic(tmp_path / job / SKIP_FILE, {"reason": content})
+            write_json_atomic(tmp_path / job / SKIP_FILE, content if isinstance(content, dict) else {"reason": content})
     p = sweep_progress(tmp_path)
-    assert (p["done"], p["trained"], p["skipped"], p["elsewhere"]) == (2, 1, 1, 1)
+    assert (p["done"], p["trained"], p["skipped"], p["elsewhere"], p["failed"], p["damaged"]) == (4, 3, 1, 1, 1, 1)
     line = progress_line("s", p)
-    assert line.startswith("sweep s: 2 of 3 done") and "1 being trained by another process, not done here" in line
+    assert line.startswith("sweep s: 4 of 7 done (3 trained, 1 already done; 1 failed; 1 with a damaged summary; "
+                           "1 being trained by another process, not done here)"), line

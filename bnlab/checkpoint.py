@@ -1,0 +1,153 @@
+"""Checkpoints: a run that is killed, timed out or preempted resumes where it left off.
+
+A checkpoint holds everything the next step depends on: the model and optimizer states,
+the batch sampler (its epoch permutation, position and generator), the augmentation
+generator, the global RNGs (dropout masks), the loop's own progress (best so far, target
+reached, the running train-loss sums), and the byte length of metrics.jsonl at that moment.
+Restored, the run takes exactly the steps the uninterrupted run would have taken, and ends
+with the same metrics (tests/test_checkpoint.py checks this on the CPU).
+
+When: before the first step (which measures what a checkpoint costs), then at most
+`every_s` seconds apart, and more often when saving is cheap, as long as saving costs at
+most `max_overhead` of the training time (a small MLP checkpoints about every second, a
+VGG every few minutes); also at once when the run is asked to stop (see
+bnlab.stopping). Always atomic (temp file, fsync, rename): a kill mid-save leaves the
+previous checkpoint. Loaded with `weights_only=True`: tensors and plain values, no pickled code.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from bnlab.store import RUN_FILE, SUMMARY_FILE, atomic_replace, read_json, read_record, store_writes
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "checkpoint.pt"
+FORMAT = 1
+
+
+class Checkpoints:
+    """The checkpoint file of one run: when one is due, saving it, discarding it at the end.
+
+    `records` is the run's RunWriter: a checkpoint records how much of metrics.jsonl
+    belongs to it, so a resumed run cuts the lines logged after it and logs them again."""
+
+    def __init__(self, run_dir, every_s: float | None, max_overhead: float, keep: bool, records=None,
+                 meta: Callable[[], dict] | None = None):
+        self.path = Path(run_dir) / CHECKPOINT_FILE
+        self.every_s, self.max_overhead, self.keep = every_s, max_overhead, keep
+        self.records, self.meta = records, meta
+        self.saved_step: int | None = None
+        self._last = time.monotonic()
+        # the first checkpoint comes before the first step: it measures what one costs
+        self._interval = 0.0 if every_s is not None else None
+
+    @classmethod
+    def from_config(cls, run_dir, ccfg, records=None, meta=None) -> "Checkpoints":
+        return cls(run_dir, ccfg.every_s, ccfg.max_overhead, ccfg.keep, records, meta)
+
+    @property
+    def enabled(self) -> bool:
+        return self.every_s is not None
+
+    def due(self) -> bool:
+        return self._interval is not None and time.monotonic() - self._last >= self._interval
+
+    def save(self, state: dict) -> None:
+        """Write `state` (plus the records' position) atomically; StoreWriteError if it fails."""
+        start = time.monotonic()
+        payload = {"format": FORMAT, **state}
+        if self.records is not None:
+            payload["records_offset"] = self.records.offset
+        if self.meta is not None:
+            payload["meta"] = self.meta()  # the run's own bookkeeping (wall time so far, resumes)
+        with store_writes(self.path):
+            atomic_replace(self.path, lambda f: torch.save(payload, f))
+        cost = time.monotonic() - start
+        self._last = time.monotonic()
+        if self.every_s is not None:
+            self._interval = min(self.every_s, cost / self.max_overhead)
+        self.saved_step = state["progress"]["step"]
+
+    def discard(self) -> None:
+        """The run finished: its checkpoint is no longer needed (unless asked to keep it)."""
+        if not self.keep:
+            self.path.unlink(missing_ok=True)
+
+
+def load_checkpoint(run_dir) -> dict | None:
+    """The checkpoint of `run_dir`, or None when there is none or it cannot be read
+    (a damaged checkpoint is named in one warning line; the run then starts afresh)."""
+    path = Path(run_dir) / CHECKPOINT_FILE
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a torn or foreign file: any unpickling error
+        log.warning("damaged checkpoint %s: %s; not resumed from", path, str(exc).splitlines()[0][:200])
+        return None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        log.warning("damaged checkpoint %s: not a bnlab checkpoint of format %d; not resumed from", path, FORMAT)
+        return None
+    return state
+
+
+def find_resumable(root: Path, fp: str, prefer: Path | None = None) -> tuple[Path | None, dict | None]:
+    """An unfinished run of fingerprint `fp` under `root` with a readable checkpoint, and
+    that checkpoint: (run folder, state), or (None, None). A run is unfinished when it has
+    no summary (killed) or a `failed` one (stopped by a signal, or an error). `prefer` (the
+    job's own folder: a job requeued by SLURM comes back to it) is taken first; else the
+    most recent checkpoint."""
+    if not root.exists():
+        return None, None
+    candidates = sorted(root.rglob(CHECKPOINT_FILE), key=lambda c: c.stat().st_mtime, reverse=True)
+    if prefer is not None:
+        candidates.sort(key=lambda c: c.parent != Path(prefer))
+    for path in candidates:
+        run_dir = path.parent
+        start = read_json(run_dir / RUN_FILE) or {}
+        if start.get("fingerprint") != fp:
+            continue
+        found, summary = read_record(run_dir / SUMMARY_FILE)
+        if found == "damaged" or (summary is not None and summary.get("status") != "failed"):
+            continue
+        state = load_checkpoint(run_dir)
+        if state is not None:
+            return run_dir, state
+    return None, None
+
+
+# ---------------------------------------------------------------- global RNG state
+
+def global_rng_state(device: torch.device) -> dict:
+    """Python's, NumPy's and torch's global generators (dropout draws from torch's)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "cached": float(cached)}}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_global_rng_state(state: dict, device: torch.device) -> None:
+    random.setstate(_as_tuple(state["python"]))
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _as_tuple(value):
+    """random.setstate wants tuples; a round trip may hand back lists."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_as_tuple(v) for v in value)
+    return value
