@@ -1,0 +1,103 @@
+"""The SLURM launcher on a real single-node cluster (scripts/slurm_cluster.sh): a sweep lands
+every run in the store, and a run that cannot meet its time limit is requeued by submitit
+and resumes from its checkpoint to the metrics of an uninterrupted run.
+
+The cluster needs root (daemons, /etc/slurm). CI starts it and sets BNLAB_SLURM=required:
+there these tests fail when it cannot start. Elsewhere they are skipped, saying why.
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bnlab.resolvers import REPO_ROOT
+from bnlab.store import load_runs
+
+from conftest import data_root
+
+PARTITION = os.environ.get("BNLAB_SLURM_PARTITION", "bnlab")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    script = REPO_ROOT / "scripts" / "slurm_cluster.sh"
+    out = subprocess.run(["bash", str(script), "start"], capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        why = f"the SLURM test cluster did not start: {(out.stderr or out.stdout).strip()[-500:]}"
+        if os.environ.get("BNLAB_SLURM") == "required":
+            pytest.fail(why)
+        pytest.skip(why + " (set BNLAB_SLURM=required to make this a failure)")
+    return PARTITION
+
+
+def _slurm_sweep(tmp_path, *args, **popen):
+    env = {**os.environ, "BNLAB_DATA": str(data_root())}
+    cmd = [sys.executable, "-m", "bnlab.train", "-m", f"paths.results={tmp_path}", "tracking.mode=disabled",
+           "trainer.progress=false", "hydra/launcher=slurm", f"hydra.launcher.partition={PARTITION}",
+           "hydra.launcher.gpus_per_node=0", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2", *args]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+
+
+def test_a_sweep_through_the_slurm_launcher_stores_every_run(mnist_root, cluster, tmp_path):
+    proc = _slurm_sweep(tmp_path, "experiments=quickstart", "name=slurm_sweep", "seed=0,1",
+                        "trainer.max_steps=150", "trainer.eval_every=75", "trainer.log_every=25",
+                        "hydra.launcher.timeout_min=10")
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-3000:]
+    assert "Bypassing sacct error" not in out, "submitit's accounting warnings are filtered"
+    runs = load_runs(tmp_path / "runs" / "slurm_sweep")
+    assert len(runs) == 4 and set(runs.status) == {"completed"}, runs[["status", "path"]]
+    assert sorted(zip(runs["cfg.model.norm"], runs["cfg.seed"])) == [("batch", 0), ("batch", 1),
+                                                                      ("none", 0), ("none", 1)]
+    jobs = {json.loads(p.read_text())["env"]["slurm_job_id"] for p in (tmp_path / "runs").rglob("run.json")}
+    assert None not in jobs and len(jobs) == 4, "each run trained in its own SLURM job"
+
+
+def _local_run(tmp_path, *args):
+    env = {**os.environ, "BNLAB_DATA": str(data_root())}
+    cmd = [sys.executable, "-m", "bnlab.train", f"paths.results={tmp_path}", "tracking.mode=disabled",
+           "trainer.progress=false", "trainer.num_threads=1", *args]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _nudge_requeued_jobs(proc, until: float) -> None:
+    """SLURM holds a requeued job for about two minutes before it may start again; start it
+    at once instead (scontrol update StartTime=now), so the test waits for training only."""
+    while proc.poll() is None and time.time() < until:
+        pending = subprocess.run(["squeue", "-h", "-t", "PD", "-o", "%i %r"], capture_output=True, text=True)
+        for line in pending.stdout.splitlines():
+            job, reason = line.split(maxsplit=1)
+            if reason.strip() == "BeginTime":
+                subprocess.run(["scontrol", "update", f"jobid={job}", "StartTime=now"], capture_output=True)
+        time.sleep(1)
+
+
+def test_a_time_limited_run_is_requeued_and_resumes_to_the_same_metrics(mnist_root, cluster, tmp_path):
+    """Two minutes of SLURM time for a run that needs more: USR2 comes before the limit
+    (`signal_delay_s`, and up to a minute earlier: SLURM checks limits every 30 s), the run
+    checkpoints at the end of its step, submitit requeues the job, and it resumes."""
+    science = ["name=requeue", "seed=3", "trainer.max_steps=90000", "trainer.eval_every=10000",
+               "model.dropout=0.1"]
+    proc = _slurm_sweep(tmp_path / "slurm", *science, "hydra.launcher.timeout_min=2",
+                        "hydra.launcher.signal_delay_s=30", "hydra.launcher.max_num_timeout=5")
+    reference = _local_run(tmp_path / "local", *science)  # meanwhile, on the other core
+    _nudge_requeued_jobs(proc, until=time.time() + 1200)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out[-3000:]
+    assert reference.wait(timeout=600) == 0, reference.stderr.read()[-2000:]
+
+    summaries = list((tmp_path / "slurm").rglob("summary.json"))
+    assert len(summaries) == 1, "the requeued job resumed in its own folder"
+    summary = json.loads(summaries[0].read_text())
+    assert summary["status"] == "completed"
+    assert summary.get("resumed_from_steps"), "it was stopped and resumed at least once"
+    assert all(0 < s < 90000 for s in summary["resumed_from_steps"])
+    whole = json.loads(next((tmp_path / "local").rglob("summary.json")).read_text())
+    for key in ("test/acc", "test/loss", "val/acc", "train/loss", "best/val/acc", "best/step", "steps"):
+        assert summary[key] == whole[key], key
+    log = "".join(p.read_text() for p in (tmp_path / "slurm").rglob("*_log.out"))
+    assert "Requeued job" in log
