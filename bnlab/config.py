@@ -169,6 +169,7 @@ def validate(cfg: DictConfig) -> None:
     _int(cfg, "trainer.eval_every_early", lo=1, allow_none=True)
     _int(cfg, "trainer.early_steps", lo=0)
     _bool(cfg, "trainer.progress")
+    _bool(cfg, "force")
     if _get(cfg, "trainer.checkpoint.every_s") is not None:
         _number(cfg, "trainer.checkpoint.every_s", lo=0, lo_open=True)
     _number(cfg, "trainer.checkpoint.max_overhead", lo=0, hi=1, lo_open=True)

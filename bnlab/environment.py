@@ -1,6 +1,7 @@
 """What ran where: the environment record stored with every run."""
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import socket
@@ -49,6 +50,32 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# What decides what a run computes: a change here is a new training-code version.
+TRAINING_CODE = ("bnlab", "conf", "experiments", "hydra_plugins", "pyproject.toml")
+
+
+def code_version() -> str | None:
+    """The training code's version: the commit (12 hex digits), plus `+<hash of the
+    uncommitted changes>` when the training code differs from it, so that two runs made
+    from the same edited tree share a version and runs from different edits do not.
+    None outside a git checkout."""
+    commit = _git("rev-parse", "--short=12", "HEAD")
+    if commit is None:
+        return None
+    diff = _git("diff", "HEAD", "--", *TRAINING_CODE) or ""
+    untracked = (_git("ls-files", "--others", "--exclude-standard", "--", *TRAINING_CODE) or "").split()
+    if not diff and not untracked:
+        return commit
+    h = hashlib.sha256(diff.encode())
+    for name in sorted(untracked):
+        h.update(name.encode())
+        try:
+            h.update((REPO_ROOT / name).read_bytes())
+        except OSError:
+            pass
+    return f"{commit}+{h.hexdigest()[:8]}"
+
+
 def environment(device: torch.device) -> dict:
     import torchvision
 
@@ -72,6 +99,7 @@ def environment(device: torch.device) -> dict:
         "platform": platform.platform(),
         "git_commit": _git("rev-parse", "HEAD"),
         "git_dirty": None if status is None else bool(status),
+        "code_version": code_version(),
         "argv": sys.argv,
         # the scheduler's job, when the run trains under SLURM (submitit's launcher)
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),

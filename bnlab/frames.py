@@ -21,7 +21,8 @@ from bnlab.outcomes import learned_rule
 
 FINISHED = ("completed", "diverged")
 # What a run's outcome says, in the order a reader sees counts.
-OUTCOMES = ("learned", "did not learn", "diverged", "failed", "damaged", "incomplete")
+# superseded: an earlier run of a config retrained with force=true (kept, not analysed)
+OUTCOMES = ("learned", "did not learn", "diverged", "failed", "damaged", "incomplete", "superseded")
 # Curves kept per run in the frame and the CSV: evaluation records and the train-loss trace.
 EVAL_KEYS = ("step", "samples", "time_s", "val/acc", "val/loss", "test/acc", "test/loss")
 # Columns that would carry the paths of the machine that made the runs: never in a CSV.
@@ -254,6 +255,9 @@ def budget(runs: pd.DataFrame, arm_col: str = "cfg.model.norm", timing: pd.DataF
         "dataset": uniq("cfg.data.name"), "train_subset": uniq("cfg.data.train_subset"),
         "device": uniq("env.device_name") or uniq("env.device"), "threads": uniq("env.torch_threads"),
         "torch": uniq("env.torch"),
+        # the training-code versions the finished runs were made with (bnlab.environment)
+        "code_versions": {str(k): int(n) for k, n in fin["code_version"].value_counts().items()}
+        if "code_version" in fin else {},
         "paired": bool(len(runs)) and "paired" in runs and bool(runs["paired"].notna().all()),
         "step_time_ms": {str(a): float(g["step_time_ms"].astype(float).mean())
                          for a, g in timed.groupby(arm_col)} if "step_time_ms" in timed and arm_col in timed else {},

@@ -79,6 +79,15 @@ def _budget_line(b: dict) -> str:
             f"{'paired seeds' if b['paired'] else 'runs not all paired (Welch where unpaired)'}")
 
 
+def code_versions_line(versions: dict) -> str:
+    """The training code behind a study's finished runs; a warning when it is not one version."""
+    if len(versions) == 1:
+        return f"- Training code: `{next(iter(versions))}` (every finished run)."
+    listed = ", ".join(f"`{v}` {n} run(s)" for v, n in sorted(versions.items(), key=lambda kv: -kv[1]))
+    return (f"- **Training code: {len(versions)} versions** ({listed}). A change to the training code does not "
+            f"retrain finished runs; `force=true` retrains them (the earlier runs are kept, superseded).")
+
+
 def _table(df: pd.DataFrame) -> str:
     if df.empty:
         return ""
@@ -152,6 +161,7 @@ def _study_section(s: dict) -> list[str]:
     out += [f"- Budget: {_budget_line(b)}.", f"- Source of these numbers: {s['source']}.",
             f"- Seeds: tuning (grid) {seeds_text(tune_seeds)}; confirmation {seeds_text(conf_seeds)}.",
             *([stale] if stale else []),
+            *([code_versions_line(b["code_versions"])] if b.get("code_versions") else []),
             "- Mean time per training step: " + ", ".join(f"{k} {v:.3f} ms" for k, v in b["step_time_ms"].items())
             + f" (over {b['timed_runs']} {'confirmation' if conf_seeds else 'finished'} runs; one torch thread per "
               f"job, two jobs at a time on the 2-core CPU, evaluation excluded).",

@@ -7,9 +7,11 @@ from omegaconf import OmegaConf
 # The checkout that holds bnlab/, conf/ and results/ (the package is installed editable).
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO_ROOT / "conf"
-# The folder that holds experiments/ (one study per file); the search-path plugin adds it.
-STUDIES_ROOT = REPO_ROOT
-EXPERIMENTS_DIR = STUDIES_ROOT / "experiments"
+# One study per file. The search-path plugin adds a folder that holds *only* a link to it,
+# so that Hydra sees `experiments` as a config group and nothing else of the checkout
+# (adding the checkout itself made .venv/, results/ and tests/ "config groups" in --help).
+EXPERIMENTS_DIR = REPO_ROOT / "experiments"
+STUDIES_ROOT = REPO_ROOT / "hydra_plugins" / "bnlab_searchpath" / "studies"
 
 
 def register_resolvers() -> None:

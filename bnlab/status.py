@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from bnlab.claims import best_settings, edge_flags, spec_for_runs
-from bnlab.frames import OUTCOMES, outcome, swept_columns
+from bnlab.frames import FINISHED, OUTCOMES, outcome, swept_columns
 from bnlab.resolvers import REPO_ROOT
 from bnlab.store import load_runs
 from bnlab.sweep import SWEEP_FILE, progress_line, sweep_progress
@@ -90,6 +90,11 @@ def main(argv=None) -> None:
         print(f"no runs under {study}")
         return
     runs["outcome"] = [outcome(r) for _, r in runs.iterrows()]
+    versions = runs.loc[runs["status"].isin(FINISHED), "code_version"].dropna().value_counts()
+    if len(versions) > 1:
+        print(f"WARNING: finished runs from {len(versions)} training-code versions ("
+              + ", ".join(f"{v}: {n}" for v, n in versions.items())
+              + "); a code change does not retrain finished runs: force=true does (nothing is deleted)")
     by = [c for c in swept_columns(runs) if c != "cfg.seed"]
     seeds = runs["cfg.seed"].nunique() if "cfg.seed" in runs else 1
     print(f"\n{study}: {len(runs)} runs, {seeds} seed(s); swept: "

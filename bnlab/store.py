@@ -34,7 +34,7 @@ RUN_FILE, METRICS_FILE, SUMMARY_FILE = "run.json", "metrics.jsonl", "summary.jso
 
 # Keys that say where a run writes or how it is watched, not what it computes:
 # two runs that differ only here are the same experiment.
-NON_SCIENTIFIC_KEYS = ("paths", "tracking", "data.root", "data.download", "trainer.progress",
+NON_SCIENTIFIC_KEYS = ("paths", "tracking", "force", "data.root", "data.download", "trainer.progress",
                        "trainer.num_threads", "trainer.device", "trainer.eval_batch_size", "trainer.checkpoint",
                        "tags", "claim", "description", "analysis")
 
@@ -297,6 +297,7 @@ def load_run(run_dir: str | os.PathLike) -> dict:
     config = start.get("config")
     row.update(_flatten(config if isinstance(config, dict) else {}, "cfg."))
     row["fingerprint"] = start.get("fingerprint")
+    row["code_version"] = run_code_version(start.get("env"))
     if summary is not None:
         row.update({k: v for k, v in _flatten(summary).items() if not k.startswith(("config.", "env."))})
     damaged = [name for name, state in ((RUN_FILE, start_state), (SUMMARY_FILE, summary_state))
@@ -305,6 +306,29 @@ def load_run(run_dir: str | os.PathLike) -> dict:
         row["status"] = "damaged"
         row["damaged"] = ", ".join(damaged)
     return row
+
+
+def run_code_version(env) -> str | None:
+    """The training-code version a run was made with (bnlab.environment.code_version); for
+    runs made before it was recorded, the commit, marked `+dirty` when the tree was."""
+    if not isinstance(env, dict):
+        return None
+    if env.get("code_version"):
+        return env["code_version"]
+    commit = env.get("git_commit")
+    return f"{commit[:12]}{'+dirty' if env.get('git_dirty') else ''}" if commit else None
+
+
+def mark_superseded(runs: "pd.DataFrame") -> "pd.DataFrame":
+    """Runs retrained with `force=true` leave the earlier run of the same config in the
+    store (nothing is deleted): of the finished runs (completed, diverged) sharing a
+    fingerprint, all but the latest get status `superseded`, so each config counts once."""
+    if runs.empty or "fingerprint" not in runs or "finished_at" not in runs:
+        return runs
+    finished = runs[runs["status"].isin(("completed", "diverged")) & runs["fingerprint"].notna()]
+    latest = finished.sort_values("finished_at").groupby("fingerprint").tail(1).index
+    runs.loc[finished.index.difference(latest), "status"] = "superseded"
+    return runs
 
 
 def find_runs(root: str | os.PathLike) -> list[Path]:
@@ -322,4 +346,4 @@ def load_runs(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> "pd.Dat
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     rows = [load_run(d) for p in paths for d in find_runs(p)]
-    return pd.DataFrame(rows)
+    return mark_superseded(pd.DataFrame(rows))

@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -27,7 +28,7 @@ from typing import Iterator
 from omegaconf import DictConfig, OmegaConf
 
 from bnlab.errors import StoreWriteError
-from bnlab.store import SUMMARY_FILE, read_json, read_record, store_writes, write_json_atomic
+from bnlab.store import RUN_FILE, SUMMARY_FILE, read_json, read_record, store_writes, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +43,16 @@ def study_dir(cfg: DictConfig) -> Path:
 
 
 def find_done(root: Path, fp: str) -> Path | None:
-    """A run under `root` with fingerprint `fp` whose status is completed or diverged."""
+    """The latest run under `root` with fingerprint `fp` whose status is completed or
+    diverged (several exist when a config was retrained with force=true)."""
     if not root.exists():
         return None
-    for summary_path in sorted(root.rglob(SUMMARY_FILE)):
+    done = []
+    for summary_path in root.rglob(SUMMARY_FILE):
         summary = read_json(summary_path)
         if summary and summary.get("fingerprint") == fp and summary.get("status") in DONE_STATUSES:
-            return summary_path.parent
-    return None
+            done.append((str(summary.get("finished_at") or ""), str(summary_path.parent)))
+    return Path(max(done)[1]) if done else None
 
 
 @contextlib.contextmanager
@@ -176,6 +179,16 @@ class SweepProgress(Callback):
             "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "pid": os.getpid()})
         log.info("sweep %s: %d jobs -> %s", config.get("name"), total, sweep_dir)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        """A sweep that trained nothing because every job was already done leaves no
+        folder behind (its jobs' records only pointed at the runs that exist)."""
+        sweep_dir = Path(config.hydra.sweep.dir)
+        p = sweep_progress(sweep_dir) if sweep_dir.is_dir() else None
+        if p and p["skipped"] == p["total"] and not any(sweep_dir.rglob(RUN_FILE)):
+            shutil.rmtree(sweep_dir, ignore_errors=True)
+            log.info("sweep %s: every job was already done; nothing trained, no folder kept "
+                     "(force=true trains them again)", config.get("name"))
 
     def on_job_end(self, config: DictConfig, job_return=None, **kwargs) -> None:
         from hydra.core.hydra_config import HydraConfig

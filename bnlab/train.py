@@ -1,162 +1,34 @@
 """Entry point: `bnlab-train [overrides]` (or `python -m bnlab.train`).
 
-The Hydra app is a thin shell around `run(cfg, out_dir) -> summary`, which tests call
-directly. Order matters: validate the config and load the data before anything is written,
-so bad input leaves no run behind; then train, with the run store always written and W&B
-mirroring it.
+The command line: preflight every job's config, then the Hydra app, a thin shell (lock,
+skip what is done, resume what was stopped) around bnlab.runner.run(cfg, out_dir). Only
+Hydra and the config tools are imported at the top: `--help` and tab completion must not
+wait for torch, which the training modules load when a job starts.
 """
 from __future__ import annotations
 
 import logging
 import os
-import random
 import re
 import shutil
 import sys
-import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import hydra
-import numpy as np
-import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 import bnlab  # noqa: F401  (registers the ${repo_root:} resolver before Hydra composes)
-from bnlab.checkpoint import Checkpoints, find_resumable
-from bnlab.config import check_wandb_credentials, check_writable, validate
-from bnlab.data import check_data_present, ensure_present, load_data
-from bnlab.environment import environment, resolve_device
 from bnlab.errors import ConfigError, InputError, StoreWriteError
-from bnlab.layers import init_weights
-from bnlab.models import build_model, count_parameters
-from bnlab.optimizers import make_optimizer
-from bnlab.probes import build_probes
 from bnlab.resolvers import CONF_DIR, STUDIES_ROOT
-from bnlab.stopping import StopRequests, Terminated
-from bnlab.store import RUN_FILE, RunWriter, fingerprint, resolved_config
+from bnlab.store import RUN_FILE, fingerprint, resolved_config
 from bnlab.sweep import STORE_WRITE_EXIT, claim, expand_sweep, find_done, record_skip, study_dir
-from bnlab.tracking import open_mirror
-from bnlab.trainer import train
 
 log = logging.getLogger("bnlab")
-PAIRING_VERSION = 1
-
-
-def seed_everything(seed: int) -> None:
-    """Reset global RNG state: launchers may reuse one process for several jobs."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def run(cfg: DictConfig, out_dir: str | Path, *, label: str | None = None,
-        launch: str | None = None, resume_from: dict | None = None) -> dict:
-    """Train one configuration into the run directory `out_dir` and return its summary.
-
-    Raises InputError (before writing anything) for bad config or missing data. A diverged
-    run returns normally with status `diverged`; any other failure is recorded as `failed`
-    in summary.json and re-raised, as is a write to the store that fails (StoreWriteError).
-    `label` names the run (the swept values) and `launch` the sweep it belongs to, for the
-    W&B mirror. `resume_from` is the checkpoint of the unfinished run in `out_dir`
-    (bnlab.checkpoint.find_resumable): training continues from it in that folder.
-    """
-    validate(cfg)
-    config = resolved_config(cfg)
-    if cfg.trainer.num_threads is not None:
-        torch.set_num_threads(cfg.trainer.num_threads)
-    device = resolve_device(cfg.trainer.device)
-    data = load_data(cfg.data, device)
-
-    seed_everything(cfg.seed)
-    model = build_model(cfg.model, data.in_shape, data.num_classes).to(device)
-    # paired seeds: per-layer generators, so both arms share every shared layer's weights
-    init_weights(model, cfg.init.scheme, cfg.init.std, cfg.init.gain, seed=cfg.seed)
-    optimizer = make_optimizer(cfg.optim, model)
-    params = count_parameters(model)
-    probes, step_probes = build_probes(cfg.probes, data)
-    # Building the arms consumed the global RNG differently (a bias here, a norm layer
-    # there): reseed so that both arms draw the same dropout masks in the same order.
-    seed_everything(cfg.seed)
-    log.info("%s on %s: %s parameters, device %s, %d train / %d val / %d test images",
-             cfg.model.name, cfg.data.name, f"{params:,}", device, len(data.train_x),
-             len(data.val_x), len(data.test_x))
-
-    fp = fingerprint(config)
-    writer = RunWriter(out_dir)
-    # earlier attempts of this run: the steps each resumed from, their wall time, W&B run id
-    before = (resume_from or {}).get("meta", {})
-    resumes = [*before.get("resumes", []), resume_from["progress"]["step"]] if resume_from else []
-    if resume_from is None:
-        writer.start({"config": config, "fingerprint": fp, "env": environment(device), "data": data.info,
-                      "params": params, "started_at": _now()})
-    else:
-        writer.resume(resume_from["records_offset"])
-    # `paired`: this run's initial weights, batches and dropout masks are a function of its
-    # seed shared with every other arm (runs from before the paired design lack the field).
-    base = {"fingerprint": fp, "params": params, "data": data.info,
-            "started_at": before.get("started_at", _now()), "paired": PAIRING_VERSION}
-    if resumes:
-        base["resumed_from_steps"] = resumes
-    wall = time.perf_counter()
-    wall_before = before.get("wall_time_s", 0.0)
-    wandb_id = {"id": before.get("wandb_id")}
-    checkpoints = Checkpoints.from_config(out_dir, cfg.trainer.checkpoint, records=writer, meta=lambda: {
-        "resumes": resumes, "started_at": base["started_at"], "wandb_id": wandb_id["id"],
-        "wall_time_s": wall_before + time.perf_counter() - wall})
-    stop = StopRequests()
-    try:
-        with stop, open_mirror(config, study_dir(cfg), label=label, launch=launch,
-                               run_id=wandb_id["id"]) as mirror:
-            wandb_id["id"] = mirror.run_id
-
-            def emit(record: dict) -> None:
-                writer.log(record)
-                mirror.log(record)
-
-            result = train(model, optimizer, data, cfg.trainer, seed=cfg.seed,
-                           augment=cfg.data.augment, batch_size=cfg.optim.batch_size,
-                           emit=emit, probes=probes, step_probes=step_probes,
-                           target_acc=cfg.data.target_val_acc, checkpoints=checkpoints,
-                           resume_from=resume_from, stop=stop)
-            summary = {**result, **base, "wall_time_s": wall_before + time.perf_counter() - wall,
-                       "finished_at": _now()}
-            summary["wandb_dir"] = mirror.run_dir
-            mirror.set_summary(summary)
-    except BaseException as exc:
-        # stopped by a signal (Terminated; SystemExit from submitit's requeue): say which
-        reason = f"{type(exc).__name__}: {exc}"
-        if stop.requested:
-            reason = stop.reason if isinstance(exc, (Terminated, SystemExit)) else f"{stop.reason}, then {reason}"
-        failed = {**base, "status": "failed", "error": reason, "finished_at": _now(),
-                  "wall_time_s": wall_before + time.perf_counter() - wall}
-        # where a relaunch resumes from (bnlab.checkpoint.find_resumable)
-        saved = checkpoints.saved_step if checkpoints.saved_step is not None else \
-            (resume_from["progress"]["step"] if resume_from else None)
-        if saved is not None and checkpoints.path.exists():
-            failed["checkpoint_step"] = saved
-        try:
-            writer.finish(failed)
-        except StoreWriteError:
-            pass  # the store cannot be written: the error being raised says so
-        raise
-    writer.finish(summary)
-    checkpoints.discard()
-    log.info("%s after %d steps: test/acc %.4f, best val/acc %.4f at step %d, %.3f ms/step",
-             summary["status"], summary["steps"], summary.get("test/acc", float("nan")),
-             summary["best/val/acc"] or float("nan"), summary["best/step"], summary["step_time_ms"])
-    if stop.requested:  # asked to stop after the last step: the run is done, the sweep stops
-        stop.honour()
-    return summary
 
 
 def _discard_unstarted(out_dir: Path) -> None:
-    """Remove the folder Hydra made for a run that never started (bad input)."""
+    """Remove the folder Hydra made for a run that never started (bad input, or already done)."""
     if out_dir.is_dir() and not (out_dir / RUN_FILE).exists():
         shutil.rmtree(out_dir, ignore_errors=True)
 
@@ -205,17 +77,21 @@ MAX_PREFLIGHT_JOBS = 2000
 MAX_OVERRIDE_CHARS = 4000
 
 
-def preflight(overrides: list[str], multirun: bool = False) -> list[DictConfig]:
-    """Compose and validate every job's config as Hydra will, before Hydra writes anything.
+def compose_jobs(overrides: list[str], multirun: bool = False) -> list[tuple[list[str], DictConfig]]:
+    """Every job of the launch as (its overrides, its composed and validated config), as
+    Hydra will compose them; writes nothing.
 
     Hydra reports an unknown group option or key over several lines, and a bad value in a
     sweep only when that job starts; here every bad input becomes one ConfigError line
-    naming the key and the allowed values, before the first job. Returns the job configs.
+    naming the key and the allowed values, before the first job.
     """
     from hydra import compose, initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
     from hydra.types import RunMode
+
+    from bnlab.config import validate
+    from bnlab.data import check_data_present
 
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
@@ -239,7 +115,7 @@ def preflight(overrides: list[str], multirun: bool = False) -> list[DictConfig]:
                 jobs = expand_sweep(params, overrides)
             except HydraException as exc:
                 raise ConfigError("hydra.sweeper.params", _one_line(exc)) from None
-        cfgs = []
+        composed = []
         for job in jobs[:MAX_PREFLIGHT_JOBS]:
             cfg = _compose(compose, job)
             try:
@@ -248,7 +124,18 @@ def preflight(overrides: list[str], multirun: bool = False) -> list[DictConfig]:
             except InputError as exc:
                 where = f" (in sweep job: {' '.join(job)})" if multirun else ""
                 raise type(exc)(exc.key, str(exc).split(": ", 1)[1] + where) from None
-            cfgs.append(cfg)
+            composed.append((list(job), cfg))
+    return composed
+
+
+def preflight(overrides: list[str], multirun: bool = False) -> list[DictConfig]:
+    """Compose and validate every job's config (compose_jobs), then check what the launch
+    needs before Hydra writes anything: a writable study folder, W&B credentials for online
+    tracking, the datasets (downloaded here, once). Returns the job configs."""
+    from bnlab.config import check_wandb_credentials, check_writable
+    from bnlab.data import ensure_present
+
+    cfgs = [cfg for _, cfg in compose_jobs(overrides, multirun)]
     # Where runs go must be writable, and online tracking must have credentials: before any job.
     for folder in sorted({str(study_dir(c)) for c in cfgs}):  # <paths.runs>/<name>
         check_writable("paths.results", folder)
@@ -279,14 +166,49 @@ def main() -> None:
               f"{MAX_OVERRIDE_CHARS:,} (put long values in a config file)", file=sys.stderr)
         sys.exit(2)
     flags = [a for a in args if a.startswith("-")]
-    # Hydra's informational flags (--help, --cfg, --info, ...) go straight to Hydra.
-    if all(f in ("-m", "--multirun") for f in flags):
-        try:
-            preflight([a for a in args if not a.startswith("-")], multirun=bool(flags))
-        except InputError as exc:
-            print(f"bnlab-train: error: {exc}", file=sys.stderr)
-            sys.exit(2)
+    overrides = [a for a in args if not a.startswith("-")]
+    multirun = any(f in ("-m", "--multirun") for f in flags)
+    try:
+        if DRY_RUN in flags:  # what the launch would do; trains nothing, writes nothing
+            from bnlab.dry_run import describe_launch
+
+            # as a sweep: a single run is a sweep of one job, and `-m` may be left out
+            print(describe_launch(compose_jobs(overrides, multirun=True)))
+            return
+        if "--cfg" in flags or "-c" in flags:
+            _one_config_only(args)
+        # Hydra's informational flags (--help, --cfg, --info, ...) go straight to Hydra.
+        if all(f in ("-m", "--multirun") for f in flags):
+            preflight(overrides, multirun=multirun)
+    except InputError as exc:
+        print(f"bnlab-train: error: {exc}", file=sys.stderr)
+        sys.exit(2)
     hydra_main()
+
+
+DRY_RUN = "--dry-run"
+
+
+def _one_config_only(args: list[str]) -> None:
+    """`--cfg` prints one config; on a sweep Hydra answers with a traceback or "Ambiguous
+    value". Say what to do instead."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    # the overrides, without the flags and the values of those that take one (--cfg job)
+    valued = {"--cfg", "-c", "--package", "-p", "--config-name", "-cn", "--config-path", "-cp",
+              "--config-dir", "-cd", "--info", "-i"}
+    overrides = [a for i, a in enumerate(args) if not a.startswith("-") and (i == 0 or args[i - 1] not in valued)]
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception:
+        return  # Hydra's own message for a malformed override
+    swept = [o.key_or_group for o in parsed if o.is_sweep_override()]
+    if not swept and ("-m" in args or "--multirun" in args):
+        swept = ["(-m)"]
+    if swept:
+        raise ConfigError("--cfg", f"prints one job's config, and this command sweeps {', '.join(swept)}: "
+                          f"`bnlab-train {' '.join(overrides)} --dry-run` lists every job; for one "
+                          f"job's config give one value per key (e.g. seed=0)")
 
 
 def _threads_per_job(hc) -> int | None:
@@ -323,6 +245,11 @@ def hydra_main(cfg: DictConfig) -> str:
     if cfg.trainer.num_threads is None:
         cfg.trainer.num_threads = _threads_per_job(hc)
     launch = Path(hc.sweep.dir).name if multirun else out_dir.name
+    # the training modules (torch) load here, when a job starts
+    from bnlab.checkpoint import find_resumable
+    from bnlab.config import validate
+    from bnlab.runner import run
+
     try:
         validate(cfg)
         fp = fingerprint(resolved_config(cfg))
@@ -332,14 +259,17 @@ def hydra_main(cfg: DictConfig) -> str:
                 log.info("skipping: the same config is being trained by another process")
                 record_skip(out_dir, "running elsewhere", None, fp)
                 return "running elsewhere"
-            done = find_done(root, fp)
+            done = None if cfg.force else find_done(root, fp)
             if done is not None:
-                log.info("skipping: already done in %s", done)
-                record_skip(out_dir, "already done", done, fp)
+                log.info("skipping: already done in %s (force=true trains it again)", done)
+                if multirun:  # the sweep's progress counts it from this record
+                    record_skip(out_dir, "already done", done, fp)
+                else:  # a single run leaves no folder behind for a run it did not train
+                    _discard_unstarted(out_dir)
                 return "skipped"
             # killed, timed out or preempted before: continue from its checkpoint, in its folder
             # (a job requeued by SLURM comes back to its own folder, which is looked at first)
-            unfinished, checkpoint = find_resumable(root, fp, prefer=out_dir)
+            unfinished, checkpoint = (None, None) if cfg.force else find_resumable(root, fp, prefer=out_dir)
             if unfinished is not None and unfinished != out_dir:
                 log.info("resuming the unfinished run in %s", unfinished)
                 record_skip(out_dir, "resumed", unfinished, fp)

@@ -15,7 +15,7 @@ from bnlab import store
 from bnlab.checkpoint import CHECKPOINT_FILE, find_resumable, load_checkpoint
 from bnlab.errors import StoreWriteError
 from bnlab.store import RunWriter, fingerprint, load_run, resolved_config
-from bnlab.train import run
+from bnlab.runner import run
 
 from conftest import data_root
 

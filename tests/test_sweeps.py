@@ -190,3 +190,59 @@ def test_running_elsewhere_failed_and_damaged_are_not_counted_as_done(tmp_path):
     line = progress_line("s", p)
     assert line.startswith("sweep s: 4 of 7 done (3 trained, 1 already done; 1 failed; 1 with a damaged summary; "
                            "1 being trained by another process, not done here)"), line
+
+
+def test_a_relaunch_with_nothing_to_train_leaves_no_folder_and_force_retrains(mnist_root, tmp_path):
+    args = ["experiments=quickstart", "name=force", "model.norm=batch", *TINY]
+    assert _cli(tmp_path, *args).returncode == 0
+    study = tmp_path / "runs" / "force"
+    folders = sorted(p.name for p in study.iterdir())
+    again = _cli(tmp_path, *args)
+    assert again.returncode == 0 and sorted(p.name for p in study.iterdir()) == folders, "no new folder"
+    single = _cli(tmp_path, "name=force", "model.norm=batch", "seed=0", *TINY[:-2], "experiments=quickstart",
+                  "hydra.mode=RUN")
+    assert single.returncode == 0 and sorted(p.name for p in study.iterdir()) == folders
+
+    forced = _cli(tmp_path, *args, "force=true")
+    assert forced.returncode == 0, forced.stderr[-2000:]
+    runs = load_runs(study)
+    assert sorted(runs.status) == ["completed", "completed", "superseded", "superseded"], "nothing deleted"
+    latest = runs[runs.status == "completed"]
+    assert (latest["finished_at"].values > runs[runs.status == "superseded"]["finished_at"].max()).all()
+    fp = latest["fingerprint"].iloc[0]
+    assert str(find_done(study, fp)) in set(latest["path"]), "later launches point at the latest run"
+
+
+def test_dry_run_lists_every_job_and_its_state_and_writes_nothing(mnist_root, tmp_path):
+    args = ["experiments=quickstart", "name=dry", "seed=0", *TINY]
+    assert _cli(tmp_path, *args, "model.norm=batch").returncode == 0
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    out = _cli(tmp_path, *args, "--dry-run")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("study dry: 2 job(s)")
+    assert any("model.norm=none" in ln and ln.rstrip().endswith("to train") for ln in lines)
+    assert any("model.norm=batch" in ln and "already done" in ln for ln in lines)
+    assert lines[-1].startswith("dry run: 1 to train, 0 to resume, 1 already done, 0 running elsewhere")
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before, "nothing written"
+    bad = _cli(tmp_path, *args, "optim.lr=-1", "--dry-run")
+    assert bad.returncode == 2 and bad.stderr.startswith("bnlab-train: error: optim.lr:")
+
+
+def test_cfg_of_a_sweep_says_what_to_do_instead_of_a_traceback(tmp_path):
+    out = _cli(tmp_path, "-m", "model.norm=none,batch", "--cfg", "job")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "--dry-run" in out.stderr and out.stderr.count("\n") == 1
+
+
+def test_help_is_bnlabs_own_and_lists_only_its_groups(tmp_path):
+    out = _cli(tmp_path, "--help")
+    assert out.returncode == 0
+    assert out.stdout.startswith("bnlab-train: train one configuration")
+    groups = [ln.split(":")[0] for ln in out.stdout.split("== Config groups")[1].split("\n\n")[0].splitlines()[1:]]
+    assert groups == ["data", "experiments", "init", "model", "optim", "paths", "probes", "tracking", "trainer"]
+    assert len(out.stdout.splitlines()) < 40
+    comp = subprocess.run([sys.executable, "-m", "bnlab.train", "-sc", "query=bash"], capture_output=True, text=True,
+                          env={**os.environ, "COMP_LINE": "bnlab-train "})
+    offered = comp.stdout.split()
+    assert "experiments=" in offered and not any(o.startswith((".git", ".venv", "results", "tests")) for o in offered)

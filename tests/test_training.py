@@ -5,9 +5,9 @@ import math
 
 import pytest
 
-import bnlab.train as train_mod
+import bnlab.runner as train_mod
 from bnlab.store import load_run, read_metrics
-from bnlab.train import run
+from bnlab.runner import run
 
 REQUIRED = {"step", "samples", "time_s", "lr"}
 
@@ -175,9 +175,38 @@ def test_summary_holds_the_contracted_fields(mnist_root, cfg_factory, tmp_path):
     assert on_disk["step_time_ms"] > 0 and on_disk["wall_time_s"] >= on_disk["train_time_s"]
     start = json.loads((tmp_path / "r" / "run.json").read_text())
     env = start["env"]
-    for key in ("python", "torch", "device", "git_commit"):
+    for key in ("python", "torch", "device", "git_commit", "code_version"):
         assert key in env
     assert env["device"] == "cpu" and start["config"]["model"]["norm"] == "none"
+
+
+def test_the_code_version_changes_with_the_training_code_only(tmp_path):
+    """The commit, plus a hash of the uncommitted training-code changes; edits elsewhere
+    (results, the README) leave it alone. Checked in a scratch clone of the checkout."""
+    import shutil
+    import subprocess
+
+    from bnlab import environment
+    from bnlab.resolvers import REPO_ROOT
+
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{REPO_ROOT}", str(clone)], check=True)
+    orig = environment.REPO_ROOT
+    try:
+        environment.REPO_ROOT = clone
+        clean = environment.code_version()
+        assert clean and "+" not in clean and len(clean) == 12
+        (clone / "README.md").write_text("edited")
+        assert environment.code_version() == clean
+        trainer = clone / "bnlab" / "trainer.py"
+        trainer.write_text(trainer.read_text() + "\n# an edit\n")
+        edited = environment.code_version()
+        assert edited.startswith(clean + "+") and environment.code_version() == edited
+        (clone / "bnlab" / "new_module.py").write_text("x = 1\n")
+        assert environment.code_version() not in (clean, edited)
+    finally:
+        environment.REPO_ROOT = orig
+        shutil.rmtree(clone, ignore_errors=True)
 
 
 def test_a_crash_is_recorded_as_failed_and_reraised(mnist_root, cfg_factory, tmp_path, monkeypatch):
