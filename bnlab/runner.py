@@ -83,8 +83,9 @@ def run(cfg: DictConfig, out_dir: str | Path, *, label: str | None = None,
     # earlier attempts of this run: the steps each resumed from, their wall time, W&B run id
     before = (resume_from or {}).get("meta", {})
     resumes = [*before.get("resumes", []), resume_from["progress"]["step"]] if resume_from else []
+    env = environment(device)
     if resume_from is None:
-        writer.start({"config": config, "fingerprint": fp, "env": environment(device), "data": data.info,
+        writer.start({"config": config, "fingerprint": fp, "env": env, "data": data.info,
                       "params": params, "started_at": _now()})
     else:
         writer.resume(resume_from["records_offset"])
@@ -102,8 +103,8 @@ def run(cfg: DictConfig, out_dir: str | Path, *, label: str | None = None,
         "wall_time_s": wall_before + time.perf_counter() - wall})
     stop = StopRequests()
     try:
-        with stop, open_mirror(config, study_dir(cfg), label=label, launch=launch,
-                               run_id=wandb_id["id"]) as mirror:
+        with stop, open_mirror(config, study_dir(cfg), label=label, launch=launch, run_id=wandb_id["id"],
+                               code_version=env["code_version"]) as mirror:
             wandb_id["id"] = mirror.run_id
 
             def emit(record: dict) -> None:

@@ -8,8 +8,9 @@ for a run of the same study with the same fingerprint whose summary says `comple
 Failed and incomplete runs are trained again, in a fresh folder; their folders stay as they
 were (nothing is ever deleted).
 
-Progress: a Hydra callback writes `sweep.json` (how many jobs, when it started) into the
-sweep folder, and every finished job logs "k of N done" with an ETA.
+Progress: a Hydra callback writes `sweep.json` (how many jobs, which keys vary, when it
+started) into the sweep folder, and the launching process logs "k of N done" with an ETA
+whenever a job finishes, whichever launcher runs the jobs.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -104,6 +106,24 @@ def count_jobs(hydra_cfg: DictConfig) -> int:
     return len(expand_sweep(dict(params), list(hydra_cfg.overrides.task)))
 
 
+def swept_keys(hydra_cfg: DictConfig) -> list[str]:
+    """The keys a sweep varies: the study's grid (hydra.sweeper.params) and the command
+    line's sweep overrides (model.norm=none,batch). Jobs are named by these values."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    keys = list(OmegaConf.select(hydra_cfg, "sweeper.params") or {})
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(hydra_cfg.overrides.task))
+    except Exception:  # a label is a convenience: never block a sweep on it
+        parsed = []
+    for o in parsed:
+        if o.is_sweep_override() and o.key_or_group not in keys:
+            keys.append(o.key_or_group)
+        elif not o.is_sweep_override() and o.key_or_group in keys:
+            keys.remove(o.key_or_group)  # the command line pinned a key the study sweeps
+    return keys
+
+
 def sweep_progress(sweep_dir: Path) -> dict | None:
     """{'total', 'done', 'trained', 'skipped', 'failed', 'damaged', 'elsewhere', 'elapsed_s',
     'eta_s'} of one sweep folder. Done: trained here to a completed or diverged summary
@@ -157,6 +177,43 @@ def progress_line(name: str, p: dict) -> str:
             f"{p['skipped']} already done{extra}), elapsed {_fmt_s(p['elapsed_s'])}, ETA {_fmt_s(p['eta_s'])}")
 
 
+# "k of N done, ETA" in the launching terminal, for every launcher (joblib's workers, SLURM
+# jobs on other machines): a thread of the launching process reads the sweep folder and logs
+# whenever the counts change. Kept here, not on the callback, which Hydra pickles to jobs.
+_WATCHERS: dict[str, tuple[threading.Thread, threading.Event]] = {}
+WATCH_EVERY_S = 2.0
+
+
+def _start_watching(sweep_dir: Path, name: str) -> None:
+    stop = threading.Event()
+
+    def watch() -> None:
+        last = None
+        while True:
+            stopping = stop.wait(WATCH_EVERY_S)
+            try:
+                p = sweep_progress(sweep_dir)
+            except OSError:
+                p = None
+            key = p and (p["done"], p["failed"], p["damaged"], p["elsewhere"])
+            if p is not None and key != last and (last is not None or any(key)):
+                log.info(progress_line(name, p))
+                last = key
+            if stopping:
+                return
+
+    thread = threading.Thread(target=watch, name=f"sweep-progress-{name}", daemon=True)
+    _WATCHERS[str(sweep_dir)] = (thread, stop)
+    thread.start()
+
+
+def _stop_watching(sweep_dir: Path) -> None:
+    thread, stop = _WATCHERS.pop(str(sweep_dir), (None, None))
+    if thread is not None:
+        stop.set()
+        thread.join(timeout=10)
+
+
 try:
     from hydra.experimental.callback import Callback
 except ImportError:  # pragma: no cover
@@ -175,15 +232,18 @@ class SweepProgress(Callback):
             log.warning("could not count the sweep's jobs: %s", exc)
             return
         write_json_atomic(sweep_dir / SWEEP_FILE, {
-            "study": config.get("name"), "total": total, "started_unix": time.time(),
+            "study": config.get("name"), "total": total, "swept": swept_keys(config.hydra),
+            "started_unix": time.time(),
             "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "pid": os.getpid()})
         log.info("sweep %s: %d jobs -> %s", config.get("name"), total, sweep_dir)
+        _start_watching(sweep_dir, str(config.get("name")))
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         """A sweep that trained nothing because every job was already done leaves no
         folder behind (its jobs' records only pointed at the runs that exist)."""
         sweep_dir = Path(config.hydra.sweep.dir)
+        _stop_watching(sweep_dir)
         p = sweep_progress(sweep_dir) if sweep_dir.is_dir() else None
         if p and p["skipped"] == p["total"] and not any(sweep_dir.rglob(RUN_FILE)):
             shutil.rmtree(sweep_dir, ignore_errors=True)
@@ -198,9 +258,6 @@ class SweepProgress(Callback):
         if hc.mode != RunMode.MULTIRUN:
             return
         sweep_dir = Path(hc.sweep.dir)
-        p = sweep_progress(sweep_dir)
-        if p is not None:
-            log.info(progress_line(config.get("name"), p))
         # The next job's folder is made by Hydra before bnlab sees it: if the sweep folder
         # can no longer be written, say so in one line and stop here, not in a traceback there.
         try:

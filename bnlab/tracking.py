@@ -19,6 +19,17 @@ log = logging.getLogger(__name__)
 STEP_AXES = ("step", "samples", "time_s")
 
 
+# where a run was written and read its data: machine paths, not what it computed
+MACHINE_KEYS = ("paths.", "data.root")
+
+
+def dashboard_config(config: dict, **extra) -> dict:
+    """What the dashboard groups and filters by: the flat config without machine paths,
+    plus `extra` (the study, the launch, the training-code version)."""
+    flat = {k: v for k, v in flat_config(config).items() if not k.startswith(MACHINE_KEYS)}
+    return {**flat, **extra}
+
+
 def flat_config(config: dict, prefix: str = "") -> dict:
     """Nested config -> {"model.norm": "batch", ...} so the dashboard can group by any key."""
     out = {}
@@ -63,10 +74,10 @@ class NullMirror:
 
 class WandbMirror(NullMirror):
     def __init__(self, config: dict, wandb_root: str | os.PathLike, label: str | None, launch: str | None,
-                 run_id: str | None = None):
+                 run_id: str | None = None, code_version: str | None = None):
         self.config, self.wandb_root = config, Path(wandb_root)
         self.label, self.launch = label or default_label(config), launch
-        self.run, self.run_id = None, run_id
+        self.run, self.run_id, self.code_version = None, run_id, code_version
 
     def __enter__(self):
         import wandb  # slow import, only when mirroring
@@ -76,8 +87,9 @@ class WandbMirror(NullMirror):
         self.run = wandb.init(
             project=t["project"], entity=t.get("entity"), mode=t["mode"],
             dir=str(self.wandb_root),
-            config={**flat_config(self.config), "study": study, "launch": self.launch},
-            name=self.label, group=f"{study}/{self.launch}" if self.launch else study,
+            # group by study (relaunches and added seeds land in the same group); filter by launch
+            config=dashboard_config(self.config, study=study, launch=self.launch, code_version=self.code_version),
+            name=self.label, group=study,
             job_type="train", tags=run_tags(self.config),
             settings=wandb.Settings(silent=True, console="off"),
             # a run resumed from its checkpoint continues its W&B run (the steps logged after
@@ -105,7 +117,7 @@ class WandbMirror(NullMirror):
 
 
 def open_mirror(config: dict, wandb_root, label: str | None = None, launch: str | None = None,
-                run_id: str | None = None) -> NullMirror:
+                run_id: str | None = None, code_version: str | None = None) -> NullMirror:
     if config["tracking"]["mode"] == "disabled":
         return NullMirror()
-    return WandbMirror(config, wandb_root, label, launch, run_id)
+    return WandbMirror(config, wandb_root, label, launch, run_id, code_version)

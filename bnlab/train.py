@@ -183,6 +183,9 @@ def main() -> None:
     except InputError as exc:
         print(f"bnlab-train: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    # Hydra's parser wants -m before the overrides; accept it anywhere
+    sys.argv = [sys.argv[0], *[a for a in args if a in ("-m", "--multirun")],
+                *[a for a in args if a not in ("-m", "--multirun")]]
     hydra_main()
 
 
@@ -226,12 +229,32 @@ def _threads_per_job(hc) -> int | None:
     return None
 
 
+class JobPrefix(logging.Filter):
+    """Prefixes every log line of one sweep job with its number and swept values."""
+
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, "job_prefixed", False):
+            record.msg, record.job_prefixed = self.prefix + str(record.msg), True
+        return True
+
+
 def _label(hc) -> str | None:
-    """A readable run name from the swept values, e.g. "model.norm=batch seed=1"."""
-    swept = set(hc.sweeper.get("params") or {})
-    overrides = list(hc.overrides.task)
-    chosen = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in swept]
-    return " ".join(chosen or overrides) or None
+    """A run's name in W&B: the values its sweep varies, e.g. "model.norm=batch seed=1"
+    (from the sweep's record, sweep.json); None for a single run (tracking names it)."""
+    from hydra.types import RunMode
+
+    from bnlab.store import read_json
+    from bnlab.sweep import SWEEP_FILE
+
+    if hc.mode != RunMode.MULTIRUN:
+        return None
+    swept = set((read_json(Path(hc.sweep.dir) / SWEEP_FILE) or {}).get("swept") or [])
+    chosen = [o for o in hc.overrides.task if o.split("=", 1)[0].lstrip("+~") in swept]
+    return " ".join(chosen) or None
 
 
 # An absolute path: a relative one is looked up as a Python package when run as a module.
@@ -245,6 +268,11 @@ def hydra_main(cfg: DictConfig) -> str:
     if cfg.trainer.num_threads is None:
         cfg.trainer.num_threads = _threads_per_job(hc)
     launch = Path(hc.sweep.dir).name if multirun else out_dir.name
+    label = _label(hc)
+    if multirun:  # parallel jobs interleave their lines: each says which job it is
+        prefix = JobPrefix(f"[job {hc.job.num}{': ' + label if label else ''}] ")
+        for handler in logging.getLogger().handlers:  # Hydra makes these afresh for every job
+            handler.addFilter(prefix)
     # the training modules (torch) load here, when a job starts
     from bnlab.checkpoint import find_resumable
     from bnlab.config import validate
@@ -273,7 +301,7 @@ def hydra_main(cfg: DictConfig) -> str:
             if unfinished is not None and unfinished != out_dir:
                 log.info("resuming the unfinished run in %s", unfinished)
                 record_skip(out_dir, "resumed", unfinished, fp)
-            summary = run(cfg, unfinished or out_dir, label=_label(hc), launch=launch,
+            summary = run(cfg, unfinished or out_dir, label=label, launch=launch,
                           resume_from=checkpoint)
     except InputError as exc:
         _discard_unstarted(out_dir)

@@ -60,6 +60,11 @@ def _progress_bar(total: int, enabled: bool):
     return tqdm(total=total, unit="step", dynamic_ncols=True, leave=False)
 
 
+def _short(value) -> str:
+    """A metric for a log line: 4 significant digits ("-" when not measured)."""
+    return "-" if value is None else f"{value:.4g}"
+
+
 def is_eval_step(step: int, max_steps: int, every: int, early_every: int | None, early_steps: int) -> bool:
     """Evaluation schedule: every `every` steps and at the last step, plus every
     `early_every` steps up to `early_steps` (finer early evaluations resolve steps-to-target
@@ -243,7 +248,7 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, data: Splits, tcfg
             bar.set_postfix({k: f"{v:.4f}" for k, v in rec.items() if k in ("train/loss", "val/acc")})
         elif do_eval:
             log.info("step %d/%d  train/loss %s  val/acc %s", step, max_steps,
-                     rec.get("train/loss", "-"), rec.get("val/acc", "-"))
+                     _short(rec.get("train/loss")), _short(rec.get("val/acc")))
         if p.diverged_at is not None:
             log.warning("training loss %.4g at step %d (started at %.4g, limit %.4g): run diverged",
                         train_loss, step, p.initial_loss, p.loss_limit)

@@ -49,6 +49,7 @@ def test_a_sweep_through_the_slurm_launcher_stores_every_run(mnist_root, cluster
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-3000:]
     assert "Bypassing sacct error" not in out, "submitit's accounting warnings are filtered"
+    assert "sweep slurm_sweep: 4 of 4 done" in out, "progress in the launching terminal, for SLURM too"
     runs = load_runs(tmp_path / "runs" / "slurm_sweep")
     assert len(runs) == 4 and set(runs.status) == {"completed"}, runs[["status", "path"]]
     assert sorted(zip(runs["cfg.model.norm"], runs["cfg.seed"])) == [("batch", 0), ("batch", 1),

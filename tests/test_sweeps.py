@@ -246,3 +246,16 @@ def test_help_is_bnlabs_own_and_lists_only_its_groups(tmp_path):
                           env={**os.environ, "COMP_LINE": "bnlab-train "})
     offered = comp.stdout.split()
     assert "experiments=" in offered and not any(o.startswith((".git", ".venv", "results", "tests")) for o in offered)
+
+
+def test_a_parallel_sweep_says_which_job_each_line_is_and_counts_progress(mnist_root, tmp_path):
+    out = _cli(tmp_path, "-m", "name=logs", "model.norm=none,batch", "hydra.launcher.n_jobs=2", *TINY)
+    assert out.returncode == 0, out.stderr[-2000:]
+    text = out.stdout + out.stderr
+    for job, label in ((0, "model.norm=none"), (1, "model.norm=batch")):
+        assert f"[job {job}: {label}] completed after 150 steps" in text
+    lines = [ln for ln in text.splitlines() if "step 75/150" in ln]
+    assert lines and all("[job " in ln for ln in lines)
+    assert "sweep logs: 2 of 2 done (2 trained, 0 already done)" in text
+    steps = [ln for ln in lines if "train/loss" in ln]
+    assert all(len(ln.split("train/loss ")[1].split()[0]) <= 7 for ln in steps), "rounded metrics"
