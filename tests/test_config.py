@@ -188,3 +188,23 @@ def test_cli_completed_and_diverged_runs_exit_zero(mnist_root, tmp_path):
     assert len(runs) == 2 and all((r / ".hydra" / "config.yaml").exists() for r in runs)
     statuses = sorted(json.loads((r / "summary.json").read_text())["status"] for r in runs)
     assert statuses == ["completed", "diverged"]
+
+
+@pytest.mark.parametrize("data,model", [("mnist", "mlp"), ("mnist", "cnn"), ("cifar10", "mlp"), ("cifar10", "cnn")])
+@pytest.mark.parametrize("norm", ["none", "batch"])
+def test_every_data_and_model_pair_trains_out_of_the_box(mnist_root, cifar_root, cfg_factory, tmp_path, data,
+                                                         model, norm):
+    """The recipe defaults (conf/recipe/<data>_<model>.yaml: learning rate, batch size, init)
+    learn within a few hundred steps, with and without BN: no user has to find them first.
+    The CNN is narrowed (8-16 channels, 64 hidden) to keep the test fast: its init is scaled
+    by fan-in, so the width does not change what the defaults are tested for."""
+    from bnlab.runner import run
+
+    extra = ["data.verify=false"] if data == "cifar10" else []  # the project's JPEG-rebuilt copy
+    if model == "cnn":
+        extra += ["model.channels=[8,16]", "model.widths=[64]"]
+    cfg = cfg_factory(f"data={data}", f"model={model}", f"model.norm={norm}", "trainer.max_steps=300",
+                      "trainer.eval_every=300", "trainer.log_every=50", "trainer.num_threads=2", *extra)
+    summary = run(cfg, tmp_path / "r")
+    assert summary["status"] == "completed" and summary["learned"], summary
+    assert summary["best/val/acc"] >= (0.8 if data == "mnist" else 0.2), summary["best/val/acc"]
