@@ -14,10 +14,12 @@ $(BIN)/bnlab-train: pyproject.toml
 
 # The quickstart study (BN vs no BN on the Ioffe & Szegedy MNIST MLP, 2 seeds, a few
 # minutes on 2 CPU cores), then its figures. Launched again, it trains only what is missing.
+# Everything it writes goes under demo/ (git-ignored): the committed results/ stay as they are.
+DEMO := $(CURDIR)/demo
 demo: $(BIN)/bnlab-train
-	$(BIN)/bnlab-train experiments=quickstart
-	$(BIN)/bnlab-status quickstart
-	$(BIN)/bnlab-plot quickstart
+	$(BIN)/bnlab-train experiments=quickstart paths.results=$(DEMO)
+	$(BIN)/bnlab-status quickstart --runs-root $(DEMO)/runs
+	$(BIN)/bnlab-plot quickstart --runs-root $(DEMO)/runs --results $(DEMO)
 
 test: $(BIN)/bnlab-train
 	$(BIN)/python -m pytest -q

@@ -255,6 +255,8 @@ def budget(runs: pd.DataFrame, arm_col: str = "cfg.model.norm", timing: pd.DataF
         "dataset": uniq("cfg.data.name"), "train_subset": uniq("cfg.data.train_subset"),
         "device": uniq("env.device_name") or uniq("env.device"), "threads": uniq("env.torch_threads"),
         "torch": uniq("env.torch"),
+        # the days the runs finished on (UTC)
+        "made": sorted({str(v)[:10] for v in runs["finished_at"].dropna()}) if "finished_at" in runs else [],
         # the training-code versions the finished runs were made with (bnlab.environment)
         "code_versions": {str(k): int(n) for k, n in fin["code_version"].value_counts().items()}
         if "code_version" in fin else {},

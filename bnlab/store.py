@@ -345,5 +345,8 @@ def load_runs(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> "pd.Dat
 
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
+    missing = [str(p) for p in paths if not Path(p).exists()]
+    if missing:  # an empty frame would only fail later, somewhere less clear
+        raise FileNotFoundError(f"no run store at {missing[0]} (runs live under <paths.results>/runs/<study>)")
     rows = [load_run(d) for p in paths for d in find_runs(p)]
     return mark_superseded(pd.DataFrame(rows))
