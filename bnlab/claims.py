@@ -365,6 +365,7 @@ def claim_result(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> dict:
                direction=claim.get("direction", "higher"), chosen=pv["chosen"], edges=pv["edges"],
                decided_by=pv["decided_by"], seeds=pv["seeds"], chosen_on=pv["chosen_on"],
                provisional=pv["provisional"], literature=claim.get("literature", ""), url=claim.get("url", ""),
+               literature_values=dict(claim.get("literature_values") or {}),
                baseline_values=pv["values"][spec.baseline].sort_index().tolist(),
                treatment_values=pv["values"][spec.treatment].sort_index().tolist(),
                baseline_censored=pv["censored"][spec.baseline].sort_index().tolist(),

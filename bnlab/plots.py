@@ -30,6 +30,26 @@ ARM_COLOURS = {"none": "#d62728", "batch": "#1f77b4"}
 ARM_NAMES = {"none": "no BN", "batch": "BN"}
 
 
+# What each key means, for axis labels (a key not listed is shown as it is)
+LABELS = {
+    "best/test/acc": "best test accuracy", "best/val/acc": "best validation accuracy",
+    "test/acc": "final test accuracy", "val/acc": "validation accuracy",
+    "steps_to_target": "steps to the target validation accuracy",
+    "time_to_target_s": "training seconds to the target validation accuracy",
+    "act_in_drift": "activation-input drift (Ioffe's ICS)",
+    "grad_ics_l2": "||G − G′|| (Santurkar et al.'s ICS)",
+    "grad_ics_rel": "||G − G′|| / ||G||", "grad_ics_cos": "cos(G, G′)",
+    "optim.lr": "learning rate", "init.std": "init σ", "model.dropout": "dropout rate",
+    "step_time_ms": "ms per training step",
+}
+KIND_LABELS = {"compare": "{m}", "worst_case": "worst {m} over the grid", "gain": "gain in {m}",
+               "max_usable": "log2 of the largest usable {m}"}
+
+
+def label(key: str) -> str:
+    return LABELS.get(str(key).removeprefix("cfg."), str(key))
+
+
 def colour(arm) -> str:
     return ARM_COLOURS.get(str(arm), "#7f7f7f")
 
@@ -110,6 +130,11 @@ def plot_convergence(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = 
     lo = np.nanpercentile([v for c in fin["curves"] for v in c.get("eval:val/acc", [])[1:] if v is not None] or [0], 5)
     for ax in axes[0]:
         ax.set_ylim(max(0.0, lo - 0.02), 1.0)
+    targets = fin["cfg.data.target_val_acc"].dropna().unique() if "cfg.data.target_val_acc" in fin else []
+    if len(targets) == 1:  # what steps_to_target counts: the first evaluation at or above it
+        for ax in axes[0]:
+            ax.axhline(float(targets[0]), ls=":", color="#555555", lw=1,
+                       label=f"target {float(targets[0]):g} (steps to target)")
     axes[0, 0].legend(loc="lower right")
     chosen = "each arm at its best setting (chosen on validation accuracy)" if spec.tune else "each arm"
     fig.suptitle(f"{spec.name}: {chosen}, {which}, mean and 95% CI over seeds")
@@ -147,13 +172,13 @@ def plot_metric_vs(runs: pd.DataFrame, spec: StudySpec, key: str, metric: str, o
         ax.fill_between(xs, lo, hi, color=colour(arm), alpha=0.18, lw=0)
     if logx:
         ax.set_xscale("log")
-    ax.set_xlabel(key)
-    ax.set_ylabel(f"{metric} (mean, 95% CI over seeds)")
+    ax.set_xlabel(label(key))
+    ax.set_ylabel(f"{label(metric)} (mean, 95% CI over seeds)")
     ax.set_ylim(bottom, 1.0)
     ax.scatter([], [], marker="x", color="k", label="diverged runs (count/total)")
     ax.scatter([], [], marker="v", color="k", label="runs that did not learn (count/total)")
     ax.legend(loc="lower left")
-    ax.set_title(f"{spec.name}: {metric} against {key}")
+    ax.set_title(f"{spec.name}: {label(metric)} against {label(key)}")
     return [save(fig, out / f"{metric.replace('/', '_')}_vs_{key.split('.')[-1]}.{fmt}")]
 
 
@@ -166,7 +191,7 @@ def plot_grid(runs: pd.DataFrame, spec: StudySpec, key: str, metric: str, out: P
     im = ax.imshow(table.values, cmap="viridis", aspect="auto")
     ax.set_xticks(range(table.shape[1]), [f"{c:g}" for c in table.columns])
     ax.set_yticks(range(table.shape[0]), [arm_name(a) for a in table.index])
-    ax.set_xlabel(key)
+    ax.set_xlabel(label(key))
     ax.grid(False)
     for i in range(table.shape[0]):
         for j in range(table.shape[1]):
@@ -179,29 +204,52 @@ def plot_grid(runs: pd.DataFrame, spec: StudySpec, key: str, metric: str, out: P
 
 
 def plot_percentiles(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = "png",
-                     setting: dict | None = None, unit: str = "u0") -> list[Path]:
-    """Ioffe & Szegedy Fig. 1(b,c): the 15th, 50th and 85th percentiles of the input to one
-    last-hidden-layer activation over training, without and with BN (lowest tuning seed)."""
+                     setting: dict | None = None, max_units: int = 3) -> list[Path]:
+    """Ioffe & Szegedy Fig. 1(b,c): the 15th, 50th and 85th percentiles of the input to a
+    last-hidden-layer activation over training, without and with BN: one panel per probed
+    unit (at most `max_units`), each percentile's median over the tuning seeds with the band
+    between the seeds' lowest and highest (one line per seed when there are two or fewer)."""
     fin = tuning_runs(runs[runs.status.isin(FINISHED)], spec)
     setting = setting if setting is not None else {}
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharex=True)
-    for ax, arm in zip(axes, spec.arms):
-        sel = arm_runs(fin, spec, arm, setting).sort_values("cfg.seed")
-        if sel.empty:
-            continue
-        c = sel.iloc[0]["curves"]
-        series = act_in_series(c)
-        layer = last_layer(series)
-        steps = c.get("eval:step", [])
-        for p, ls in ((85, "--"), (50, "-"), (15, ":")):
-            ax.plot(steps, series.get((layer, unit), {}).get(float(p), []), ls, color=colour(arm), lw=1.4,
-                    label=f"{p}th percentile")
-        ax.set_title(f"{arm_name(arm)} (seed {sel.iloc[0]['cfg.seed']}"
-                     + (f", {_setting_text(setting)}" if setting else "") + ")")
-        ax.set_xlabel("training step")
-    axes[0].set_ylabel(f"input to activation, last hidden layer, unit {unit[1:]}")
-    axes[0].legend()
-    fig.suptitle(f"{spec.name}: activation-input percentiles over training (Ioffe & Szegedy Fig. 1b,c)")
+    per_arm = {arm: arm_runs(fin, spec, arm, setting).sort_values("cfg.seed") for arm in spec.arms}
+    series_of = {arm: [act_in_series(c) for c in sel["curves"]] for arm, sel in per_arm.items()}
+    any_series = next((s for ss in series_of.values() for s in ss if s), {})
+    layer = last_layer(any_series)
+    units = sorted({u for (ly, u) in any_series if ly == layer}, key=lambda u: int(u[1:]))[:max_units]
+    if not units:
+        return []
+    fig, axes = plt.subplots(len(spec.arms), len(units), figsize=(3.6 * len(units), 3.0 * len(spec.arms)),
+                             sharex=True, squeeze=False)
+    styles = {85: ("--", "85th"), 50: ("-", "50th (median)"), 15: ("-.", "15th")}
+    for row, arm in enumerate(spec.arms):
+        sel = per_arm[arm]
+        for col, unit in enumerate(units):
+            ax = axes[row, col]
+            for p, (ls, name) in styles.items():
+                curves = [(np.asarray(c.get("eval:step", []), float), s.get((layer, unit), {}).get(float(p)))
+                          for c, s in zip(sel["curves"], series_of[arm])]
+                curves = [(x, y) for x, y in curves if y is not None and len(y) == len(x) and len(x)]
+                if not curves:
+                    continue
+                if len(curves) <= 2:
+                    for k, (x, y) in enumerate(curves):
+                        ax.plot(x, y, ls, color=colour(arm), lw=1.2, alpha=1 if k == 0 else 0.55,
+                                label=f"{name} percentile" if k == 0 else None)
+                    continue
+                n = min(len(x) for x, _ in curves)
+                x = curves[0][0][:n]
+                mat = np.vstack([y[:n] for _, y in curves])
+                ax.plot(x, np.nanmedian(mat, axis=0), ls, color=colour(arm), lw=1.4, label=f"{name} percentile")
+                ax.fill_between(x, np.nanmin(mat, axis=0), np.nanmax(mat, axis=0), color=colour(arm),
+                                alpha=0.12, lw=0)
+            ax.set_title(f"{arm_name(arm)}, unit {unit[1:]} ({len(sel)} seed{'s' if len(sel) != 1 else ''}"
+                         + (f", {_setting_text(setting)}" if setting else "") + ")", fontsize=8)
+            if row == len(spec.arms) - 1:
+                ax.set_xlabel("training step")
+        axes[row, 0].set_ylabel("input to the activation\n(last hidden layer)")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(f"{spec.name}: activation-input percentiles over training (Ioffe & Szegedy Fig. 1b,c); "
+                 "median over seeds, band: lowest to highest seed", fontsize=9)
     return [save(fig, out / f"act_input_percentiles.{fmt}")]
 
 
@@ -226,8 +274,8 @@ def plot_grad_ics(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = "pn
             last = j == len(layers) - 1
             axes[0, j].set_title(f"weight layer {layer[1:]}" + (" (classifier)" if last else ""))
             axes[-1, j].set_xlabel("training step")
-    for i, (_, label) in enumerate(measures):
-        axes[i, 0].set_ylabel(label)
+    for i, (_, text) in enumerate(measures):
+        axes[i, 0].set_ylabel(text)
     axes[0, 0].legend()
     fig.suptitle(f"{spec.name}: gradient change after the earlier layers' update (Santurkar et al. 2018, Def. 2.1)"
                  + (f", {_setting_text(setting)}" if setting else ""))
@@ -257,15 +305,36 @@ def plot_claim(result: dict, spec: StudySpec, out: Path, fmt: str = "png") -> li
         ax.legend(loc="best", fontsize=7)
     ax.set_xticks([0, 1], [arm_name(spec.baseline), arm_name(spec.treatment)])
     ax.set_xlim(-0.5, 1.6)
-    ylabel = (f"log2 of the largest usable {result['metric']}" if result["kind"] == "max_usable"
-              else f"{result['metric']} ({result['kind']})")
+    ylabel = KIND_LABELS.get(result["kind"], "{m} (" + result["kind"] + ")").format(m=label(result["metric"]))
     ax.set_ylabel(f"{ylabel}, per seed")
+    _mark_literature(fig, ax, result, spec)
     p_holm = result.get("p_holm", np.nan)
     ax.set_title(f"claim '{result.get('id', result['claim'])}': {result['verdict']}\n"
                  f"effect {effect_text(result)}, {result.get('test', '')}, p={result['p']:.2g}"
                  + (f", p_Holm={p_holm:.2g}" if np.isfinite(p_holm) else "")
                  + f"\n{result.get('decided_by', '')}: seeds {seeds_text(result.get('seeds', []))}", fontsize=7)
     return [save(fig, out / f"claim_{result.get('id', result['claim'])}.{fmt}")]
+
+
+def _mark_literature(fig, ax, result: dict, spec: StudySpec) -> None:
+    """The literature beside our per-seed values: each arm's published number as a
+    diamond on the same axis, when the study gives one on this scale (`literature_values`);
+    otherwise the reference in words under the figure, saying it has no number on this axis."""
+    values = result.get("literature_values") or {}
+    source = values.get("source") or result.get("literature", "")
+    marked = False
+    for i, arm in enumerate((spec.baseline, spec.treatment)):
+        if arm in values and values[arm] is not None:
+            ax.scatter([i - 0.25], [float(values[arm])], marker="D", s=30, facecolor="white",
+                       edgecolor=colour(arm), linewidth=1.4, zorder=4)
+            marked = True
+    if marked:
+        ax.scatter([], [], marker="D", facecolor="white", edgecolor="k", label="literature")
+        ax.legend(loc="best", fontsize=7)
+        fig.text(0.01, -0.02, f"◇ literature: {source}", fontsize=6, wrap=True, va="top")
+    elif source:
+        short = source if len(source) < 160 else source[:157] + "…"
+        fig.text(0.01, -0.02, f"Literature (no number on this axis): {short}", fontsize=6, wrap=True, va="top")
 
 
 def plot_sensitivity(results: list[dict], spec: StudySpec, out: Path, fmt: str = "png") -> list[Path]:
@@ -296,9 +365,9 @@ def plot_sensitivity(results: list[dict], spec: StudySpec, out: Path, fmt: str =
             ax.set_xscale("log")
             ax.set_xticks(xs, [f"{x:g}" for x in xs], fontsize=7)
             ax.minorticks_off()
-        ax.set_xlabel(key.removeprefix("cfg."))
-        ax.set_title(f"{r['id']} ({r['metric']})", fontsize=8)
-    axes[0, 0].set_ylabel("effect at matched setting (tuning seeds)")
+        ax.set_xlabel(label(key))
+        ax.set_title(f"{r['id']}: {label(r['metric'])}", fontsize=8)
+    axes[0, 0].set_ylabel("effect BN − no BN (+ = as claimed), tuning seeds")
     fig.suptitle(f"{spec.name}: each claim at every shared setting "
                  "(green supported, red not supported, grey inconclusive; Holm within a claim)", fontsize=8)
     return [save(fig, out / f"sensitivity.{fmt}")]
