@@ -27,6 +27,7 @@ test: $(BIN)/bnlab-train
 # CSVs, figures and results/REPORT.md from the run store (or the committed CSVs)
 report: $(BIN)/bnlab-train
 	$(BIN)/bnlab-report
+	$(BIN)/bnlab-plot quickstart
 
 bench: $(BIN)/bnlab-train
 	$(BIN)/bnlab-bench

@@ -79,15 +79,22 @@ def _curve_matrix(runs: pd.DataFrame, x_key: str, y_key: str):
     return pd.concat(series, axis=1).sort_index()
 
 
+FEW_SEEDS = 2  # at most this many seeds: draw each seed, not an interval (a t-interval on 2 is 12.7 SEMs wide)
+
+
 def _band(ax, x, mat: pd.DataFrame, arm, label):
-    """Mean over seeds and its 95% t-interval."""
+    """Mean over seeds and its 95% t-interval; with few seeds, the seeds themselves."""
     from scipy import stats
 
     mean = mat.mean(axis=1)
+    line, = ax.plot(x, mean, color=colour(arm), lw=1.6, label=f"{label} (n={mat.shape[1]})")
+    if mat.shape[1] <= FEW_SEEDS:
+        for col in mat.columns:
+            ax.plot(x, mat[col], color=colour(arm), lw=0.7, alpha=0.45)
+        return line
     n = mat.notna().sum(axis=1)
     sem = mat.std(axis=1, ddof=1) / np.sqrt(n)
     half = (sem * stats.t.ppf(0.975, np.maximum(n - 1, 1))).fillna(0)
-    line, = ax.plot(x, mean, color=colour(arm), lw=1.6, label=f"{label} (n={mat.shape[1]})")
     ax.fill_between(x, mean - half, mean + half, color=colour(arm), alpha=0.18, lw=0)
     return line
 
@@ -137,7 +144,9 @@ def plot_convergence(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = 
                        label=f"target {float(targets[0]):g} (steps to target)")
     axes[0, 0].legend(loc="lower right")
     chosen = "each arm at its best setting (chosen on validation accuracy)" if spec.tune else "each arm"
-    fig.suptitle(f"{spec.name}: {chosen}, {which}, mean and 95% CI over seeds")
+    n_seeds = fin["cfg.seed"].nunique() if "cfg.seed" in fin else 0
+    spread = "each seed thin" if n_seeds <= FEW_SEEDS else "95% CI over seeds"
+    fig.suptitle(f"{spec.name}: {chosen}, {which}, mean and {spread}")
     return [save(fig, out / f"convergence.{fmt}")]
 
 

@@ -2,9 +2,9 @@
 # A real single-node SLURM cluster on this machine, for the integration tests of the SLURM
 # launcher (tests/test_slurm.py) and for trying `hydra/launcher=slurm` without a cluster.
 #
-#   sudo scripts/slurm_cluster.sh start    # install (Debian packages) if missing, start, wait for the node
+#   scripts/slurm_cluster.sh start         # as root: install (Debian packages) if missing, start, wait for the node
 #   scripts/slurm_cluster.sh status        # sinfo
-#   sudo scripts/slurm_cluster.sh stop
+#   scripts/slurm_cluster.sh stop          # as root
 #
 # Needs root (it writes /etc/slurm and /etc/munge and starts daemons). The node has all of
 # this machine's cores in one partition, `bnlab` (the default). Accounting is off: submitit
