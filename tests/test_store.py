@@ -86,6 +86,9 @@ def test_load_runs_reads_a_folder_of_runs_into_one_frame(tmp_path):
     assert sorted(df["cfg.optim.lr"]) == [0.1, 0.5, 10.0]
     assert df.set_index("cfg.optim.lr").loc[0.1, "test/acc"] == 0.9
     assert len(load_runs(tmp_path / "s" / "0")) == 1
+    with pytest.raises(FileNotFoundError, match="no run store at"):
+        load_runs(tmp_path / "empty")  # a typo in a path says so, not an empty frame that fails later
+    (tmp_path / "empty").mkdir()
     assert load_runs(tmp_path / "empty").empty
 
 
