@@ -16,7 +16,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from bnlab.data import DATASETS, train_pool_size
 from bnlab.errors import ConfigError
-from bnlab.layers import ACTIVATIONS, INIT_SCHEMES, NORMS
+from bnlab.layers import ACTIVATIONS, INIT_SCHEMES
+from bnlab.norms import NORM_KINDS
 from bnlab.models import DROPOUT_PLACEMENTS, MODELS
 
 OPTIMIZERS = ("sgd", "adam")
@@ -115,7 +116,7 @@ def validate(cfg: DictConfig) -> None:
 
     # model
     model = _choice(cfg, "model.name", MODELS)
-    _choice(cfg, "model.norm", tuple(NORMS))
+    _choice(cfg, "model.norm", NORM_KINDS)
     _choice(cfg, "model.activation", tuple(ACTIVATIONS))
     _number(cfg, "model.dropout", lo=0, hi=1, hi_open=True)
     _choice(cfg, "model.dropout_placement", DROPOUT_PLACEMENTS)
@@ -133,6 +134,16 @@ def validate(cfg: DictConfig) -> None:
     _number(cfg, "model.bn.momentum", lo=0, hi=1, lo_open=True)
     _number(cfg, "model.bn.eps", lo=0, lo_open=True)
     _bool(cfg, "model.bn.affine")
+    # the options of the other norms (bnlab.norms), checked whichever norm is chosen
+    _number(cfg, "model.ln.eps", lo=0, lo_open=True)
+    _bool(cfg, "model.ln.affine")
+    _int(cfg, "model.gn.groups", lo=1)
+    _number(cfg, "model.gn.eps", lo=0, lo_open=True)
+    _bool(cfg, "model.gn.affine")
+    _number(cfg, "model.noise.mean_range", lo=0)
+    low = _number(cfg, "model.noise.scale_low", lo=0)
+    _number(cfg, "model.noise.scale_high", lo=low)
+    _number(cfg, "model.noise.jitter", lo=0)
 
     # init
     scheme = _choice(cfg, "init.scheme", INIT_SCHEMES)

@@ -1,7 +1,8 @@
-"""Factories for the parts that differ between arms: normalization, activation, init.
+"""Factories for activations and weight init, and the paired-seed init itself.
 
-Arms of a study differ only through these factories, so a model built with
-`norm="none"` and one built with `norm="batch"` are otherwise the same network.
+Arms of a study differ only through factories (norm layers: bnlab.norms.make_norm), so a
+model built with `norm="none"` and one built with `norm="batch"` are otherwise the same
+network, started from the same weights for one seed.
 """
 from __future__ import annotations
 
@@ -12,19 +13,6 @@ from typing import Callable
 import torch
 from torch import nn
 
-# Normalization layers by name. `dims` is 1 for fully-connected features, 2 for conv maps.
-# Layer / group norm can be added here later without touching the models.
-def _batch_norm(features: int, dims: int, momentum: float, eps: float, affine: bool) -> nn.Module:
-    cls = nn.BatchNorm1d if dims == 1 else nn.BatchNorm2d
-    return cls(features, eps=eps, momentum=momentum, affine=affine)
-
-
-def _no_norm(features: int, dims: int, momentum: float, eps: float, affine: bool) -> nn.Module:
-    return nn.Identity()
-
-
-NORMS: dict[str, Callable[..., nn.Module]] = {"none": _no_norm, "batch": _batch_norm}
-
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "sigmoid": nn.Sigmoid,
     "relu": nn.ReLU,
@@ -32,17 +20,6 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 }
 
 INIT_SCHEMES = ("default", "normal", "xavier", "kaiming")
-
-
-def make_norm(kind: str, features: int, dims: int = 1, momentum: float = 0.1,
-              eps: float = 1e-5, affine: bool = True) -> nn.Module:
-    """A normalization layer, or Identity for `none`."""
-    return NORMS[kind](features, dims, momentum, eps, affine)
-
-
-def norm_has_shift(kind: str) -> bool:
-    """Whether the norm layer makes a preceding layer's bias redundant (BN subtracts the mean)."""
-    return kind != "none"
 
 
 def make_act(name: str) -> nn.Module:

@@ -11,7 +11,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from bnlab.layers import ACTIVATIONS, make_act, make_norm, norm_has_shift, weight_layers
+from bnlab.layers import ACTIVATIONS, make_act, weight_layers
+from bnlab.norms import make_norm, norm_has_shift
 
 MODELS = ("mlp", "cnn")
 DROPOUT_PLACEMENTS = ("after_each_activation", "before_classifier")
@@ -77,7 +78,8 @@ def _norm_or_none(m, features: int, dims: int) -> nn.Module | None:
     """The configured norm layer, or None when there is none (so no Identity is inserted)."""
     if m.norm == "none":
         return None
-    return make_norm(m.norm, features, dims, m.bn.momentum, m.bn.eps, m.bn.affine)
+    options = {k: dict(m[k]) for k in ("bn", "ln", "gn", "noise") if m.get(k) is not None}
+    return make_norm(m.norm, features, dims, options)
 
 
 def _block_dropout(i: int, n_blocks: int, p: float, placement: str) -> float:

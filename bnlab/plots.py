@@ -26,8 +26,11 @@ from bnlab.stats import effect_text, seed_stats  # noqa: E402
 STYLE = {"figure.dpi": 110, "savefig.dpi": 110, "axes.grid": True, "grid.alpha": 0.3,
          "axes.spines.top": False, "axes.spines.right": False, "font.size": 9,
          "legend.frameon": False, "legend.fontsize": 8}
-ARM_COLOURS = {"none": "#d62728", "batch": "#1f77b4"}
-ARM_NAMES = {"none": "no BN", "batch": "BN"}
+# one colour per norm, the same in every figure
+ARM_COLOURS = {"none": "#d62728", "batch": "#1f77b4", "noisy_batch": "#17becf", "noise": "#ff7f0e",
+               "layer": "#2ca02c", "group": "#9467bd"}
+ARM_NAMES = {"none": "no BN", "batch": "BN", "noisy_batch": "noisy BN", "noise": "noise only",
+             "layer": "layer norm", "group": "group norm"}
 
 
 # What each key means, for axis labels (a key not listed is shown as it is)

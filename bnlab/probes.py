@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bnlab.norms import noise_layers
+
 
 class Probe(Protocol):
     """Anything measured inside the model at each evaluation, without changing it."""
@@ -38,18 +40,25 @@ def _norm_layers(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
-def rng_state(device: torch.device) -> dict:
-    """The global random state (CPU, and the device's when it is CUDA)."""
+def rng_state(device: torch.device, model: nn.Module | None = None) -> dict:
+    """The random state a forward pass draws from: the global generators (CPU, and the
+    device's when it is CUDA: dropout) and, given `model`, its noise layers' own generators
+    (noisy_batch, noise)."""
     state = {"cpu": torch.get_rng_state()}
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
+    if model is not None:
+        state["noise"] = [layer.get_extra_state() for layer in noise_layers(model)]
     return state
 
 
-def set_rng_state(state: dict, device: torch.device) -> None:
+def set_rng_state(state: dict, device: torch.device, model: nn.Module | None = None) -> None:
     torch.set_rng_state(state["cpu"])
     if "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)
+    if model is not None and "noise" in state:
+        for layer, saved in zip(noise_layers(model), state["noise"]):
+            layer.set_extra_state(saved)
 
 
 class ActivationInputProbe:
@@ -91,10 +100,12 @@ class ActivationInputProbe:
         handles = [a.register_forward_pre_hook(hook_for(j)) for j, a in enumerate(acts)]
         norms = _norm_layers(model)
         buffers = [{k: v.clone() for k, v in m.state_dict().items()} for m in norms]
+        noises = noise_layers(model)
+        noise_states = [layer.get_extra_state() for layer in noises]
         was_training = model.training
         try:
             model.eval()           # dropout off
-            for m in norms:        # normalization with batch statistics, as in training
+            for m in [*norms, *noises]:  # normalization (and its noise) as in training
                 m.train()
             model(self.batch)
         finally:
@@ -102,6 +113,8 @@ class ActivationInputProbe:
                 h.remove()
             for m, saved in zip(norms, buffers):
                 m.load_state_dict(saved)
+            for layer, saved in zip(noises, noise_states):  # training draws the same noise
+                layer.set_extra_state(saved)
             model.train(was_training)
         out = {}
         for j in range(len(acts)):
@@ -133,7 +146,7 @@ class GradientICSProbe:
     def measure_step(self, model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
                      y: torch.Tensor, rng_state_before_forward: dict) -> dict[str, float]:
         device = x.device
-        after_forward = rng_state(device)
+        after_forward = rng_state(device, model)
         named = list(model.named_parameters())
         order = [p for _, p in named]
         grads = [p.grad.detach().clone() if p.grad is not None else None for p in order]
@@ -152,7 +165,7 @@ class GradientICSProbe:
                 for j, p in enumerate(order):  # only the earlier parameters get a gradient
                     p.grad = grads[j].clone() if j < k and grads[j] is not None else None
                 optimizer.step()
-                set_rng_state(rng_state_before_forward, device)  # the same dropout masks
+                set_rng_state(rng_state_before_forward, device, model)  # the same dropout masks and noise
                 model.zero_grad(set_to_none=True)
                 F.cross_entropy(model(x), y).backward()
                 g2 = layer.weight.grad.detach()
@@ -166,7 +179,7 @@ class GradientICSProbe:
             self._restore(model, optimizer, order, weights, buffers, opt_state)
             for p, gr in zip(order, grads):
                 p.grad = gr
-            set_rng_state(after_forward, device)
+            set_rng_state(after_forward, device, model)
         return out
 
     @staticmethod

@@ -23,6 +23,7 @@ from bnlab.environment import environment, resolve_device
 from bnlab.errors import StoreWriteError
 from bnlab.layers import init_weights
 from bnlab.models import build_model, count_parameters
+from bnlab.norms import seed_noise
 from bnlab.optimizers import make_optimizer
 from bnlab.probes import build_probes
 from bnlab.stopping import StopRequests, Terminated
@@ -68,6 +69,7 @@ def run(cfg: DictConfig, out_dir: str | Path, *, label: str | None = None,
     model = build_model(cfg.model, data.in_shape, data.num_classes).to(device)
     # paired seeds: per-layer generators, so both arms share every shared layer's weights
     init_weights(model, cfg.init.scheme, cfg.init.std, cfg.init.gain, seed=cfg.seed)
+    seed_noise(model, cfg.seed)  # noisy_batch / noise layers: their own generators
     optimizer = make_optimizer(cfg.optim, model)
     params = count_parameters(model)
     probes, step_probes = build_probes(cfg.probes, data)

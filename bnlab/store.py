@@ -53,6 +53,11 @@ NEUTRAL_DEFAULTS: dict[str, Any] = {
     "trainer.early_steps": 0,
     "trainer.divergence_warmup": 100,
     "trainer.learned_margin": 0.1,
+    # the options of the norms added to the zoo (bnlab.norms), at their defaults
+    "model.ln.eps": 1e-5, "model.ln.affine": True,
+    "model.gn.groups": 8, "model.gn.eps": 1e-5, "model.gn.affine": True,
+    "model.noise.mean_range": 0.5, "model.noise.scale_low": 1.0, "model.noise.scale_high": 1.25,
+    "model.noise.jitter": 0.1,
 }
 # Keys that no longer exist: dropped wherever an old config still holds them.
 RETIRED_KEYS = ("probes.grad_ics.batch_size",)
@@ -90,6 +95,11 @@ def fingerprint(config: dict) -> str:
     for dotted, neutral in NEUTRAL_DEFAULTS.items():
         if _get_dotted(pruned, dotted, missing) == neutral:
             _pop(pruned, dotted)
+            # a group of new keys (model.gn.*) all at neutral leaves an empty node: drop it too
+            parent = dotted.rsplit(".", 1)[0]
+            while "." in dotted and _get_dotted(pruned, parent, missing) == {}:
+                _pop(pruned, parent)
+                dotted, parent = parent, parent.rsplit(".", 1)[0]
     blob = json.dumps(pruned, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

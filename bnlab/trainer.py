@@ -192,7 +192,7 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, data: Splits, tcfg
         if aug_gen is not None:
             xb = augment_batch(xb, aug_gen)
         probing = do_eval and bool(step_probes)
-        rng_before = rng_state(device) if probing else None
+        rng_before = rng_state(device, model) if probing else None
         logits = model(xb)
         loss = F.cross_entropy(logits, yb)
         optimizer.zero_grad(set_to_none=True)

@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from bnlab.layers import init_weights, make_norm, weight_layers
+from bnlab.layers import init_weights, weight_layers
+from bnlab.norms import make_norm
 from bnlab.models import build_model, count_parameters
 
 
@@ -129,6 +130,6 @@ def test_paired_seeds_share_initial_weights(cfg_factory, model_name, scheme):
 
 
 def test_make_norm_exposes_bn_hyperparameters():
-    bn = make_norm("batch", 7, dims=2, momentum=0.3, eps=1e-3, affine=False)
+    bn = make_norm("batch", 7, dims=2, options={"bn": {"momentum": 0.3, "eps": 1e-3, "affine": False}})
     assert isinstance(bn, nn.BatchNorm2d) and bn.momentum == 0.3 and bn.eps == 1e-3 and bn.weight is None
     assert isinstance(make_norm("none", 7), nn.Identity)

@@ -182,3 +182,22 @@ def test_a_damaged_run_is_counted_in_the_study_frame(tmp_path):
     runs = frame_from_store(tmp_path / "s")
     counts = outcome_counts(runs)
     assert counts["damaged"] == 1 and counts["did not learn"] + counts["learned"] == 1
+
+
+def test_a_new_group_of_keys_at_their_neutral_defaults_leaves_the_fingerprint_unchanged():
+    """model.ln / model.gn / model.noise arrived as whole nodes: a run made before them has
+    no such node at all, and must keep its identity (an empty node left behind would not)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from bnlab.resolvers import CONF_DIR
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = OmegaConf.to_container(compose("config"), resolve=True)
+    before = json.loads(json.dumps(cfg))
+    for node in ("ln", "gn", "noise"):
+        del before["model"][node]
+    assert fingerprint(cfg) == fingerprint(before)
+    changed = json.loads(json.dumps(cfg))
+    changed["model"]["gn"]["groups"] = 4
+    assert fingerprint(changed) != fingerprint(before), "a non-neutral value still counts"

@@ -54,8 +54,8 @@ def test_preflight_checks_every_job_of_a_study_before_launching():
     cfgs = preflight(["experiments=quickstart", "tracking.mode=disabled"])
     assert sorted((c.model.norm, c.seed) for c in cfgs) == [("batch", 0), ("batch", 1), ("none", 0), ("none", 1)]
     with pytest.raises(ConfigError) as err:
-        preflight(["experiments=quickstart", "model.norm=none,layer"])
-    assert err.value.key == "model.norm" and "model.norm=layer" in str(err.value)
+        preflight(["experiments=quickstart", "model.norm=none,instance"])
+    assert err.value.key == "model.norm" and "model.norm=instance" in str(err.value)
     with pytest.raises(ConfigError) as err:
         preflight(["experiments=nosuchstudy"])
     assert err.value.key == "experiments" and "quickstart" in str(err.value)

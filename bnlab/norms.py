@@ -1,0 +1,148 @@
+"""Normalization layers by name: `make_norm(kind, features, dims, options)`.
+
+The one place a norm is built, so that arms differ only here (timm's create_norm_layer is
+the model). `dims` is 1 for fully-connected features (N, C) and 2 for conv maps (N, C, H, W).
+
+    none         Identity
+    batch        BatchNorm (model.bn: momentum, eps, affine)
+    layer        per-sample normalization over all of a layer's features (conv: C, H, W),
+                 LayerNorm (model.ln: eps, affine)
+    group        GroupNorm over `groups` groups of channels (model.gn: groups, eps, affine)
+    noisy_batch  BatchNorm followed by Santurkar et al.'s (2018) Algorithm 1 noise
+    noise        the same noise with no normalization (their "standard + noise" control)
+
+The noise (model.noise), in train mode only: per unit (a channel of a conv map) and step,
+mu_t ~ U(-mean_range, mean_range) and sigma_t ~ U(scale_low, scale_high); per sample,
+m ~ U(mu_t - jitter, mu_t + jitter) and s ~ N(sigma_t, jitter); then a <- s * a + m. So the
+distribution of every activation shifts at every step. Defaults are the paper's (0.5, 1,
+1.25, 0.1). The noise draws from the layer's own generator, seeded from the run's seed and
+the layer's index (`seed_noise`), whose state travels in the module's state_dict: a
+checkpoint restores it, and a probe that runs the network saves and restores it.
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+NORM_KINDS = ("none", "batch", "layer", "group", "noisy_batch", "noise")
+# The defaults of each norm's options (the config's model.bn, model.ln, model.gn, model.noise).
+DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
+    "bn": {"momentum": 0.1, "eps": 1e-5, "affine": True},
+    "ln": {"eps": 1e-5, "affine": True},
+    "gn": {"groups": 8, "eps": 1e-5, "affine": True},
+    "noise": {"mean_range": 0.5, "scale_low": 1.0, "scale_high": 1.25, "jitter": 0.1},
+}
+
+
+class SanturkarNoise(nn.Module):
+    """Santurkar et al. (2018) Algorithm 1: a random affine shift of every unit's
+    distribution, redrawn at every step (train mode only)."""
+
+    def __init__(self, mean_range: float, scale_low: float, scale_high: float, jitter: float):
+        super().__init__()
+        self.mean_range, self.scale_low, self.scale_high, self.jitter = mean_range, scale_low, scale_high, jitter
+        self.seed = 0
+        self._gen: torch.Generator | None = None
+        self._state: torch.Tensor | None = None  # a restored state, applied on the next draw
+
+    def reseed(self, seed: int) -> None:
+        self.seed, self._gen, self._state = seed, None, None
+
+    def _generator(self, device: torch.device) -> torch.Generator:
+        if self._gen is None or self._gen.device != device:
+            self._gen = torch.Generator(device=device).manual_seed(self.seed)
+            if self._state is not None:
+                self._gen.set_state(self._state)
+                self._state = None
+        return self._gen
+
+    def get_extra_state(self) -> dict:
+        state = self._gen.get_state() if self._gen is not None else self._state
+        return {"seed": self.seed, "generator": state}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.seed, self._gen, self._state = state["seed"], None, state["generator"]
+
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return a
+        g = self._generator(a.device)
+        n, c = a.shape[0], a.shape[1]
+        shape = (n, c) + (1,) * (a.dim() - 2)  # per sample and unit; the same over a map's positions
+
+        def uniform(lo, hi, size):
+            return lo + (hi - lo) * torch.rand(size, generator=g, device=a.device, dtype=a.dtype)
+
+        mu = uniform(-self.mean_range, self.mean_range, (1, c))
+        sigma = uniform(self.scale_low, self.scale_high, (1, c))
+        m = uniform(mu - self.jitter, mu + self.jitter, (n, c))
+        s = sigma + self.jitter * torch.randn((n, c), generator=g, device=a.device, dtype=a.dtype)
+        return s.view(shape) * a + m.view(shape)
+
+    def extra_repr(self) -> str:
+        return (f"mean_range={self.mean_range}, scale=U({self.scale_low}, {self.scale_high}), "
+                f"jitter={self.jitter}")
+
+
+def _batch(features, dims, o):
+    cls = nn.BatchNorm1d if dims == 1 else nn.BatchNorm2d
+    return cls(features, eps=o["bn"]["eps"], momentum=o["bn"]["momentum"], affine=o["bn"]["affine"])
+
+
+def _layer(features, dims, o):
+    if dims == 1:
+        return nn.LayerNorm(features, eps=o["ln"]["eps"], elementwise_affine=o["ln"]["affine"])
+    # a conv map: every feature of the sample (C, H, W) together, one scale/shift per channel
+    return nn.GroupNorm(1, features, eps=o["ln"]["eps"], affine=o["ln"]["affine"])
+
+
+def _group(features, dims, o):
+    groups = min(o["gn"]["groups"], features)
+    while features % groups:  # the largest group count <= the asked one that divides the channels
+        groups -= 1
+    return nn.GroupNorm(groups, features, eps=o["gn"]["eps"], affine=o["gn"]["affine"])
+
+
+def _noise(o):
+    n = o["noise"]
+    return SanturkarNoise(n["mean_range"], n["scale_low"], n["scale_high"], n["jitter"])
+
+
+NORMS: dict[str, Callable[[int, int, dict], nn.Module]] = {
+    "none": lambda features, dims, o: nn.Identity(),
+    "batch": _batch,
+    "layer": _layer,
+    "group": _group,
+    "noisy_batch": lambda features, dims, o: nn.Sequential(_batch(features, dims, o), _noise(o)),
+    "noise": lambda features, dims, o: _noise(o),
+}
+
+
+def make_norm(kind: str, features: int, dims: int = 1, options: dict | None = None) -> nn.Module:
+    """The norm layer `kind` for `features` units (channels when dims=2). `options` holds
+    any of bn/ln/gn/noise, each overriding DEFAULT_OPTIONS key by key."""
+    if kind not in NORMS:
+        raise ValueError(f"unknown norm {kind!r}; allowed: {', '.join(NORM_KINDS)}")
+    merged = {k: {**v, **((options or {}).get(k) or {})} for k, v in DEFAULT_OPTIONS.items()}
+    return NORMS[kind](features, dims, merged)
+
+
+def norm_has_shift(kind: str) -> bool:
+    """Whether the norm layer makes a preceding layer's bias redundant: every norm that
+    subtracts a mean (all but none and noise)."""
+    return kind not in ("none", "noise")
+
+
+def noise_layers(model: nn.Module) -> list[SanturkarNoise]:
+    return [m for m in model.modules() if isinstance(m, SanturkarNoise)]
+
+
+def seed_noise(model: nn.Module, seed: int) -> None:
+    """Seed every noise layer from the run's seed and its index: reproducible, and the
+    same noise for one seed across arms that share the layer."""
+    for index, layer in enumerate(noise_layers(model)):
+        digest = hashlib.sha256(f"bnlab-noise/{seed}/{index}".encode()).digest()
+        layer.reseed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
