@@ -18,7 +18,7 @@ from bnlab.data import DATASETS, train_pool_size
 from bnlab.errors import ConfigError
 from bnlab.layers import ACTIVATIONS, INIT_SCHEMES
 from bnlab.norms import NORM_KINDS
-from bnlab.models import DROPOUT_PLACEMENTS, MODELS
+from bnlab.models import DROPOUT_PLACEMENTS, MODELS, VGG_LAYERS, hidden_widths
 
 OPTIMIZERS = ("sgd", "adam")
 TRACKING_MODES = ("offline", "online", "disabled")
@@ -84,11 +84,12 @@ def _bool(cfg, key: str) -> bool:
     return value
 
 
-def _int_list(cfg, key: str) -> list[int]:
+def _int_list(cfg, key: str, allow_empty: bool = False) -> list[int]:
     value = _get(cfg, key)
-    if not isinstance(value, (list, ListConfig)) or len(value) == 0 or not all(
+    if not isinstance(value, (list, ListConfig)) or (len(value) == 0 and not allow_empty) or not all(
             _is_int(v) and v > 0 for v in value):
-        raise ConfigError(key, f"got {value!r}; must be a non-empty list of positive integers")
+        what = "a list" if allow_empty else "a non-empty list"
+        raise ConfigError(key, f"got {value!r}; must be {what} of positive integers")
     return list(value)
 
 
@@ -120,10 +121,26 @@ def validate(cfg: DictConfig) -> None:
     _choice(cfg, "model.activation", tuple(ACTIVATIONS))
     _number(cfg, "model.dropout", lo=0, hi=1, hi_open=True)
     _choice(cfg, "model.dropout_placement", DROPOUT_PLACEMENTS)
-    _int_list(cfg, "model.widths")
+    side = min(spec.shape[1:])
+    if model in ("mlp", "cnn"):
+        _int_list(cfg, "model.widths")
+    if model == "deep_mlp":
+        _int(cfg, "model.depth", lo=1)
+        _int(cfg, "model.width", lo=1)
+    if model == "vgg":
+        _choice(cfg, "model.depth", tuple(VGG_LAYERS))
+        _number(cfg, "model.width_multiplier", lo=0, hi=8, lo_open=True)
+        _int_list(cfg, "model.widths", allow_empty=True)
+        pools = VGG_LAYERS[cfg.model.depth].count("M")
+        if side < 2 ** pools:
+            raise ConfigError("model", f"vgg halves the image {pools} times and needs at least "
+                              f"{2 ** pools}x{2 ** pools}; data={cfg.data.name} has {side}x{side} (use data=cifar10)")
+    if model == "resnet20":
+        _int(cfg, "model.width", lo=1)
+        if _get(cfg, "model.skipinit") not in ("auto", True, False):
+            raise ConfigError("model.skipinit", f"got {_get(cfg, 'model.skipinit')!r}; allowed: auto, true, false")
     if model == "cnn":
         channels = _int_list(cfg, "model.channels")
-        side = min(spec.shape[1:])
         stages = side.bit_length() - 1  # each conv stage halves the image with a 2x2 pooling
         if len(channels) > stages:
             raise ConfigError("model.channels", f"got {len(channels)} conv stages; a {side}x{side} image "
@@ -194,7 +211,7 @@ def validate(cfg: DictConfig) -> None:
     _bool(cfg, "probes.act_input.enabled")
     if probe.enabled:
         units = _get(cfg, "probes.act_input.units")
-        width = min([*cfg.model.widths, *(cfg.model.channels if model == "cnn" else [])])
+        width = min(hidden_widths(cfg.model))
         if not isinstance(units, (list, ListConfig)) or not units or not all(
                 _is_int(u) and 0 <= u < width for u in units):
             raise ConfigError("probes.act_input.units",

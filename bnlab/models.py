@@ -1,20 +1,32 @@
-"""The networks: an MLP (Ioffe & Szegedy layout) and a LeNet-like CNN.
+"""The networks, each built from the same factories so that arms differ only in the norm.
 
-Every hidden block is `affine -> norm -> activation [-> dropout]`. When the norm layer
-subtracts the mean (BN), the affine layer's bias is redundant and is dropped, as in the
-paper. The activation of the last hidden block is where the activation-input probe looks.
+    mlp        Ioffe & Szegedy's MLP (hidden widths a list)
+    deep_mlp   a plain MLP of `depth` hidden layers of `width` (for init x depth)
+    cnn        a LeNet-like CNN
+    vgg        Santurkar et al.'s VGG for CIFAR-10 (VGG-11/13/16), a width multiplier for CPUs
+    resnet20   He et al.'s ResNet-20 for CIFAR-10 with a norm slot; without a norm, SkipInit
+
+The model protocol — what the probes and the init see of a model, and all they see:
+    weight_layers        the Linear and Conv layers in forward order, the classifier last
+    hidden_activations   the activation module of every hidden layer, in forward order
+                         (conv and dense; in a ResNet, both of every block's)
+    probe_activation     the one Ioffe & Szegedy's Fig. 1(b,c) watches: the last hidden one
+    classifier           the final Linear layer
+Every hidden block is `affine -> norm -> activation [-> dropout]`. When the norm subtracts a
+mean, the affine layer's bias is redundant and is dropped, as in the paper.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from bnlab.layers import ACTIVATIONS, make_act, weight_layers
 from bnlab.norms import make_norm, norm_has_shift
 
-MODELS = ("mlp", "cnn")
+MODELS = ("mlp", "deep_mlp", "cnn", "vgg", "resnet20")
 DROPOUT_PLACEMENTS = ("after_each_activation", "before_classifier")
 
 
@@ -39,7 +51,31 @@ class Block(nn.Sequential):
         return self[1] if self.act_index == 2 else None
 
 
-class Classifier(nn.Module):
+class Network(nn.Module):
+    """The model protocol (module docstring): bnlab.probes and bnlab.layers use only these."""
+
+    @property
+    def weight_layers(self) -> list[nn.Module]:
+        """Linear and Conv layers in forward order, the classifier last."""
+        return weight_layers(self)
+
+    @property
+    def hidden_activations(self) -> list[nn.Module]:
+        """The activation module of every hidden layer, in forward order (module order)."""
+        acts = tuple(ACTIVATIONS.values())
+        return [m for m in self.modules() if isinstance(m, acts)]
+
+    @property
+    def probe_activation(self) -> nn.Module:
+        """The last hidden activation (Ioffe & Szegedy's Fig. 1(b,c) unit)."""
+        return self.hidden_activations[-1]
+
+    @property
+    def classifier(self) -> nn.Linear:
+        raise NotImplementedError
+
+
+class Classifier(Network):
     """Feature layers, hidden blocks, then a linear classifier. `probe_activation` is the
     activation of the last hidden block."""
 
@@ -56,22 +92,9 @@ class Classifier(nn.Module):
             x = layer(x)
         return x
 
-    # What the probes see of a model (bnlab.probes uses only these):
     @property
-    def weight_layers(self) -> list[nn.Module]:
-        """Linear and Conv layers in forward order, the classifier last."""
-        return weight_layers(self)
-
-    @property
-    def hidden_activations(self) -> list[nn.Module]:
-        """The activation module of every hidden layer (conv and dense), in forward order."""
-        acts = tuple(ACTIVATIONS.values())
-        return [m for m in self._layers if isinstance(m, acts)]
-
-    @property
-    def probe_activation(self) -> nn.Module:
-        """The activation of the last hidden block (Ioffe & Szegedy's Fig. 1(b,c) unit)."""
-        return self.blocks[-1].act
+    def classifier(self) -> nn.Linear:
+        return self.head
 
 
 def _norm_or_none(m, features: int, dims: int) -> nn.Module | None:
@@ -130,10 +153,139 @@ def build_cnn(m, in_shape: Sequence[int], num_classes: int) -> Classifier:
     return Classifier(features, blocks, nn.Linear(m.widths[-1], num_classes))
 
 
-def build_model(m, in_shape: Sequence[int], num_classes: int) -> Classifier:
+def build_deep_mlp(m, in_shape: Sequence[int], num_classes: int) -> Classifier:
+    """`depth` hidden layers of `width`, no skips (Yang et al. 2019's setting for BN at depth)."""
+    in_features = int(torch.tensor(in_shape).prod())
+    widths = [m.width] * m.depth
+    return Classifier(nn.Sequential(nn.Flatten()), _dense_blocks(in_features, widths, m),
+                      nn.Linear(widths[-1], num_classes))
+
+
+# VGG configurations (Simonyan & Zisserman 2015): conv3x3 channels, "M" a 2x2 max-pool
+VGG_LAYERS = {
+    11: [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    13: [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    16: [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
+}
+
+
+def vgg_channels(m) -> list:
+    """The VGG's conv channels scaled by the width multiplier (at least 1), pools as "M"."""
+    return [v if v == "M" else max(1, round(v * m.width_multiplier)) for v in VGG_LAYERS[m.depth]]
+
+
+def build_vgg(m, in_shape: Sequence[int], num_classes: int) -> Classifier:
+    """conv3x3 -> norm -> activation blocks with max-pools (5 pools: 32x32 -> 1x1), then
+    optional dense blocks (`widths`) and the classifier, as Santurkar et al.'s CIFAR VGG."""
+    bias = not norm_has_shift(m.norm)
+    layers: list[nn.Module] = []
+    prev = in_shape[0]
+    for v in vgg_channels(m):
+        if v == "M":
+            layers.append(nn.MaxPool2d(2))
+            continue
+        layers += [nn.Conv2d(prev, v, 3, padding=1, bias=bias), _norm_or_none(m, v, 2), make_act(m.activation)]
+        prev = v
+    layers = [layer for layer in layers if layer is not None] + [nn.Flatten()]
+    features = nn.Sequential(*layers)
+    with torch.no_grad():
+        flat = features.eval()(torch.zeros(2, *in_shape)).shape[1]
+    features.train()
+    widths = list(m.widths)
+    blocks = _dense_blocks(flat, widths, m)
+    if m.dropout > 0 and not widths:  # no dense block to carry it: dropout before the classifier
+        features.append(nn.Dropout(m.dropout))
+    return Classifier(features, blocks, nn.Linear(widths[-1] if widths else flat, num_classes))
+
+
+class BasicBlock(nn.Module):
+    """He et al.'s basic block: conv3x3 -> norm -> act -> conv3x3 -> norm, plus the shortcut,
+    then act. The shortcut is He et al.'s option A (identity; at a stride, subsampled and
+    zero-padded channels), which keeps ResNet-20 at 0.27M parameters. With SkipInit (De &
+    Smith 2020) the residual branch is scaled by a learnable scalar that starts at 0, so a
+    deep net without normalization starts as (nearly) the identity and still trains."""
+
+    def __init__(self, cin: int, cout: int, stride: int, m, skipinit: bool):
+        super().__init__()
+        bias = not norm_has_shift(m.norm)
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=bias)
+        self.norm1 = _norm_or_none(m, cout, 2) or nn.Identity()
+        self.act1 = make_act(m.activation)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=bias)
+        self.norm2 = _norm_or_none(m, cout, 2) or nn.Identity()
+        self.act2 = make_act(m.activation)
+        self.stride, self.pad = stride, cout - cin
+        self.alpha = nn.Parameter(torch.zeros(())) if skipinit else None
+
+    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride != 1:
+            x = x[:, :, ::self.stride, ::self.stride]
+        if self.pad:
+            x = F.pad(x, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.norm2(self.conv2(self.act1(self.norm1(self.conv1(x)))))
+        if self.alpha is not None:
+            out = self.alpha * out
+        return self.act2(out + self.shortcut(x))
+
+
+class ResNet(Network):
+    """He et al. (2016) ResNet for CIFAR-10: a conv stem, three stages of `blocks_per_stage`
+    basic blocks at width, 2 x width, 4 x width channels (16/32/64 for ResNet-20), global
+    average pooling and the classifier."""
+
+    def __init__(self, m, in_shape: Sequence[int], num_classes: int, blocks_per_stage: int = 3):
+        super().__init__()
+        skipinit = m.norm == "none" if m.skipinit == "auto" else bool(m.skipinit)
+        w = m.width
+        self.stem = nn.Sequential(*[layer for layer in (
+            nn.Conv2d(in_shape[0], w, 3, 1, 1, bias=not norm_has_shift(m.norm)),
+            _norm_or_none(m, w, 2), make_act(m.activation)) if layer is not None])
+        blocks, cin = [], w
+        for stage, cout in enumerate((w, 2 * w, 4 * w)):
+            for b in range(blocks_per_stage):
+                blocks.append(BasicBlock(cin, cout, 2 if stage > 0 and b == 0 else 1, m, skipinit))
+                cin = cout
+        self.blocks = nn.Sequential(*blocks)
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                  *([nn.Dropout(m.dropout)] if m.dropout > 0 else []))
+        self.head = nn.Linear(cin, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(self.blocks(self.stem(x))))
+
+    @property
+    def classifier(self) -> nn.Linear:
+        return self.head
+
+
+def build_resnet20(m, in_shape: Sequence[int], num_classes: int) -> ResNet:
+    return ResNet(m, in_shape, num_classes, blocks_per_stage=3)
+
+
+def hidden_widths(m) -> list[int]:
+    """The units (channels) of every hidden layer a model config builds: the probes' units
+    must exist in the narrowest."""
+    if m.name == "mlp":
+        return list(m.widths)
+    if m.name == "deep_mlp":
+        return [m.width] * m.depth
+    if m.name == "cnn":
+        return [*m.channels, *m.widths]
+    if m.name == "vgg":
+        return [v for v in vgg_channels(m) if v != "M"] + list(m.widths)
+    return [m.width, 2 * m.width, 4 * m.width]
+
+
+BUILDERS = {"mlp": build_mlp, "deep_mlp": build_deep_mlp, "cnn": build_cnn, "vgg": build_vgg,
+            "resnet20": build_resnet20}
+
+
+def build_model(m, in_shape: Sequence[int], num_classes: int) -> Network:
     """The model named by `m.name` from the `model` config node."""
-    builders = {"mlp": build_mlp, "cnn": build_cnn}
-    return builders[m.name](m, in_shape, num_classes)
+    return BUILDERS[m.name](m, in_shape, num_classes)
 
 
 def count_parameters(model: nn.Module) -> int:

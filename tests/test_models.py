@@ -133,3 +133,44 @@ def test_make_norm_exposes_bn_hyperparameters():
     bn = make_norm("batch", 7, dims=2, options={"bn": {"momentum": 0.3, "eps": 1e-3, "affine": False}})
     assert isinstance(bn, nn.BatchNorm2d) and bn.momentum == 0.3 and bn.eps == 1e-3 and bn.weight is None
     assert isinstance(make_norm("none", 7), nn.Identity)
+
+
+def _model(*overrides, shape=(3, 32, 32)):
+    from hydra import compose, initialize_config_dir
+
+    from bnlab.models import build_model
+    from bnlab.resolvers import CONF_DIR
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        m = compose("config", overrides=list(overrides)).model
+    return build_model(m, shape, 10)
+
+
+def test_resnet20_is_he_et_als_with_a_norm_slot_and_skipinit_without_one():
+    from bnlab.models import count_parameters
+
+    bn = _model("model=resnet20", "model.norm=batch")
+    assert 260_000 < count_parameters(bn) < 280_000, "He et al.: 0.27M parameters"
+    assert len(bn.weight_layers) == 20 and bn.weight_layers[-1] is bn.classifier
+    assert bn(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    assert all(b.alpha is None for b in bn.blocks), "with a norm: the plain ResNet"
+    plain = _model("model=resnet20")
+    alphas = [b.alpha for b in plain.blocks]
+    assert len(alphas) == 9 and all(a is not None and a.item() == 0 for a in alphas), "SkipInit: branches start at 0"
+    x = torch.randn(2, 16, 32, 32).abs()
+    block = plain.blocks[0]
+    assert torch.equal(block(x), torch.relu(x)), "a SkipInit block starts as the identity (then ReLU)"
+    for norm in ("layer", "group", "noisy_batch"):
+        assert _model("model=resnet20", f"model.norm={norm}")(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_vgg_and_deep_mlp_follow_the_model_protocol():
+    vgg = _model("model=vgg", "model.norm=batch", "model.width_multiplier=0.125")
+    convs = [m for m in vgg.weight_layers if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 8 and [c.out_channels for c in convs] == [8, 16, 32, 32, 64, 64, 64, 64]
+    assert vgg(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    assert len(vgg.hidden_activations) == 8 and vgg.probe_activation is vgg.hidden_activations[-1]
+    assert vgg.weight_layers[-1] is vgg.classifier
+    deep = _model("model=deep_mlp", "model.depth=12", "model.norm=batch", shape=(1, 28, 28))
+    assert len(deep.weight_layers) == 13 and len(deep.hidden_activations) == 12
+    assert all(layer.bias is None for layer in deep.weight_layers[:-1]), "no bias before BN"

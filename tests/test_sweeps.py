@@ -240,8 +240,8 @@ def test_help_is_bnlabs_own_and_lists_only_its_groups(tmp_path):
     assert out.returncode == 0
     assert out.stdout.startswith("bnlab-train: train one configuration")
     groups = [ln.split(":")[0] for ln in out.stdout.split("== Config groups")[1].split("\n\n")[0].splitlines()[1:]]
-    assert groups == ["data", "experiments", "init", "model", "optim", "paths", "probes", "recipe", "tracking",
-                      "trainer"]
+    assert groups == ["data", "experiments", "init", "model", "norm_options", "optim", "paths", "probes", "recipe",
+                      "tracking", "trainer"]
     assert len(out.stdout.splitlines()) < 40
     comp = subprocess.run([sys.executable, "-m", "bnlab.train", "-sc", "query=bash"], capture_output=True, text=True,
                           env={**os.environ, "COMP_LINE": "bnlab-train "})

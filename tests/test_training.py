@@ -234,21 +234,37 @@ def test_gradient_ics_probe_leaves_training_untouched(mnist_root, cfg_factory, t
     assert (evals.filter(like="/l2") > 0).all().all()
 
 
-def _tiny(norm="batch", convolutional=False):
+TINY_MODELS = {  # model: (overrides, input shape, weight layers)
+    "mlp": (["model.widths=[8,8]"], (1, 8, 8), 3),
+    "cnn": (["model=cnn", "model.channels=[4,4]", "model.widths=[8,8]"], (1, 8, 8), 5),
+    "vgg": (["model=vgg", "model.width_multiplier=0.0625"], (3, 32, 32), 9),
+    "resnet20": (["model=resnet20", "model.width=4"], (3, 8, 8), 20),
+}
+
+
+def _tiny(norm="batch", kind="mlp"):
     import torch
     from hydra import compose, initialize_config_dir
     from bnlab.models import build_model
+    from bnlab.norms import seed_noise
     from bnlab.resolvers import CONF_DIR
 
-    overrides = [f"model.norm={norm}", "model.widths=[8,8]", "model.dropout=0.2"]
-    if convolutional:
-        overrides += ["model=cnn", "model.channels=[4,4]"]
+    extra, shape, _ = TINY_MODELS[kind]
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        m = compose("config", overrides=overrides).model
+        m = compose("config", overrides=[*extra, f"model.norm={norm}", "model.dropout=0.2"]).model
     torch.manual_seed(0)
-    model = build_model(m, (1, 8, 8), 3)
-    x, y = torch.randn(32, 1, 8, 8), torch.randint(0, 3, (32,))
+    model = build_model(m, shape, 3)
+    seed_noise(model, 0)
+    x, y = torch.randn(32, *shape), torch.randint(0, 3, (32,))
     return model, x, y
+
+
+def _same_state(a: dict, b: dict) -> bool:
+    """Two noise layers' extra states (seed and generator state) are the same."""
+    import torch
+
+    ga, gb = a["generator"], b["generator"]
+    return a["seed"] == b["seed"] and (ga is None and gb is None or torch.equal(ga, gb))
 
 
 def _probe_step(model, optimizer, x, y, snapshot=lambda: None):
@@ -257,25 +273,29 @@ def _probe_step(model, optimizer, x, y, snapshot=lambda: None):
     import torch.nn.functional as F
     from bnlab.probes import GradientICSProbe, rng_state
 
-    state = rng_state(x.device)
+    state = rng_state(x.device, model)
     optimizer.zero_grad(set_to_none=True)
     F.cross_entropy(model(x), y).backward()
     snap = snapshot()
     return GradientICSProbe().measure_step(model, optimizer, x, y, state), snap
 
 
-@pytest.mark.parametrize("convolutional", [False, True])
-def test_gradient_ics_uses_the_optimizers_own_step_and_restores_everything(convolutional):
+@pytest.mark.parametrize("kind,norm", [("mlp", "batch"), ("cnn", "batch"), ("vgg", "batch"),
+                                       ("resnet20", "batch"), ("mlp", "noisy_batch"), ("resnet20", "none")])
+def test_gradient_ics_uses_the_optimizers_own_step_and_restores_everything(kind, norm):
     import torch
 
-    model, x, y = _tiny(convolutional=convolutional)
+    model, x, y = _tiny(norm, kind)
     still = torch.optim.SGD(model.parameters(), lr=0.0)
     out, _ = _probe_step(model, still, x, y)
     n_layers = len(model.weight_layers)
-    assert n_layers == (5 if convolutional else 3), "conv layers are measured too"
+    assert n_layers == TINY_MODELS[kind][2], "conv layers are measured too"
+    assert set(out) == {f"probe/grad_ics/l{i}/{m}" for i in range(1, n_layers) for m in ("l2", "rel", "cos")}
     assert all(out[f"probe/grad_ics/l{i}/l2"] == 0 for i in range(1, n_layers)), \
         "no update before layer i (lr 0) and the same dropout masks: G' = G exactly"
-    assert all(abs(out[f"probe/grad_ics/l{i}/cos"] - 1) < 1e-6 for i in range(1, n_layers))
+    # (a layer whose gradient is 0 has no cosine: SkipInit's branches start with alpha = 0)
+    assert all(abs(out[f"probe/grad_ics/l{i}/cos"] - 1) < 1e-6 for i in range(1, n_layers)
+               if out[f"probe/grad_ics/l{i}/rel"] == out[f"probe/grad_ics/l{i}/rel"])
 
     for opt in (torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9, weight_decay=1e-3),
                 torch.optim.Adam(model.parameters(), lr=0.01)):
@@ -285,7 +305,7 @@ def test_gradient_ics_uses_the_optimizers_own_step_and_restores_everything(convo
         opt.step()
 
         def snapshot():
-            return ({k: v.clone() for k, v in model.state_dict().items()},
+            return ({k: v.clone() if torch.is_tensor(v) else v for k, v in model.state_dict().items()},
                     {k: {n: t.clone() if torch.is_tensor(t) else t for n, t in s.items()}
                      for k, s in opt.state_dict()["state"].items()},
                     [p.grad.clone() for p in model.parameters()], torch.get_rng_state())
@@ -293,7 +313,8 @@ def test_gradient_ics_uses_the_optimizers_own_step_and_restores_everything(convo
         out, (before, opt_before, grads, rng) = _probe_step(model, opt, x, y, snapshot)
         assert out[f"probe/grad_ics/l{n_layers - 1}/l2"] > 0 and out["probe/grad_ics/l1/cos"] < 1
         after = model.state_dict()
-        assert all(torch.equal(before[k], after[k]) for k in before), "weights and BN statistics restored"
+        assert all(torch.equal(before[k], after[k]) if torch.is_tensor(before[k]) else
+                   _same_state(before[k], after[k]) for k in before), "weights, BN statistics, noise restored"
         for k, s in opt.state_dict()["state"].items():
             for n, t in s.items():
                 assert torch.equal(torch.as_tensor(t), torch.as_tensor(opt_before[k][n])), (k, n)
