@@ -20,7 +20,7 @@ BAD = [
     ("trainer.checkpoint.max_overhead=2", "trainer.checkpoint.max_overhead", "(0, 1]"),
     ("trainer.checkpoint.keep=maybe", "trainer.checkpoint.keep", "true or false"),
     ("data.name=svhn", "data.name", "mnist, cifar10"),
-    ("model.name=resnet", "model.name", "mlp, cnn"),
+    ("model.name=resnet", "model.name", "mlp, deep_mlp, cnn, vgg, resnet20"),
     ("model.norm=instance", "model.norm", "none, batch, layer, group, noisy_batch, noise"),
     ("model.activation=gelu", "model.activation", "sigmoid, relu, tanh"),
     ("init.scheme=orthogonal", "init.scheme", "default, normal, xavier, kaiming"),
@@ -104,7 +104,7 @@ def test_shipped_defaults(tmp_path):
 
 @pytest.mark.parametrize("override,key,allowed", [
     ("data=svhn", "data", "cifar10, mnist"),
-    ("model=resnet", "model", "cnn, mlp"),
+    ("model=resnet", "model", "cnn, deep_mlp, mlp, resnet20, vgg"),
     ("optim=lamb", "optim", "adam, sgd"),
     ("init=orthogonal", "init", "default, kaiming, normal, xavier"),
     ("model.nrom=batch", "model.nrom", "no such key"),
