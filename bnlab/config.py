@@ -225,6 +225,11 @@ def validate(cfg: DictConfig) -> None:
         _int(cfg, "probes.act_input.batch_size", lo=1)
 
     _bool(cfg, "probes.grad_ics.enabled")
+    _bool(cfg, "probes.landscape.enabled")
+    _int(cfg, "probes.landscape.batch_size", lo=1)
+    _int(cfg, "probes.landscape.points", lo=2)
+    low = _number(cfg, "probes.landscape.low", lo=0, lo_open=True)
+    _number(cfg, "probes.landscape.high", lo=low, lo_open=True)
 
     _choice(cfg, "tracking.mode", TRACKING_MODES)
 

@@ -192,16 +192,92 @@ class GradientICSProbe:
         optimizer.load_state_dict(copy.deepcopy(opt_state))
 
 
-def build_probes(p, data) -> tuple[list[Probe], list[StepProbe]]:
+class LandscapeProbe:
+    """Santurkar et al. (2018, Sec. 3.2, App. A.2.2): how smooth the loss is along the
+    gradient. At an evaluation, on a fixed training batch, with g = dL/dW at the current
+    weights, step along -g by eta over a geometric grid spanning [low, high] x the learning
+    rate, and record
+
+        loss_range  max - min over eta of L(W - eta g)               (loss landscape)
+        grad_range  max - min over eta of ||dL/dW(W - eta g) - g||    (gradient predictiveness)
+        beta        max over eta of ||dL/dW(W - eta g) - g|| / ||eta g||   (effective beta-smoothness)
+
+    Normalization runs with batch statistics (its noise too), as in training; dropout is
+    off, so the landscape is a function of the weights alone. Weights, gradients, buffers,
+    noise generators and the global random state are exactly as before afterwards."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, lr: float, low: float, high: float, points: int):
+        self.x, self.y = x, y
+        self.etas = [lr * low * (high / low) ** (k / max(points - 1, 1)) for k in range(points)]
+
+    def measure(self, model: nn.Module) -> dict[str, float]:
+        device = self.x.device
+        params = [p for p in model.parameters() if p.requires_grad]
+        weights = [p.detach().clone() for p in params]
+        grads = [p.grad.detach().clone() if p.grad is not None else None for p in params]
+        buffers = {k: v.clone() for k, v in model.named_buffers()}
+        randomness = rng_state(device, model)
+        was_training = model.training
+        losses, diffs, ratios = [], [], []
+        try:
+            model.eval()
+            for m in [*_norm_layers(model), *noise_layers(model), *_other_norms(model)]:
+                m.train()
+            g = self._gradient(model, params)
+            g_norm = torch.sqrt(sum((gi ** 2).sum() for gi in g))
+            for eta in self.etas:
+                with torch.no_grad():
+                    for p, w, gi in zip(params, weights, g):
+                        p.copy_(w - eta * gi)
+                set_rng_state(randomness, device, model)  # the same noise at every point
+                loss, g_eta = self._loss_and_gradient(model, params)
+                diff = torch.sqrt(sum(((a - b) ** 2).sum() for a, b in zip(g_eta, g))).item()
+                losses.append(loss)
+                diffs.append(diff)
+                step = (eta * g_norm).item()
+                ratios.append(diff / step if step > 0 else float("nan"))
+        finally:
+            with torch.no_grad():
+                for p, w, gr in zip(params, weights, grads):
+                    p.copy_(w)
+                    p.grad = gr
+                for k, v in model.named_buffers():
+                    v.copy_(buffers[k])
+            set_rng_state(randomness, device, model)
+            model.train(was_training)
+        return {"probe/landscape/loss_range": max(losses) - min(losses),
+                "probe/landscape/grad_range": max(diffs) - min(diffs),
+                "probe/landscape/beta": max(ratios)}
+
+    def _loss_and_gradient(self, model, params) -> tuple[float, list[torch.Tensor]]:
+        loss = F.cross_entropy(model(self.x), self.y)
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        return loss.item(), [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, params)]
+
+    def _gradient(self, model, params) -> list[torch.Tensor]:
+        return [g.detach() for g in self._loss_and_gradient(model, params)[1]]
+
+
+def _other_norms(model: nn.Module) -> list[nn.Module]:
+    """Layer and group norms: no running statistics, the same in train and eval mode."""
+    return [m for m in model.modules() if isinstance(m, (nn.LayerNorm, nn.GroupNorm))]
+
+
+def build_probes(p, data, lr: float) -> tuple[list[Probe], list[StepProbe]]:
     """The probes the `probes` config node enables: (evaluation probes, step probes).
-    Activation-input percentiles run on fixed held-out images; the gradient-ICS probe on the
-    training step's own minibatch."""
+    Activation-input percentiles run on fixed held-out images; the landscape probe on a
+    fixed batch of training images (at the run's learning rate `lr`); the gradient-ICS probe
+    on the training step's own minibatch."""
     probes: list[Probe] = []
     step_probes: list[StepProbe] = []
     if p.act_input.enabled:
         pool = data.val_x if len(data.val_x) else data.train_x
         probes.append(ActivationInputProbe(pool[:p.act_input.batch_size], p.act_input.units,
                                            p.act_input.percentiles))
+    if p.landscape.enabled:
+        n = p.landscape.batch_size
+        probes.append(LandscapeProbe(data.train_x[:n], data.train_y[:n], lr, p.landscape.low,
+                                     p.landscape.high, p.landscape.points))
     if p.grad_ics.enabled:
         step_probes.append(GradientICSProbe())
     return probes, step_probes

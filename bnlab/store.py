@@ -58,6 +58,9 @@ NEUTRAL_DEFAULTS: dict[str, Any] = {
     "model.gn.groups": 8, "model.gn.eps": 1e-5, "model.gn.affine": True,
     "model.noise.mean_range": 0.5, "model.noise.scale_low": 1.0, "model.noise.scale_high": 1.25,
     "model.noise.jitter": 0.1,
+    # the landscape probe (off by default: a disabled probe is dropped from the fingerprint)
+    "probes.landscape.enabled": False, "probes.landscape.batch_size": 256, "probes.landscape.points": 4,
+    "probes.landscape.low": 0.5, "probes.landscape.high": 4.0,
 }
 # Keys that no longer exist: dropped wherever an old config still holds them.
 RETIRED_KEYS = ("probes.grad_ics.batch_size",)

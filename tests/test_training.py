@@ -346,3 +346,41 @@ def test_a_stopped_run_is_failed_with_the_reason(mnist_root, tmp_path, sig):
     assert row["status"] == "failed"
     assert ("SIGTERM" in row["error"]) if sig == "SIGTERM" else ("KeyboardInterrupt" in row["error"])
     assert proc.returncode != 0
+
+
+@pytest.mark.parametrize("kind,norm", [("mlp", "batch"), ("cnn", "none"), ("resnet20", "noisy_batch")])
+def test_landscape_probe_measures_along_the_gradient_and_restores_everything(kind, norm):
+    import math
+
+    import torch
+
+    from bnlab.probes import LandscapeProbe
+
+    model, x, y = _tiny(norm, kind)
+    probe = LandscapeProbe(x, y, lr=0.1, low=0.5, high=4.0, points=4)
+    assert [round(e, 6) for e in probe.etas] == [0.05, 0.1, 0.2, 0.4], "a geometric grid over [1/2, 4] x lr"
+    model.train()
+    torch.nn.functional.cross_entropy(model(x), y).backward()  # a gradient the probe must leave alone
+    before = {k: v.clone() if torch.is_tensor(v) else v for k, v in model.state_dict().items()}
+    grads = [p.grad.clone() for p in model.parameters()]
+    rng = torch.get_rng_state()
+    out = probe.measure(model)
+    assert set(out) == {"probe/landscape/loss_range", "probe/landscape/grad_range", "probe/landscape/beta"}
+    assert out["probe/landscape/loss_range"] > 0 and out["probe/landscape/grad_range"] >= 0
+    assert math.isfinite(out["probe/landscape/beta"]) and out["probe/landscape/beta"] > 0
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) if torch.is_tensor(before[k]) else _same_state(before[k], after[k])
+               for k in before), "weights, BN statistics and noise restored"
+    assert all(torch.equal(p.grad, g) for p, g in zip(model.parameters(), grads))
+    assert torch.equal(torch.get_rng_state(), rng) and model.training
+
+
+def test_a_run_with_the_landscape_probe_trains_exactly_like_one_without(mnist_root, cfg_factory, tmp_path):
+    base = ["model.norm=batch", "model.dropout=0.1", "trainer.max_steps=50", "trainer.eval_every=25"]
+    plain = run(cfg_factory(*base), tmp_path / "a")
+    probed = run(cfg_factory(*base, "probes.landscape.enabled=true", "probes.landscape.batch_size=64"),
+                 tmp_path / "b")
+    for key in ("train/loss", "val/acc", "test/acc", "best/val/acc"):
+        assert plain[key] == probed[key], key
+    curve = read_metrics(tmp_path / "b")
+    assert curve["probe/landscape/beta"].notna().sum() == 3, "at every evaluation (0, 25, 50)"
