@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from bnlab.probes import rng_state, set_rng_state
 from bnlab.store import RUN_FILE, SUMMARY_FILE, atomic_replace, read_json, read_record, store_writes
 
 log = logging.getLogger(__name__)
@@ -127,23 +128,19 @@ def find_resumable(root: Path, fp: str, prefer: Path | None = None) -> tuple[Pat
 # ---------------------------------------------------------------- global RNG state
 
 def global_rng_state(device: torch.device) -> dict:
-    """Python's, NumPy's and torch's global generators (dropout draws from torch's)."""
+    """Python's and NumPy's global generators, and torch's (bnlab.probes.rng_state: CPU and
+    CUDA, which dropout draws from)."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
-             "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                       "has_gauss": int(has_gauss), "cached": float(cached)}}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
+    return {"python": random.getstate(), "torch": rng_state(device),
+            "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "cached": float(cached)}}
 
 
 def set_global_rng_state(state: dict, device: torch.device) -> None:
     random.setstate(_as_tuple(state["python"]))
     n = state["numpy"]
     np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
-    torch.set_rng_state(state["torch"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
+    set_rng_state(state["torch"], device)
 
 
 def _as_tuple(value):

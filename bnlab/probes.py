@@ -100,12 +100,11 @@ class ActivationInputProbe:
         handles = [a.register_forward_pre_hook(hook_for(j)) for j, a in enumerate(acts)]
         norms = _norm_layers(model)
         buffers = [{k: v.clone() for k, v in m.state_dict().items()} for m in norms]
-        noises = noise_layers(model)
-        noise_states = [layer.get_extra_state() for layer in noises]
+        randomness = rng_state(self.batch.device, model)
         was_training = model.training
         try:
             model.eval()           # dropout off
-            for m in [*norms, *noises]:  # normalization (and its noise) as in training
+            for m in [*norms, *noise_layers(model)]:  # normalization (and its noise) as in training
                 m.train()
             model(self.batch)
         finally:
@@ -113,8 +112,7 @@ class ActivationInputProbe:
                 h.remove()
             for m, saved in zip(norms, buffers):
                 m.load_state_dict(saved)
-            for layer, saved in zip(noises, noise_states):  # training draws the same noise
-                layer.set_extra_state(saved)
+            set_rng_state(randomness, self.batch.device, model)  # training draws the same noise
             model.train(was_training)
         out = {}
         for j in range(len(acts)):
