@@ -14,11 +14,22 @@ Kinds of claim: `compare` (a metric per seed at each arm's chosen setting, or at
 learned and reached `threshold` on the selection metric; censored at the grid's ends),
 `worst_case` (per seed, the worst metric over `over`), `gain` (per seed, what the chosen value
 of `over` adds over its `reference` value).
+
+**Arms and comparisons.** A study has any number of arms (values of the arm key); each claim is
+judged on one or more *comparisons*, a baseline arm against a treatment arm:
+- `superiority` (the default): the treatment beats the baseline in the claim's direction by at
+  least `min_effect` (none → batch: "BN helps");
+- `equivalence`: the two arms differ by less than a margin stated in advance (batch →
+  noisy_batch: "noisy BN trains about as well as BN", Santurkar et al.): supported when the 95%
+  interval of the difference lies inside ±margin (bnlab.stats.equivalence).
+The study's `analysis.comparisons` list applies to every claim; a claim may list its own. A
+study with one comparison may still name it with `baseline:`/`treatment:`. Every comparison of
+every claim is one verdict in the report's Holm family.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +38,31 @@ from omegaconf import OmegaConf
 
 from bnlab.frames import FINISHED, OUTCOMES, swept_columns
 from bnlab.resolvers import EXPERIMENTS_DIR
-from bnlab.stats import ALPHA, apply_holm, compare, seed_stats
+from bnlab.errors import ConfigError
+from bnlab.stats import ALPHA, apply_holm, compare, equivalence, seed_stats
+
+TESTS = ("superiority", "equivalence")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One question a claim asks of two arms: does `treatment` beat `baseline` (superiority),
+    or do they differ by less than `margin` (equivalence; the margin is on the claim's metric,
+    taken from the claim's `equivalence_margin` when the comparison names none)."""
+    baseline: str
+    treatment: str
+    test: str = "superiority"
+    margin: float | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.treatment}_vs_{self.baseline}"
 
 
 @dataclass
 class StudySpec:
+    """A study's analysis. `arms` are every arm in the study, the baseline first; `baseline`
+    and `treatment` are the two arms of the comparison at hand (`for_comparison`)."""
     name: str
     description: str
     claims: list[dict]
@@ -43,14 +74,44 @@ class StudySpec:
     max_steps: int | None = None
     confirm_seeds: list[int] = field(default_factory=list)
     adhoc: bool = False  # made up from a folder of runs, not read from experiments/
+    comparisons: list[Comparison] = field(default_factory=list)
+    arms: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        if not self.comparisons:
+            self.comparisons = [Comparison(self.baseline, self.treatment)]
+        if not self.arms:
+            seen = [a for c in self.comparisons for a in (c.baseline, c.treatment)]
+            seen += [a for c in self.claims for cc in c.get("comparisons") or [] for a in
+                     (str(cc.get("baseline")), str(cc.get("treatment")))]
+            self.arms = list(dict.fromkeys(seen))
 
     @property
     def arm_col(self) -> str:
         return f"cfg.{self.arm_key}"
 
     @property
-    def arms(self) -> tuple[str, str]:
+    def pair(self) -> tuple[str, str]:
+        """The comparison at hand: (baseline, treatment)."""
         return (self.baseline, self.treatment)
+
+    def for_comparison(self, comparison: Comparison) -> "StudySpec":
+        return replace(self, baseline=comparison.baseline, treatment=comparison.treatment)
+
+    def claim_comparisons(self, claim: dict) -> list[Comparison]:
+        """The comparisons a claim is judged on: its own list, else the study's (an
+        equivalence taking the claim's `equivalence_margin` when it names no margin)."""
+        cid = claim.get("id", claim.get("claim"))
+        own = claim.get("comparisons")
+        if own:
+            return [_comparison(c, f"analysis.claims[{cid}].comparisons[{i}]", claim) for i, c in enumerate(own)]
+        out = []
+        for c in self.comparisons:
+            margin = c.margin if c.margin is not None else claim.get("equivalence_margin")
+            if c.test == "equivalence":
+                _check_margin(margin, f"analysis.claims[{cid}].equivalence_margin", c)
+            out.append(replace(c, margin=float(margin) if c.test == "equivalence" else None))
+        return out
 
     def needs_confirmation(self, claim: dict) -> bool:
         """A claim decided at a setting chosen from the data (not a whole-grid measure, not a
@@ -63,16 +124,61 @@ def list_studies(experiments_dir: Path = EXPERIMENTS_DIR) -> list[str]:
     return sorted(p.stem for p in experiments_dir.glob("*.yaml"))
 
 
+def _check_margin(margin, key: str, comparison) -> None:
+    if not (isinstance(margin, (int, float)) and not isinstance(margin, bool) and margin > 0):
+        raise ConfigError(key, f"got {margin!r}; the equivalence of {comparison.treatment} and "
+                               f"{comparison.baseline} needs a margin > 0 on the claim's metric (margin: on "
+                               f"the comparison or equivalence_margin: on the claim)")
+
+
+def _comparison(raw, key: str, claim: dict | None = None) -> Comparison:
+    """A comparison from a study file, checked: both arms named, a known test; within a claim,
+    an equivalence must have a positive margin (its own `margin`, else the claim's
+    `equivalence_margin`)."""
+    if not isinstance(raw, dict) or "baseline" not in raw or "treatment" not in raw:
+        raise ConfigError(key, f"got {raw!r}; each comparison needs baseline: and treatment: "
+                               f"(and optionally test: {'|'.join(TESTS)}, margin:)")
+    test = raw.get("test", "superiority")
+    if test not in TESTS:
+        raise ConfigError(f"{key}.test", f"got {test!r}; allowed: {', '.join(TESTS)}")
+    comparison = Comparison(str(raw["baseline"]), str(raw["treatment"]), test)
+    if test != "equivalence":
+        return comparison
+    margin = raw.get("margin", (claim or {}).get("equivalence_margin"))
+    if margin is not None or claim is not None:
+        _check_margin(margin, f"{key}.margin", comparison)
+    return replace(comparison, margin=None if margin is None else float(margin))
+
+
 def load_spec(name: str, experiments_dir: Path = EXPERIMENTS_DIR) -> StudySpec:
-    """The analysis block of experiments/<name>.yaml."""
+    """The analysis block of experiments/<name>.yaml, checked (ConfigError names the key)."""
     raw = OmegaConf.to_container(OmegaConf.load(experiments_dir / f"{name}.yaml"))
     a = raw.get("analysis") or {}
-    return StudySpec(name=raw.get("name", name), description=raw.get("description", ""),
-                     claims=a.get("claims", []), arm_key=a.get("arm_key", "model.norm"),
-                     baseline=str(a.get("baseline", "none")), treatment=str(a.get("treatment", "batch")),
+    if "comparisons" in a:
+        if "baseline" in a or "treatment" in a:
+            raise ConfigError("analysis.comparisons", "give either comparisons: or baseline:/treatment:, not both")
+        comparisons = [_comparison(c, f"analysis.comparisons[{i}]") for i, c in enumerate(a["comparisons"] or [])]
+        if not comparisons:
+            raise ConfigError("analysis.comparisons", "got an empty list; name at least one comparison")
+    else:
+        comparisons = [Comparison(str(a.get("baseline", "none")), str(a.get("treatment", "batch")))]
+    arm_key = a.get("arm_key", "model.norm")
+    # every arm the study sweeps is drawn, compared or not (baseline first)
+    swept = (((raw.get("hydra") or {}).get("sweeper") or {}).get("params") or {}).get(arm_key, "")
+    swept = [str(x) for x in swept] if isinstance(swept, list) else [
+        x.strip() for x in str(swept).split(",") if x.strip() and not any(ch in x for ch in "()[]")]
+    arms = [str(x) for x in a.get("arms", [])] or list(dict.fromkeys(
+        [comparisons[0].baseline] + [x for c in comparisons for x in (c.baseline, c.treatment)] + swept))
+    spec = StudySpec(name=raw.get("name", name), description=raw.get("description", ""),
+                     claims=a.get("claims", []), arm_key=arm_key,
+                     baseline=comparisons[0].baseline, treatment=comparisons[0].treatment,
                      tune=list(a.get("tune", [])), select_on=a.get("select_on", "best/val/acc"),
                      max_steps=(raw.get("trainer") or {}).get("max_steps"),
-                     confirm_seeds=[int(s) for s in a.get("confirm_seeds", [])])
+                     confirm_seeds=[int(s) for s in a.get("confirm_seeds", [])], comparisons=comparisons,
+                     arms=arms)
+    for claim in spec.claims:  # every comparison of every claim checked now, before any analysis
+        spec.claim_comparisons(claim)
+    return spec
 
 
 def adhoc_spec(runs: pd.DataFrame, name: str) -> StudySpec:
@@ -85,8 +191,10 @@ def adhoc_spec(runs: pd.DataFrame, name: str) -> StudySpec:
     values = sorted({str(v) for v in runs[col].dropna()}, key=lambda v: (v != "none", v)) if col in runs else []
     baseline = values[0] if values else "none"
     treatment = values[1] if len(values) > 1 else baseline
+    comparisons = [Comparison(baseline, v) for v in values[1:]] or [Comparison(baseline, treatment)]
     return StudySpec(name=name, description=f"runs under {name}, launched ad hoc", claims=[],
-                     arm_key=arm_key, baseline=baseline, treatment=treatment,
+                     arm_key=arm_key, baseline=baseline, treatment=treatment, comparisons=comparisons,
+                     arms=values or [baseline],
                      tune=[k for k in swept if k != arm_key], adhoc=True,
                      max_steps=int(runs["cfg.trainer.max_steps"].max()) if "cfg.trainer.max_steps" in runs else None)
 
@@ -217,7 +325,7 @@ def usable_runs(runs: pd.DataFrame, claim: dict) -> pd.DataFrame:
 
 def _compare_at(runs: pd.DataFrame, spec: StudySpec, metric: str, settings: dict, claim: dict | None = None) -> dict:
     values, censored = {}, {}
-    for arm in spec.arms:
+    for arm in spec.pair:
         sel = usable_runs(arm_runs(runs, spec, arm, settings.get(arm, {})), claim or {})
         v, c = metric_values(sel, metric, spec)
         values[arm], censored[arm] = v, c
@@ -230,7 +338,7 @@ def _max_usable(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> dict:
     step = math.log2(grid[1]) - math.log2(grid[0]) if len(grid) > 1 else 1.0
     floor, top = math.log2(grid[0]) - step, math.log2(grid[-1])
     values, censored = {}, {}
-    for arm in spec.arms:
+    for arm in spec.pair:
         sel = runs[runs[spec.arm_col].astype(str) == arm]
         v, c = {}, {}
         for seed, g in sel.groupby("cfg.seed"):
@@ -254,10 +362,10 @@ def per_seed_values(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> dict:
     if kind == "compare":
         metric = claim["metric"]
         if claim.get("matched"):
-            settings = {arm: {f"cfg.{k}": v for k, v in claim["matched"].items()} for arm in spec.arms}
+            settings = {arm: {f"cfg.{k}": v for k, v in claim["matched"].items()} for arm in spec.pair}
             pool, decided = tuning, "grid seeds at the pre-specified setting (nothing chosen)"
         else:
-            settings = best_settings(runs, spec)
+            settings = {a: v for a, v in best_settings(runs, spec).items() if a in spec.pair}
             out["edges"] = edge_flags(runs, spec, settings)
             out["chosen_on"] = tune_seeds if spec.tune else None
             pool, decided = (confirming, "confirmation seeds") if spec.tune else (runs, "all seeds (nothing tuned)")
@@ -269,12 +377,12 @@ def per_seed_values(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> dict:
             decided = "tuning seeds (provisional)"
     elif kind == "max_usable":
         out.update(_max_usable(tuning, spec, claim))
-        out["chosen"] = {arm: {"unit": f"log2 {claim['over']}", "threshold": claim["threshold"]} for arm in spec.arms}
+        out["chosen"] = {arm: {"unit": f"log2 {claim['over']}", "threshold": claim["threshold"]} for arm in spec.pair}
         decided = "grid seeds (every value measured, nothing chosen)"
     elif kind == "worst_case":
         over, metric = f"cfg.{claim['over']}", claim["metric"]
         values = {}
-        for arm in spec.arms:
+        for arm in spec.pair:
             sel = finished(tuning[tuning[spec.arm_col].astype(str) == arm])
             worst = sel.groupby("cfg.seed")[metric].min().astype(float) if len(sel) else pd.Series(dtype=float)
             values[arm] = worst.rename(index=int)
@@ -288,7 +396,7 @@ def per_seed_values(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> dict:
         pool = confirming
         decided = "confirmation seeds"
         choice = gain_choice(runs, spec, claim)
-        for arm in spec.arms:
+        for arm in spec.pair:
             if arm not in choice:
                 values[arm] = pd.Series(dtype=float)
                 continue
@@ -297,7 +405,7 @@ def per_seed_values(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> dict:
             values[arm] = _gain(pool, spec, arm, over, best, ref, metric)
         if any(len(v) == 0 for v in values.values()):
             values = {arm: _gain(tuning, spec, arm, over, out["chosen"].get(arm, {}).get(over, ref), ref, metric)
-                      for arm in spec.arms}
+                      for arm in spec.pair}
             out["provisional"] = "no confirmation runs at the chosen settings yet: shown on the tuning seeds that chose them"
             decided = "tuning seeds (provisional)"
         out["chosen_on"] = tune_seeds
@@ -336,18 +444,21 @@ def _gain(runs, spec, arm, over, best, ref, metric) -> pd.Series:
 
 def _paired(runs: pd.DataFrame, values: dict, spec: StudySpec) -> bool:
     """Paired analysis when both arms have exactly the same seeds and every run is paired."""
-    b, t = (values[a] for a in spec.arms)
+    b, t = (values[a] for a in spec.pair)
     if len(b) < 2 or set(b.index) != set(t.index):
         return False
     return "paired" in runs and bool(runs["paired"].notna().all())
 
 
 def decide(runs: pd.DataFrame, spec: StudySpec, claim: dict, pv: dict) -> dict:
-    b, t = (pv["values"][a].sort_index() for a in spec.arms)
-    cb, ct = (pv["censored"][a].reindex(pv["values"][a].sort_index().index).fillna(0) for a in spec.arms)
+    b, t = (pv["values"][a].sort_index() for a in spec.pair)
+    cb, ct = (pv["censored"][a].reindex(pv["values"][a].sort_index().index).fillna(0) for a in spec.pair)
     paired = _paired(runs, pv["values"], spec)
     if paired:  # align by seed
         t, ct = t.reindex(b.index), ct.reindex(b.index)
+    if claim.get("test") == "equivalence":
+        return equivalence(b.tolist(), t.tolist(), float(claim["margin"]), paired=paired,
+                           censored_baseline=cb.tolist(), censored_treatment=ct.tolist())
     return compare(b.tolist(), t.tolist(), claim.get("direction", "higher"), float(claim.get("min_effect", 0)),
                    paired=paired, censored_baseline=cb.tolist(), censored_treatment=ct.tolist())
 
@@ -370,7 +481,10 @@ def claim_result(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> dict:
                treatment_values=pv["values"][spec.treatment].sort_index().tolist(),
                baseline_censored=pv["censored"][spec.baseline].sort_index().tolist(),
                treatment_censored=pv["censored"][spec.treatment].sort_index().tolist(),
-               sensitivity=sensitivity(runs, spec, claim))
+               sensitivity=sensitivity(runs, spec, claim), baseline=spec.baseline, treatment=spec.treatment,
+               test_kind=claim.get("test", "superiority"),
+               comparison=comparison_text(Comparison(spec.baseline, spec.treatment, claim.get("test", "superiority"),
+                                                     claim.get("margin"))))
     res["sensitivity_summary"] = summarize_sensitivity(res["sensitivity"], spec)
     return res
 
@@ -404,7 +518,7 @@ def sensitivity(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> list[dict]:
             setting = dict(zip(cols, key))
             if g[spec.arm_col].astype(str).nunique() < 2:
                 continue
-            unlearned = [arm for arm in spec.arms
+            unlearned = [arm for arm in spec.pair
                          if (arm_runs(g, spec, arm, {})["outcome"] != "learned").any()] if "outcome" in g else []
             if claim.get("only_learned") and unlearned:
                 names = " and ".join(unlearned)
@@ -414,12 +528,12 @@ def sensitivity(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> list[dict]:
                              "reason": f"{spec.arm_key}={names}: some runs did not learn or diverged here, and "
                                        f"this measure means nothing in a net that did not train"})
                 continue
-            pv = _compare_at(g, spec, claim["metric"], {arm: setting for arm in spec.arms}, claim)
+            pv = _compare_at(g, spec, claim["metric"], {arm: setting for arm in spec.pair}, claim)
             rows.append({"setting": setting, **decide(g, spec, claim, pv)})
     elif kind == "gain":
         over, metric, ref = f"cfg.{claim['over']}", claim["metric"], float(claim["reference"])
         for value in sorted(v for v in tuning[over].astype(float).unique() if not np.isclose(v, ref)):
-            values = {arm: _gain(tuning, spec, arm, over, value, ref, metric) for arm in spec.arms}
+            values = {arm: _gain(tuning, spec, arm, over, value, ref, metric) for arm in spec.pair}
             pv = {"values": values, "censored": {a: pd.Series(0.0, index=v.index) for a, v in values.items()}}
             row = {"setting": {over: value}, **decide(tuning, spec, claim, pv)}
             _precondition(row, claim, values[spec.baseline])
@@ -429,7 +543,10 @@ def sensitivity(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> list[dict]:
 
 
 def reversed_(r: dict) -> bool:
-    """Significantly in the direction opposite to the claim (after Holm when adjusted)."""
+    """Significantly in the direction opposite to the claim (after Holm when adjusted); an
+    equivalence has no direction to reverse."""
+    if r.get("margin") is not None:
+        return False
     p = r.get("p_holm", r.get("p", np.nan))
     return bool(np.isfinite(p) and p < ALPHA and r.get("effect", np.nan) < 0)
 
@@ -446,6 +563,9 @@ def summarize_sensitivity(rows: list[dict], spec: StudySpec) -> str:
                           for k, v in r["setting"].items())
         if r["verdict"] == "not comparable":
             g = "not comparable (an arm did not learn) at"
+        elif r.get("margin") is not None:  # an equivalence
+            g = {"supported": "equivalent at", "not supported": "differ by more than the margin at"}.get(
+                r["verdict"], "inconclusive at")
         elif r["verdict"] == "supported":
             g = "holds at"
         elif reversed_(r):
@@ -455,10 +575,29 @@ def summarize_sensitivity(rows: list[dict], spec: StudySpec) -> str:
         else:
             g = "inconclusive at"
         groups.setdefault(g, []).append(label)
-    order = ("holds at", "reversed at", "not supported at", "inconclusive at",
+    order = ("holds at", "equivalent at", "reversed at", "not supported at", "differ by more than the margin at",
+             "inconclusive at",
              "not comparable (an arm did not learn) at")
     return "; ".join(f"{g} {', '.join(groups[g])}" for g in order if g in groups)
 
 
+def comparison_text(comparison: Comparison, name=str) -> str:
+    """"BN vs no BN" (superiority) or "noisy BN ≈ BN (±0.01)" (equivalence); `name` spells an arm."""
+    if comparison.test == "equivalence":
+        return f"{name(comparison.treatment)} ≈ {name(comparison.baseline)} (±{comparison.margin:g})"
+    return f"{name(comparison.treatment)} vs {name(comparison.baseline)}"
+
+
 def study_verdicts(runs: pd.DataFrame, spec: StudySpec) -> list[dict]:
-    return [claim_result(runs, spec, c) for c in spec.claims]
+    """One verdict per claim and comparison. A claim judged on one comparison keeps its own id
+    (figures claim_<id>.png); on several, each verdict's id adds the comparison
+    (accuracy_noisy_batch_vs_batch)."""
+    out = []
+    for claim in spec.claims:
+        own_id = claim.get("id", claim["claim"])
+        comparisons = spec.claim_comparisons(claim)
+        for comp in comparisons:
+            judged = {**claim, "id": own_id if len(comparisons) == 1 else f"{own_id}_{comp.id}",
+                      "test": comp.test, "margin": comp.margin}
+            out.append({**claim_result(runs, spec.for_comparison(comp), judged), "claim_id": own_id})
+    return out

@@ -48,7 +48,7 @@ def main(argv=None) -> None:
     for p in figures:
         print(p)
     for r in study.get("results", []):
-        print(f"claim {r['id']}: {r['verdict']} (effect {effect_text(r)}, {r['test']}, p={r['p']:.2g}, "
+        print(f"claim {r['id']} ({r['comparison']}): {r['verdict']} (effect {effect_text(r)}, {r['test']}, p={r['p']:.2g}, "
               f"p_Holm={r.get('p_holm', float('nan')):.2g}; {r['decided_by']})")
     print(f"{len(figures)} figure(s) from {len(study['runs'])} runs ({study['source']}) "
           f"in {time.perf_counter() - t0:.1f} s")

@@ -9,6 +9,7 @@ SVG or PDF on request.
 """
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import matplotlib
@@ -53,8 +54,14 @@ def label(key: str) -> str:
     return LABELS.get(str(key).removeprefix("cfg."), str(key))
 
 
+# for arms that are not norms (an ad-hoc sweep whose arm key is, say, optim.lr): a colour
+# picked from the arm's name, so the same value has the same colour in every figure
+OTHER_COLOURS = ("#8c564b", "#e377c2", "#bcbd22", "#7f7f7f", "#393b79", "#637939", "#8c6d31", "#843c39")
+
+
 def colour(arm) -> str:
-    return ARM_COLOURS.get(str(arm), "#7f7f7f")
+    arm = str(arm)
+    return ARM_COLOURS.get(arm) or OTHER_COLOURS[zlib.crc32(arm.encode()) % len(OTHER_COLOURS)]
 
 
 def arm_name(arm) -> str:
@@ -179,7 +186,8 @@ def plot_metric_vs(runs: pd.DataFrame, spec: StudySpec, key: str, metric: str, o
                     y = marker_y + dy * (1 - bottom)
                     ax.scatter([float(x)], [y], marker=marker, color=colour(arm), s=36, zorder=3)
                     ax.annotate(f"{k}/{len(g)}", (float(x), y), textcoords="offset points",
-                                xytext=(4, 4 if arm == spec.treatment else -10), fontsize=7, color=colour(arm))
+                                xytext=(4, 4 - 12 * spec.arms.index(arm) if arm in spec.arms else 4),
+                                fontsize=7, color=colour(arm))
         ax.plot(xs, means, "o-", color=colour(arm), label=arm_name(arm), lw=1.6, ms=4)
         ax.fill_between(xs, lo, hi, color=colour(arm), alpha=0.18, lw=0)
     if logx:
@@ -297,9 +305,10 @@ def plot_grad_ics(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = "pn
 def plot_claim(result: dict, spec: StudySpec, out: Path, fmt: str = "png") -> list[Path]:
     """The per-seed values behind one claim's verdict: each arm's points (censored values,
     which are bounds, as triangles), mean and 95% CI, and the test that decided."""
+    baseline, treatment = result.get("baseline", spec.baseline), result.get("treatment", spec.treatment)
     fig, ax = plt.subplots(figsize=(4.4, 3.8))
-    for i, (arm, vals, cens) in enumerate(((spec.baseline, result["baseline_values"], result["baseline_censored"]),
-                                           (spec.treatment, result["treatment_values"], result["treatment_censored"]))):
+    for i, (arm, vals, cens) in enumerate(((baseline, result["baseline_values"], result["baseline_censored"]),
+                                           (treatment, result["treatment_values"], result["treatment_censored"]))):
         vals, cens = np.asarray(vals, dtype=float), np.asarray(cens, dtype=float)
         jitter = np.linspace(-0.08, 0.08, len(vals)) if len(vals) > 1 else np.zeros(len(vals))
         for c, marker in ((0, "o"), (1, "^"), (-1, "v")):
@@ -315,13 +324,15 @@ def plot_claim(result: dict, spec: StudySpec, out: Path, fmt: str = "png") -> li
         ax.scatter([], [], marker="^", color="k", label="censored: at least this")
         ax.scatter([], [], marker="v", color="k", label="censored: at most this")
         ax.legend(loc="best", fontsize=7)
-    ax.set_xticks([0, 1], [arm_name(spec.baseline), arm_name(spec.treatment)])
+    ax.set_xticks([0, 1], [arm_name(baseline), arm_name(treatment)])
     ax.set_xlim(-0.5, 1.6)
     ylabel = KIND_LABELS.get(result["kind"], "{m} (" + result["kind"] + ")").format(m=label(result["metric"]))
     ax.set_ylabel(f"{ylabel}, per seed")
     _mark_literature(fig, ax, result, spec)
     p_holm = result.get("p_holm", np.nan)
-    ax.set_title(f"claim '{result.get('id', result['claim'])}': {result['verdict']}\n"
+    what = (f"{arm_name(treatment)} ≈ {arm_name(baseline)} within ±{result['margin']:g}"
+            if result.get("test_kind") == "equivalence" else f"{arm_name(treatment)} vs {arm_name(baseline)}")
+    ax.set_title(f"claim '{result.get('id', result['claim'])}' ({what}): {result['verdict']}\n"
                  f"effect {effect_text(result)}, {result.get('test', '')}, p={result['p']:.2g}"
                  + (f", p_Holm={p_holm:.2g}" if np.isfinite(p_holm) else "")
                  + f"\n{result.get('decided_by', '')}: seeds {seeds_text(result.get('seeds', []))}", fontsize=7)
@@ -335,7 +346,7 @@ def _mark_literature(fig, ax, result: dict, spec: StudySpec) -> None:
     values = result.get("literature_values") or {}
     source = values.get("source") or result.get("literature", "")
     marked = False
-    for i, arm in enumerate((spec.baseline, spec.treatment)):
+    for i, arm in enumerate((result.get("baseline", spec.baseline), result.get("treatment", spec.treatment))):
         if arm in values and values[arm] is not None:
             ax.scatter([i - 0.25], [float(values[arm])], marker="D", s=30, facecolor="white",
                        edgecolor=colour(arm), linewidth=1.4, zorder=4)
@@ -350,14 +361,18 @@ def _mark_literature(fig, ax, result: dict, spec: StudySpec) -> None:
 
 
 def plot_sensitivity(results: list[dict], spec: StudySpec, out: Path, fmt: str = "png") -> list[Path]:
-    """Each claim's effect (BN − no BN, + = as claimed) with its 95% interval at every
-    matched setting, against the smallest effect that matters: where the verdict holds,
-    where it reverses."""
+    """Each claim's effect (treatment − baseline, + = as claimed) with its 95% interval at
+    every matched setting, against the smallest effect that matters (an equivalence: against
+    its ±margin): where the verdict holds, where it reverses. One panel per claim and comparison."""
     rows = [r for r in results if r.get("sensitivity")]
     if not rows:
         return []
-    fig, axes = plt.subplots(1, len(rows), figsize=(3.6 * len(rows), 3.4), squeeze=False)
-    for ax, r in zip(axes[0], rows):
+    ncols = min(4, len(rows))  # many claims × comparisons wrap onto more rows
+    nrows = -(-len(rows) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.6 * nrows), squeeze=False)
+    for ax in axes.flat[len(rows):]:
+        ax.set_visible(False)
+    for ax, r in zip(axes.flat, rows):
         sens = r["sensitivity"]
         key = next(iter(sens[0]["setting"]))
         xs = np.array([float(s["setting"][key]) for s in sens])
@@ -370,7 +385,11 @@ def plot_sensitivity(results: list[dict], spec: StudySpec, out: Path, fmt: str =
         ax.errorbar(xs[ok], eff[ok], yerr=[eff[ok] - lo[ok], hi[ok] - eff[ok]], fmt="none", ecolor="#999", capsize=3)
         ax.scatter(xs, eff, c=colours, zorder=3, s=22)
         ax.axhline(0, color="k", lw=0.8)
-        if r.get("min_effect"):
+        if r.get("test_kind") == "equivalence":
+            for m in (-r["margin"], r["margin"]):
+                ax.axhline(m, color="k", lw=0.8, ls="--", label="equivalence margin" if m > 0 else None)
+            ax.legend(loc="best", fontsize=7)
+        elif r.get("min_effect"):
             ax.axhline(r["min_effect"], color="k", lw=0.8, ls=":", label="smallest effect that matters")
             ax.legend(loc="best", fontsize=7)
         if (xs > 0).all() and len(xs) > 2 and xs.max() / xs.min() > 20:
@@ -378,10 +397,14 @@ def plot_sensitivity(results: list[dict], spec: StudySpec, out: Path, fmt: str =
             ax.set_xticks(xs, [f"{x:g}" for x in xs], fontsize=7)
             ax.minorticks_off()
         ax.set_xlabel(label(key))
-        ax.set_title(f"{r['id']}: {label(r['metric'])}", fontsize=8)
-    axes[0, 0].set_ylabel("effect BN − no BN (+ = as claimed), tuning seeds")
+        pair = (f"{arm_name(r.get('treatment', spec.treatment))} − {arm_name(r.get('baseline', spec.baseline))}"
+                + (" (equivalence)" if r.get("test_kind") == "equivalence" else ""))
+        ax.set_title(f"{r['id']}: {label(r['metric'])}\n{pair}", fontsize=8)
+    for row in axes:
+        row[0].set_ylabel("effect, treatment − baseline\n(+ = as claimed), tuning seeds")
+    fig.tight_layout()
     fig.suptitle(f"{spec.name}: each claim at every shared setting "
-                 "(green supported, red not supported, grey inconclusive; Holm within a claim)", fontsize=8)
+                 "(green supported, red not supported, grey inconclusive; Holm within a claim)", fontsize=8, y=1.03)
     return [save(fig, out / f"sensitivity.{fmt}")]
 
 

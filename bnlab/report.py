@@ -20,7 +20,8 @@ import pandas as pd
 
 from bnlab.claims import seeds_text, setting_table
 from bnlab.frames import OUTCOMES
-from bnlab.stats import ALPHA, VERDICT_RULE, effect_text
+from bnlab.plots import arm_name
+from bnlab.stats import ALPHA, EQUIVALENCE_RULE, VERDICT_RULE, effect_text
 from bnlab.study import RESULTS, analyse_all, draw
 
 CLAIMS = {
@@ -120,30 +121,41 @@ def _claim_rows(studies: list[dict]) -> list[str]:
                     rows.append(f"| {title} | **not run yet** | – | – | – | – | {cell(c.get('literature', ''))} | – "
                                 f"| study `{s['name']}` has no runs (`bnlab-study {s['name']}`) |")
                     continue
-                r = next(r for r in s["results"] if r["id"] == c.get("id", claim))
-                fig = f"[figure]({s['name']}/claim_{r['id']}.png)"
-                note = f"<br>*{cell(r['note'])}*" if r.get("note") else ""
-                edges = cell(_edges_text(r))
-                edge = f"<br>⚠ chosen at the grid's edge: {edges}" if edges else ""
-                sens = r.get("sensitivity_summary") or "– (whole-grid measure)"
-                rows.append(
-                    f"| {title} `{r['id']}` | **{r['verdict']}**{note}{edge} "
-                    f"| {_effect(r)} ({r['metric']}, {r['kind']}; {r['test']}, n = {r['n_baseline']}/{r['n_treatment']}) "
-                    f"| p = {_fmt(r['p'], 2)}, p_Holm = {_fmt(r.get('p_holm'), 2)} "
-                    f"| {r['decided_by']}: {seeds_text(r['seeds'])}"
-                    + (f" (chosen on seeds {seeds_text(r['chosen_on'])})" if r.get("chosen_on") else "")
-                    + f" | {sens} | [{cell(c.get('literature', ''))}]({c.get('url', '')}) | {fig} "
-                    f"| `{s['name']}`: {_budget_line(s['budget'])} |")
+                for r in (r for r in s["results"] if r["claim_id"] == c.get("id", claim)):
+                    rows.append(_claim_row(title, s, c, r))
         if not found:
             rows.append(f"| {title} | **not run yet** | – | – | – | – | – | – | no study in experiments/ tests it |")
     return rows
+
+
+def _comparison_words(r: dict) -> str:
+    """"noisy BN ≈ BN (equivalence within ±0.01)" or "BN vs no BN"."""
+    b, t = arm_name(r["baseline"]), arm_name(r["treatment"])
+    return f"{t} ≈ {b} (equivalence within ±{r['margin']:g})" if r.get("test_kind") == "equivalence" else f"{t} vs {b}"
+
+
+def _claim_row(title: str, s: dict, c: dict, r: dict) -> str:
+    """One row of the verdicts table: one claim judged on one comparison."""
+    fig = f"[figure]({s['name']}/claim_{r['id']}.png)"
+    note = f"<br>*{cell(r['note'])}*" if r.get("note") else ""
+    edges = cell(_edges_text(r))
+    edge = f"<br>⚠ chosen at the grid's edge: {edges}" if edges else ""
+    sens = r.get("sensitivity_summary") or "– (whole-grid measure)"
+    return (f"| {title} `{r['id']}`: {cell(_comparison_words(r))} | **{r['verdict']}**{note}{edge} "
+            f"| {_effect(r)} ({r['metric']}, {r['kind']}; {r['test']}, n = {r['n_baseline']}/{r['n_treatment']}) "
+            f"| p = {_fmt(r['p'], 2)}, p_Holm = {_fmt(r.get('p_holm'), 2)} "
+            f"| {r['decided_by']}: {seeds_text(r['seeds'])}"
+            + (f" (chosen on seeds {seeds_text(r['chosen_on'])})" if r.get("chosen_on") else "")
+            + f" | {sens} | [{cell(c.get('literature', ''))}]({c.get('url', '')}) | {fig} "
+            f"| `{s['name']}`: {_budget_line(s['budget'])} |")
 
 
 def _sensitivity_table(r: dict) -> str:
     rows = []
     for x in r["sensitivity"]:
         rows.append({**{k.removeprefix("cfg."): _plain(v) for k, v in x["setting"].items()},
-                     "no BN": x["baseline_mean"], "BN": x["treatment_mean"], "effect [95% CI]": _effect(x),
+                     arm_name(r["baseline"]): x["baseline_mean"], arm_name(r["treatment"]): x["treatment_mean"],
+                     "effect [95% CI]": _effect(x),
                      "test": x["test"], "p": x["p"], "p_Holm": x.get("p_holm"), "n": f"{x['n_baseline']}/{x['n_treatment']}",
                      "verdict": x["verdict"]})
     return _table(pd.DataFrame(rows))
@@ -173,9 +185,12 @@ def _study_section(s: dict) -> list[str]:
     for r in s["results"]:
         chosen = "; ".join(f"{k}: {_plain(v)}" for k, v in r["chosen"].items())
         edges = _edges_text(r)
-        out += [f"**Claim `{r['id']}`** ({r['kind']} on `{r['metric']}`, {r['direction']} is the claimed direction, "
-                f"smallest effect that matters {r['min_effect']:g}): **{r['verdict']}** — {r['reason']}. "
-                f"No BN {_fmt(r['baseline_mean'])}, BN {_fmt(r['treatment_mean'])}; effect {_effect(r)}; "
+        judged = (f"equivalence margin ±{r['margin']:g}" if r.get("test_kind") == "equivalence" else
+                  f"{r['direction']} is the claimed direction, smallest effect that matters {r['min_effect']:g}")
+        out += [f"**Claim `{r['id']}`**, {_comparison_words(r)} ({r['kind']} on `{r['metric']}`, {judged}): "
+                f"**{r['verdict']}** — {r['reason']}. "
+                f"{arm_name(r['baseline'])} {_fmt(r['baseline_mean'])}, {arm_name(r['treatment'])} "
+                f"{_fmt(r['treatment_mean'])}; effect {_effect(r)}; "
                 f"{r['test']}, p = {_fmt(r['p'], 2)}, p_Holm = {_fmt(r.get('p_holm'), 2)} (family of "
                 f"{r.get('family_size', '?')}), effect size {_fmt(r['effect_size'], 2)}. Decided by {r['decided_by']} "
                 f"{seeds_text(r['seeds'])}. Settings: {chosen}."
@@ -204,11 +219,12 @@ def write_report(studies: list[dict], path: Path) -> None:
         "regenerating it from the same runs changes nothing; the budget lines say when and on what the runs "
         "were made.", "",
         "## Verdicts", "",
-        "| claim | headline verdict | our effect (BN − no BN, signed: + = as claimed) [95% CI] | p, Holm-adjusted p "
+        "| claim: comparison | headline verdict | our effect (treatment − baseline, signed: + = as claimed) [95% CI] "
+        "| p, Holm-adjusted p "
         "| seeds that decided | sensitivity: verdict at each matched setting | literature | figure | budget and hardware |",
         "|---|---|---|---|---|---|---|---|---|",
         *_claim_rows(studies), "",
-        "**How a verdict is decided.** " + VERDICT_RULE, "",
+        "**How a verdict is decided.** " + VERDICT_RULE + " " + EQUIVALENCE_RULE, "",
         f"**Run outcomes.** A run *diverged* when its training loss became non-finite or, after a warm-up, rose far "
         f"above the loss it started from without falling; it *did not learn* when it completed but its best "
         f"validation accuracy stayed within 0.1 of chance or its final training loss was above its starting loss; "

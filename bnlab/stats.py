@@ -26,7 +26,8 @@ ALPHA = 0.05
 MIN_SEEDS = 5
 
 VERDICT_RULE = (
-    f"Per seed, the claim's metric in the BN arm and the no-BN arm. The effect is BN − no BN, "
+    f"Per seed, the claim's metric in the treatment arm and the baseline arm of a comparison (BN and no "
+    f"BN unless the row names other arms). The effect is treatment − baseline, "
     f"signed so that + is the direction the claim predicts. Test: a paired t interval and test on "
     f"per-seed differences when every seed has both arms from paired runs (same initial weights, "
     f"batches and dropout masks); Welch's t otherwise; an exact permutation test on ranks when a "
@@ -94,6 +95,20 @@ def _bound(sign: float, censored_b: np.ndarray, censored_t: np.ndarray) -> str |
     return "≥" if pulls.pop() > 0 else "≤"
 
 
+def _measured(baseline, treatment, censored_baseline, censored_treatment, paired: bool):
+    """Per-seed values and their censoring as arrays, without missing values (with `paired`,
+    a seed missing in either arm is dropped from both)."""
+    b_raw = np.asarray([np.nan if x is None else x for x in baseline], dtype=float)
+    t_raw = np.asarray([np.nan if x is None else x for x in treatment], dtype=float)
+    cb_raw = np.zeros(len(b_raw)) if censored_baseline is None else np.asarray(censored_baseline, dtype=float)
+    ct_raw = np.zeros(len(t_raw)) if censored_treatment is None else np.asarray(censored_treatment, dtype=float)
+    if paired:
+        keep = np.isfinite(b_raw) & np.isfinite(t_raw)
+        return b_raw[keep], t_raw[keep], cb_raw[keep], ct_raw[keep]
+    kb, kt = np.isfinite(b_raw), np.isfinite(t_raw)
+    return b_raw[kb], t_raw[kt], cb_raw[kb], ct_raw[kt]
+
+
 def compare(baseline, treatment, direction: str, min_effect: float, *, paired: bool = False,
             censored_baseline=None, censored_treatment=None, min_seeds: int = MIN_SEEDS) -> dict:
     """Effect of treatment over baseline (signed: + = the claimed direction), its interval,
@@ -101,16 +116,7 @@ def compare(baseline, treatment, direction: str, min_effect: float, *, paired: b
 
     `baseline`/`treatment`: per-seed values in seed order (with `paired`, position i of both
     is seed i). `censored_*`: per value 0, +1 (true value >= recorded) or -1 (<=)."""
-    b_raw = np.asarray([np.nan if x is None else x for x in baseline], dtype=float)
-    t_raw = np.asarray([np.nan if x is None else x for x in treatment], dtype=float)
-    cb_raw = np.zeros(len(b_raw)) if censored_baseline is None else np.asarray(censored_baseline, dtype=float)
-    ct_raw = np.zeros(len(t_raw)) if censored_treatment is None else np.asarray(censored_treatment, dtype=float)
-    if paired:
-        keep = np.isfinite(b_raw) & np.isfinite(t_raw)
-        b, t, cb, ct = b_raw[keep], t_raw[keep], cb_raw[keep], ct_raw[keep]
-    else:
-        kb, kt = np.isfinite(b_raw), np.isfinite(t_raw)
-        b, t, cb, ct = b_raw[kb], t_raw[kt], cb_raw[kb], ct_raw[kt]
+    b, t, cb, ct = _measured(baseline, treatment, censored_baseline, censored_treatment, paired)
     sign = 1.0 if direction == "higher" else -1.0
     out = {"n_baseline": len(b), "n_treatment": len(t), "baseline_mean": b.mean() if len(b) else np.nan,
            "treatment_mean": t.mean() if len(t) else np.nan, "effect": np.nan, "ci_low": np.nan,
@@ -149,6 +155,66 @@ def compare(baseline, treatment, direction: str, min_effect: float, *, paired: b
         g = diff / pooled * (1 - 3 / (4 * (len(b) + len(t)) - 9)) if pooled > 0 else np.nan
         out.update(test="Welch t", ci_low=diff - half, ci_high=diff + half, p=p, effect_size=g)
     out.update(_verdict(out, min(len(b), len(t)), min_seeds))
+    return out
+
+
+EQUIVALENCE_RULE = (
+    "An *equivalence* comparison (\"noisy BN trains about as well as BN\") states a margin m on the "
+    "claim's metric in advance; its effect is treatment − baseline, unsigned by any direction. "
+    "**supported** (equivalent): the 95% interval of the difference (paired t on per-seed differences, "
+    "else Welch) lies inside (−m, +m) — stricter than the usual two one-sided tests (TOST), whose "
+    "p-value, the larger of the two one-sided ones, is the one Holm adjusts and must stay below "
+    f"{ALPHA}. **not supported**: the interval lies wholly beyond +m or −m (the arms differ by more "
+    "than the margin). **inconclusive**: anything else, censored values (bounds cannot show "
+    f"closeness), or fewer than {MIN_SEEDS} seeds in an arm."
+)
+
+
+def equivalence(baseline, treatment, margin: float, *, paired: bool = False, censored_baseline=None,
+                censored_treatment=None, min_seeds: int = MIN_SEEDS) -> dict:
+    """Are the arms within ±`margin` of each other? The same fields as `compare`, with the
+    effect = mean(treatment) − mean(baseline), its 95% interval, and p = the TOST p-value
+    (max of the two one-sided tests against −margin and +margin); verdict by EQUIVALENCE_RULE."""
+    b, t, cb, ct = _measured(baseline, treatment, censored_baseline, censored_treatment, paired)
+    out = {"n_baseline": len(b), "n_treatment": len(t), "baseline_mean": b.mean() if len(b) else np.nan,
+           "treatment_mean": t.mean() if len(t) else np.nan, "effect": np.nan, "ci_low": np.nan,
+           "ci_high": np.nan, "p": np.nan, "effect_size": np.nan, "min_effect": np.nan, "margin": margin,
+           "test": "none", "bound": None, "censored": int((cb != 0).sum() + (ct != 0).sum())}
+    if len(b) < 2 or len(t) < 2:
+        out.update(verdict="inconclusive", reason="fewer than 2 seeds in an arm")
+        return out
+    diff = t.mean() - b.mean()
+    out["effect"] = diff
+    if out["censored"]:
+        out.update(test="none (censored)", verdict="inconclusive",
+                   reason="censored values are bounds, which cannot show that two arms are close")
+        return out
+    if paired:
+        d = t - b
+        n, sd = len(d), d.std(ddof=1)
+        se, df, test = sd / math.sqrt(n), n - 1, "paired t, TOST"
+        out["effect_size"] = diff / sd if sd > 0 else np.nan
+    else:
+        vb, vt = b.var(ddof=1) / len(b), t.var(ddof=1) / len(t)
+        se, test = math.sqrt(vb + vt), "Welch t, TOST"
+        df = (vb + vt) ** 2 / (vb ** 2 / (len(b) - 1) + vt ** 2 / (len(t) - 1)) if se > 0 else 1
+    if se == 0:  # no spread: the difference is known exactly
+        inside = abs(diff) < margin
+        out.update(test="exact (no spread)", ci_low=diff, ci_high=diff, p=0.0 if inside else 1.0)
+    else:
+        half = stats.t.ppf(0.975, df) * se
+        p_low = 1 - stats.t.cdf((diff + margin) / se, df)   # H0: difference <= -margin
+        p_high = stats.t.cdf((diff - margin) / se, df)      # H0: difference >= +margin
+        out.update(test=test, ci_low=diff - half, ci_high=diff + half, p=float(max(p_low, p_high)))
+    n_min = min(len(b), len(t))
+    if n_min < min_seeds:
+        out.update(verdict="inconclusive", reason=f"fewer than {min_seeds} seeds in an arm")
+    elif -margin < out["ci_low"] and out["ci_high"] < margin:
+        out.update(verdict="supported", reason=f"the 95% interval of the difference lies inside ±{margin:g}")
+    elif out["ci_low"] >= margin or out["ci_high"] <= -margin:
+        out.update(verdict="not supported", reason=f"the arms differ by more than the margin ±{margin:g}")
+    else:
+        out.update(verdict="inconclusive", reason=f"the 95% interval reaches beyond the margin ±{margin:g}")
     return out
 
 

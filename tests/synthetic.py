@@ -65,3 +65,59 @@ def make_store(tmp_path, rng_seed=0):
         write_run(tmp_path, "synth", "batch", 0.5, seed, 0.977 + e, 0.974 + e + 0.0002 * rng.standard_normal())
         write_run(tmp_path, "synth", "none", 0.5, seed, 0.973 + e, 0.970 + e)
     return tmp_path / "synth"
+
+
+THREE_ARM_CLAIM = {"claim": "accuracy", "kind": "compare", "metric": "best/test/acc", "direction": "higher",
+                   "min_effect": 0.002, "equivalence_margin": 0.005}
+
+
+def make_three_arm_store(tmp_path, name="three", rng_seed=0):
+    """Arms none, batch, noisy_batch over lr {0.1, 0.5, 2}, tuning seeds 0-4 (lr 0.5 best for
+    every arm on validation; no-BN diverges at lr 2), confirmation seeds 100-104 at lr 0.5,
+    paired: no BN 0.970, BN 0.980, noisy BN 0.9795 (+ a seed effect shared by the arms). So BN
+    beats no BN, noisy BN is within ±0.005 of BN, and BN is *not* within ±0.005 of no BN."""
+    rng = np.random.default_rng(rng_seed)
+    acc = {"none": {0.1: 0.965, 0.5: 0.970}, "batch": {0.1: 0.975, 0.5: 0.980, 2.0: 0.975},
+           "noisy_batch": {0.1: 0.974, 0.5: 0.9795, 2.0: 0.974}}
+    for seed in range(5):
+        e = 0.002 * rng.standard_normal()
+        for norm, by_lr in acc.items():
+            for lr, a in by_lr.items():
+                write_run(tmp_path, name, norm, lr, seed, a + e + 0.001, a + e)
+        write_run(tmp_path, name, "none", 2.0, seed, 0.10, 0.098, status="diverged")
+    for seed in range(100, 105):
+        e = 0.003 * rng.standard_normal()
+        for norm, by_lr in acc.items():
+            a = by_lr[0.5] + e + 0.0003 * rng.standard_normal()
+            write_run(tmp_path, name, norm, 0.5, seed, a + 0.001, a)
+    return tmp_path / name
+
+
+THREE_ARM_STUDY = """\
+# @package _global_
+name: three
+description: "none, batch, noisy_batch"
+hydra:
+  sweeper:
+    params:
+      model.norm: none,batch,noisy_batch
+      optim.lr: 0.1,0.5,2.0
+      seed: 0,1,2,3,4
+trainer:
+  max_steps: 1000
+analysis:
+  arm_key: model.norm
+  tune: [optim.lr]
+  confirm_seeds: [100, 101, 102, 103, 104]
+  comparisons:
+    - {baseline: none, treatment: batch}
+    - {baseline: batch, treatment: noisy_batch, test: equivalence}
+  claims:
+    - claim: accuracy
+      kind: compare
+      metric: best/test/acc
+      direction: higher
+      min_effect: 0.002
+      equivalence_margin: 0.005
+      literature: "Santurkar et al. 2018: noisy BN trains about as well as BN"
+"""

@@ -5,10 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bnlab.claims import best_settings, claim_result, edge_flags, per_seed_values, setting_table
+from bnlab.claims import Comparison, best_settings, claim_result, edge_flags, per_seed_values, setting_table
 from bnlab.frames import act_in_drift, frame_from_csv, frame_from_store, write_csv
 
-from synthetic import ACCURACY, make_store, spec, write_run
+from synthetic import ACCURACY, THREE_ARM_CLAIM, make_store, spec, write_run
 
 RNG = np.random.default_rng(0)
 
@@ -193,3 +193,76 @@ def test_a_run_that_diverged_before_its_first_evaluation_scores_the_untrained_ne
     out = derive(runs)
     assert out.loc[0, "best/val/acc"] == 0.098 and out.loc[0, "best/test/acc"] == 0.101
     assert out.loc[0, "outcome"] == "diverged"
+
+
+# ------------------------------------------------------------------ studies with more than two arms
+
+def test_three_arm_study_gets_one_verdict_per_comparison_including_an_equivalence(tmp_path):
+    from bnlab.claims import load_spec, study_verdicts
+    from synthetic import THREE_ARM_STUDY, make_three_arm_store
+
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "three.yaml").write_text(THREE_ARM_STUDY)
+    s = load_spec("three", tmp_path / "experiments")
+    assert s.arms == ["none", "batch", "noisy_batch"]
+    runs = frame_from_store(make_three_arm_store(tmp_path))
+    assert best_settings(runs, s) == {a: {"cfg.optim.lr": 0.5} for a in ("batch", "noisy_batch", "none")}
+    results = {r["id"]: r for r in study_verdicts(runs, s)}
+    assert set(results) == {"accuracy_batch_vs_none", "accuracy_noisy_batch_vs_batch"}
+    bn = results["accuracy_batch_vs_none"]
+    assert (bn["baseline"], bn["treatment"], bn["test_kind"]) == ("none", "batch", "superiority")
+    assert bn["verdict"] == "supported" and bn["effect"] == pytest.approx(0.010, abs=0.001)
+    assert bn["decided_by"] == "confirmation seeds" and bn["test"] == "paired t"
+    noisy = results["accuracy_noisy_batch_vs_batch"]
+    assert (noisy["baseline"], noisy["treatment"], noisy["test_kind"]) == ("batch", "noisy_batch", "equivalence")
+    assert noisy["verdict"] == "supported", noisy["reason"]
+    assert noisy["effect"] == pytest.approx(-0.0005, abs=0.0005)
+    assert -0.005 < noisy["ci_low"] and noisy["ci_high"] < 0.005 and noisy["test"] == "paired t, TOST"
+    assert noisy["comparison"] == "noisy_batch ≈ batch (±0.005)" and noisy["claim_id"] == "accuracy"
+    # each comparison's sensitivity at every lr the pair shares; no BN diverged at lr 2 only
+    assert [x["setting"]["cfg.optim.lr"] for x in noisy["sensitivity"]] == [0.1, 0.5, 2.0]
+    assert noisy["sensitivity_summary"].startswith("equivalent at")
+    # an equivalence the data rule out: BN is not within ±0.005 of no BN
+    no = claim_result(runs, s.for_comparison(Comparison("none", "batch", "equivalence", 0.005)),
+                      {**THREE_ARM_CLAIM, "test": "equivalence", "margin": 0.005})
+    assert no["verdict"] == "not supported" and "more than the margin" in no["reason"]
+
+
+def test_comparisons_in_a_study_file_are_checked_with_one_line_errors(tmp_path):
+    from bnlab.claims import load_spec
+    from bnlab.errors import ConfigError
+    from synthetic import THREE_ARM_STUDY
+
+    d = tmp_path / "experiments"
+    d.mkdir()
+    cases = {
+        "      equivalence_margin: 0.005\n": ("", r"analysis.claims\[accuracy\].equivalence_margin: got None; "
+                                                r"the equivalence of noisy_batch and batch needs a margin > 0"),
+        "test: equivalence}": ("test: same}", r"analysis.comparisons\[1\].test: got 'same'; allowed: superiority, equivalence"),
+        "- {baseline: none, treatment: batch}": ("- {baseline: none}", r"analysis.comparisons\[0\]: .*needs baseline: and treatment:"),
+    }
+    for old, (new, message) in cases.items():
+        (d / "bad.yaml").write_text(THREE_ARM_STUDY.replace("name: three", "name: bad").replace(old, new))
+        with pytest.raises(ConfigError, match=message):
+            load_spec("bad", d)
+
+
+def test_equivalence_statistics():
+    from bnlab.stats import equivalence
+
+    base = [0.980, 0.975, 0.985, 0.978, 0.982]
+    close = [b - 0.0005 + d for b, d in zip(base, (0.0002, -0.0001, 0.0001, -0.0002, 0.0))]
+    r = equivalence(base, close, 0.005, paired=True)
+    assert r["verdict"] == "supported" and r["p"] < 0.001 and r["test"] == "paired t, TOST"
+    far = [b + 0.02 + d for b, d in zip(base, (0.0002, -0.0001, 0.0001, -0.0002, 0.0))]
+    assert equivalence(base, far, 0.005, paired=True)["verdict"] == "not supported"
+    # unpaired and noisy: the interval reaches past the margin, so nothing is shown either way
+    noisy = [0.975, 0.990, 0.970, 0.988, 0.979]
+    r = equivalence(base, noisy, 0.005)
+    assert r["verdict"] == "inconclusive" and r["test"] == "Welch t, TOST" and r["ci_low"] < -0.005
+    # bounds cannot show closeness; four seeds are too few
+    assert equivalence(base, close, 0.005, censored_treatment=[1, 0, 0, 0, 0])["verdict"] == "inconclusive"
+    assert equivalence(base[:4], close[:4], 0.005, paired=True)["verdict"] == "inconclusive"
+    # no spread in the paired differences: the difference is known exactly
+    r = equivalence(base, [b + 0.001 for b in base], 0.005, paired=True)
+    assert r["verdict"] == "supported" and r["ci_low"] == r["ci_high"] == pytest.approx(0.001)

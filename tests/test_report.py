@@ -117,3 +117,50 @@ def test_plot_and_status_on_a_folder_of_runs_launched_ad_hoc(tmp_path, capsys):
 def test_plot_command_errors_are_one_line(tmp_path):
     with pytest.raises(SystemExit, match="neither a study"):
         plot_main([str(tmp_path / "nothing-here")])
+
+
+def test_a_three_arm_study_in_the_report_and_figures(tmp_path, monkeypatch):
+    """none, batch, noisy_batch: one verdict row per comparison (the equivalence with its
+    margin), and every figure draws each arm in its own norm's colour."""
+    from bnlab.claims import load_spec
+    from bnlab.frames import budget
+    from bnlab.report import write_report
+    from bnlab.study import decide
+    from synthetic import THREE_ARM_STUDY, make_three_arm_store
+
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "three.yaml").write_text(THREE_ARM_STUDY)
+    s = load_spec("three", tmp_path / "experiments")
+    runs = frame_from_store(make_three_arm_store(tmp_path))
+    study = {"name": "three", "spec": s, "ran": True, "runs": runs, "source": "synthetic", "out": tmp_path / "figs",
+             "left_out": {"stale": 0, "differing": {}}, "budget": budget(runs, s.arm_col)}
+    decide([study])
+    assert [r["family_size"] for r in study["results"]] == [2, 2]
+    drawn = {}
+
+    def capture(fig, path):
+        drawn[path.name] = fig
+        return path
+
+    monkeypatch.setattr(plots, "save", capture)
+    study["figures"] = plots.plot_study(runs, s, study["results"], tmp_path / "figs")
+    assert {"claim_accuracy_batch_vs_none.png", "claim_accuracy_noisy_batch_vs_batch.png"} <= set(drawn)
+    ax = drawn["convergence.png"].axes[0]
+    lines = {ln.get_label().split(" (")[0]: ln.get_color() for ln in ax.lines if not ln.get_label().startswith("_")}
+    assert {k: v for k, v in lines.items() if not k.startswith("target")} == {
+        "no BN": plots.ARM_COLOURS["none"], "BN": plots.ARM_COLOURS["batch"],
+        "noisy BN": plots.ARM_COLOURS["noisy_batch"]}
+    ax = drawn["best_test_acc_vs_lr.png"].axes[0]
+    assert {ln.get_label() for ln in ax.lines} >= {"no BN", "BN", "noisy BN"}
+    sens = drawn["sensitivity.png"]
+    assert any("equivalence" in ax.get_title() for ax in sens.axes)
+    path = tmp_path / "REPORT.md"
+    write_report([study], path)
+    text = path.read_text()
+    rows = [ln for ln in text.splitlines() if ln.startswith("| 3. Accuracy is higher")]
+    assert len(rows) == 2
+    assert "`accuracy_batch_vs_none`: BN vs no BN | **supported**" in rows[0]
+    assert "`accuracy_noisy_batch_vs_batch`: noisy BN ≈ BN (equivalence within ±0.005) | **supported**" in rows[1]
+    assert "paired t, TOST" in rows[1] and "equivalent at" in rows[1]
+    assert "**Claim `accuracy_noisy_batch_vs_batch`**, noisy BN ≈ BN" in text and "equivalence margin ±0.005" in text
+    assert "| optim.lr | BN | noisy BN | effect [95% CI]" in text  # the sensitivity table names its arms

@@ -334,7 +334,10 @@ def test_a_stopped_run_is_failed_with_the_reason(mnist_root, tmp_path, sig):
     env = {**os.environ, "BNLAB_DATA": str(mnist_root)}
     proc = subprocess.Popen([sys.executable, "-m", "bnlab.train", f"paths.results={tmp_path}", "name=stop",
                              "tracking.mode=disabled", "trainer.progress=false", "trainer.max_steps=200000"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            # a test run started in the background (`nohup pytest &`) inherits an
+                            # ignored SIGINT, which Python then keeps: give the run Ctrl-C's default
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and not list(tmp_path.rglob("metrics.jsonl")):
         time.sleep(0.2)
