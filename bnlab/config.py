@@ -95,6 +95,13 @@ def _int_list(cfg, key: str, allow_empty: bool = False) -> list[int]:
 
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError for the first invalid value; return None when the config is usable."""
+    # a study with budget profiles (`profiles.<name>`, chosen by `profile=`): checked first,
+    # since every key the profile sets is an interpolation that a bad name breaks
+    profiles = OmegaConf.select(cfg, "profiles")
+    if profiles is not None:
+        allowed = tuple(str(k) for k in profiles)
+        if OmegaConf.select(cfg, "profile") not in allowed:
+            raise ConfigError("profile", f"got {OmegaConf.select(cfg, 'profile')!r}; allowed: {', '.join(allowed)}")
     _int(cfg, "seed", lo=0, hi=MAX_SEED)
     name = _get(cfg, "name")
     if (not isinstance(name, str) or not NAME_PATTERN.match(name) or set(name) == {"."}

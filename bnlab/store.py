@@ -36,7 +36,9 @@ RUN_FILE, METRICS_FILE, SUMMARY_FILE = "run.json", "metrics.jsonl", "summary.jso
 # two runs that differ only here are the same experiment.
 NON_SCIENTIFIC_KEYS = ("paths", "tracking", "force", "recipe", "data.root", "data.download", "trainer.progress",
                        "trainer.num_threads", "trainer.device", "trainer.eval_batch_size", "trainer.checkpoint",
-                       "tags", "claim", "description", "analysis")
+                       "tags", "claim", "description", "analysis",
+                       # a study's budget profile acts only through the keys it sets (resolved)
+                       "profile", "profiles")
 
 
 def resolved_config(cfg: DictConfig) -> dict:

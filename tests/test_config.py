@@ -208,3 +208,31 @@ def test_every_data_and_model_pair_trains_out_of_the_box(mnist_root, cifar_root,
     summary = run(cfg, tmp_path / "r")
     assert summary["status"] == "completed" and summary["learned"], summary
     assert summary["best/val/acc"] >= (0.8 if data == "mnist" else 0.2), summary["best/val/acc"]
+
+
+def test_a_budget_profile_sets_the_budget_and_a_bad_one_is_one_line(tmp_path):
+    """`profile=cpu|gpu` picks a study's budget (experiments/santurkar.yaml); the profile acts
+    only through the keys it sets, so the run's identity is those resolved keys."""
+    from hydra import compose, initialize_config_dir
+
+    from bnlab.config import validate
+    from bnlab.errors import ConfigError
+    from bnlab.resolvers import CONF_DIR
+    from bnlab.store import fingerprint, resolved_config
+
+    def cfg(*overrides):
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+            return compose("config", overrides=["experiments=santurkar", f"paths.results={tmp_path}", *overrides])
+
+    cpu, gpu = cfg(), cfg("profile=gpu")
+    assert (cpu.model.width_multiplier, cpu.trainer.max_steps) == (0.125, 3000)
+    assert (gpu.model.width_multiplier, gpu.trainer.max_steps, gpu.optim.batch_size) == (1.0, 15000, 128)
+    validate(gpu)
+    with pytest.raises(ConfigError, match=r"^profile: got 'tpu'; allowed: cpu, gpu$"):
+        validate(cfg("profile=tpu"))
+    # a profile added later leaves the runs of the others as they were
+    more = cfg("+profiles.tiny={width_multiplier: 0.0625, max_steps: 10, eval_every: 5}")
+    assert fingerprint(resolved_config(more)) == fingerprint(resolved_config(cpu))
+    same_budget_by_hand = cfg("profile=gpu", "model.width_multiplier=0.125", "trainer.max_steps=3000",
+                              "trainer.eval_every=250")
+    assert fingerprint(resolved_config(same_budget_by_hand)) == fingerprint(resolved_config(cpu))
