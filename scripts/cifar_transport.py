@@ -62,7 +62,9 @@ def pack(root: Path, out: Path) -> None:
         exact += int((diff == 0).sum())
         total += diff.size
         worst = max(worst, int(diff.max()))
-        meta["batches"][name] = {k: v for k, v in d.items() if k != b"data"}
+        # str keys, as torchvision reads them (the original files, pickled by Python 2,
+        # load with str keys under encoding="latin1")
+        meta["batches"][name] = {k.decode("latin1"): v for k, v in d.items() if k != b"data"}
         print(f"{name}: {len(buf.getvalue()) / 1e6:.1f} MB, mean |change| {diff.mean():.3f} levels, max {diff.max()}")
     with open(out / "meta.pkl", "wb") as f:
         pickle.dump(meta, f)
@@ -79,7 +81,7 @@ def unpack(pack_dir: Path, root: Path) -> None:
     for name in BATCHES:
         rows = _rows(np.asarray(Image.open(pack_dir / f"{name}.jpg").convert("RGB")))
         with open(dest / name, "wb") as f:
-            pickle.dump({**meta["batches"][name], b"data": rows}, f)
+            pickle.dump({**meta["batches"][name], "data": rows}, f)
     print(f"unpacked {len(BATCHES)} batches into {dest}")
 
 
