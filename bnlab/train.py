@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 import bnlab  # noqa: F401  (registers the ${repo_root:} resolver before Hydra composes)
 from bnlab.errors import ConfigError, InputError, StoreWriteError
 from bnlab.resolvers import CONF_DIR, STUDIES_ROOT
+from bnlab.stopping import Terminated
 from bnlab.store import RUN_FILE, fingerprint, resolved_config
 from bnlab.sweep import STORE_WRITE_EXIT, claim, expand_sweep, find_done, record_skip, study_dir
 
@@ -314,6 +316,12 @@ def hydra_main(cfg: DictConfig) -> str:
         # (SystemExit passes through Hydra's job runner and joblib's workers to the launcher)
         print(f"bnlab-train: error: {exc}; stopping{' the sweep' if multirun else ''}", file=sys.stderr)
         sys.exit(STORE_WRITE_EXIT)
+    except Terminated as exc:
+        # asked to stop (a scheduler's limit, `kill`): the run is recorded `failed` with its
+        # checkpoint; one line instead of a traceback, and the shell's code for SIGTERM
+        print(f"bnlab-train: {exc}: the run is recorded as failed, with a checkpoint; run the same "
+              f"command again to resume it", file=sys.stderr)
+        sys.exit(128 + signal.SIGTERM)
     return summary["status"]
 
 

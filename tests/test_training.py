@@ -349,6 +349,10 @@ def test_a_stopped_run_is_failed_with_the_reason(mnist_root, tmp_path, sig):
     assert row["status"] == "failed"
     assert ("SIGTERM" in row["error"]) if sig == "SIGTERM" else ("KeyboardInterrupt" in row["error"])
     assert proc.returncode != 0
+    if sig == "SIGTERM":  # one line that says what happened and what to do, no traceback
+        err = proc.stderr.read()
+        assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in err
+        assert "bnlab-train: stopped by SIGTERM: the run is recorded as failed, with a checkpoint" in err
 
 
 @pytest.mark.parametrize("kind,norm", [("mlp", "batch"), ("cnn", "none"), ("resnet20", "noisy_batch")])
