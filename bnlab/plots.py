@@ -399,7 +399,7 @@ def plot_sensitivity(results: list[dict], spec: StudySpec, out: Path, fmt: str =
         ax.set_xlabel(label(key))
         pair = (f"{arm_name(r.get('treatment', spec.treatment))} − {arm_name(r.get('baseline', spec.baseline))}"
                 + (" (equivalence)" if r.get("test_kind") == "equivalence" else ""))
-        ax.set_title(f"{r['id']}: {label(r['metric'])}\n{pair}", fontsize=8)
+        ax.set_title(f"{r['id']}\n{label(r['metric'])}\n{pair}", fontsize=7)
     for row in axes:
         row[0].set_ylabel("effect, treatment − baseline\n(+ = as claimed), tuning seeds")
     fig.tight_layout()
