@@ -245,33 +245,42 @@ def arm_runs(runs: pd.DataFrame, spec: StudySpec, arm, setting: dict) -> pd.Data
     return sel
 
 
-def setting_table(runs: pd.DataFrame, spec: StudySpec, metric: str) -> pd.DataFrame:
+def setting_table(runs: pd.DataFrame, spec: StudySpec, metric: str, select_on: str | None = None) -> pd.DataFrame:
     """Mean and 95% CI of `metric` over finished runs, with every outcome counted, for each
-    (arm, tuned setting)."""
+    (arm, tuned setting); `select_mean` is the mean of the selection metric (`select_on`,
+    default the study's), a target never reached counted at the budget."""
+    select_on = select_on or spec.select_on
     cols = [spec.arm_col, *[f"cfg.{k}" for k in spec.tune]]
     rows = []
     for key, g in runs.groupby(cols, sort=True):
         key = key if isinstance(key, tuple) else (key,)
         fin = finished(g)
         s = seed_stats(fin[metric].astype(float)) if metric in fin else seed_stats([])
-        sel = seed_stats(fin[spec.select_on].astype(float)) if spec.select_on in fin else seed_stats([])
+        if is_time_to(select_on):
+            sel = seed_stats(metric_values(fin, select_on, spec)[0]) if len(fin) else seed_stats([])
+        else:
+            sel = seed_stats(fin[select_on].astype(float)) if select_on in fin else seed_stats([])
         counts = {o: int((g["outcome"] == o).sum()) for o in OUTCOMES} if "outcome" in g else {}
         rows.append({**dict(zip(cols, key)), "runs": len(g), **counts, "select_mean": sel["mean"], **s})
     return pd.DataFrame(rows)
 
 
-def best_settings(runs: pd.DataFrame, spec: StudySpec) -> dict:
-    """For each arm, the tuned setting with the highest mean validation metric over the
-    tuning runs (ties: the first in sorted order). {arm: {"cfg.optim.lr": 0.5, ...}}."""
+def best_settings(runs: pd.DataFrame, spec: StudySpec, claim: dict | None = None) -> dict:
+    """For each arm, the tuned setting with the best mean selection metric over the tuning
+    runs (ties: the first in sorted order). {arm: {"cfg.optim.lr": 0.5, ...}}. The metric is
+    the study's `select_on` (highest validation accuracy), or a claim's own `select_on` with
+    its `select_direction` (say, fewest steps to 97%: each arm at the rate fastest for it)."""
     tuning = finished(tuning_runs(runs, spec))
     if not spec.tune:
         return {str(arm): {} for arm in spec.arms}
     if tuning.empty:
         return {}
-    table = setting_table(tuning, spec, spec.select_on)
+    claim = claim or {}
+    table = setting_table(tuning, spec, spec.select_on, claim.get("select_on"))
+    lowest = claim.get("select_direction", "higher") == "lower"
     best = {}
     for arm, g in table.groupby(spec.arm_col):
-        row = g.sort_values("select_mean", ascending=False, kind="stable").iloc[0]
+        row = g.sort_values("select_mean", ascending=lowest, kind="stable").iloc[0]
         best[str(arm)] = {f"cfg.{k}": row[f"cfg.{k}"] for k in spec.tune}
     return best
 
@@ -299,16 +308,21 @@ def edge_flags(runs: pd.DataFrame, spec: StudySpec, best: dict) -> dict:
 
 # ------------------------------------------------------------------ per-seed values
 
+def is_time_to(metric: str) -> bool:
+    """Steps or seconds until a target (steps_to_target, time_to_val_0.97_s, ...)."""
+    return metric.startswith(("steps_to_", "time_to_"))
+
+
 def metric_values(sel: pd.DataFrame, metric: str, spec: StudySpec) -> tuple[pd.Series, pd.Series]:
-    """(`metric` per seed, censoring per seed). A run that never reached a `*_to_target`
-    target is recorded at its budget, censored +1: the true value is at least that."""
+    """(`metric` per seed, censoring per seed). A run that never reached a target (steps or
+    seconds to it) is recorded at its budget, censored +1: the true value is at least that."""
     sel = sel.sort_values("cfg.seed")
     vals = sel[metric].astype(float) if metric in sel else pd.Series(np.nan, index=sel.index)
     cens = pd.Series(0.0, index=sel.index)
-    if metric.endswith("_to_target"):
+    if is_time_to(metric):
         missing = vals.isna()
         cens[missing] = 1.0
-        if metric == "steps_to_target":
+        if metric.startswith("steps_to_"):
             vals = vals.fillna(float(spec.max_steps or sel["steps"].astype(float).max()))
         else:
             vals = vals.fillna(sel["train_time_s"].astype(float) if "train_time_s" in sel else np.nan)
@@ -365,7 +379,7 @@ def per_seed_values(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> dict:
             settings = {arm: {f"cfg.{k}": v for k, v in claim["matched"].items()} for arm in spec.pair}
             pool, decided = tuning, "grid seeds at the pre-specified setting (nothing chosen)"
         else:
-            settings = {a: v for a, v in best_settings(runs, spec).items() if a in spec.pair}
+            settings = {a: v for a, v in best_settings(runs, spec, claim).items() if a in spec.pair}
             out["edges"] = edge_flags(runs, spec, settings)
             out["chosen_on"] = tune_seeds if spec.tune else None
             pool, decided = (confirming, "confirmation seeds") if spec.tune else (runs, "all seeds (nothing tuned)")

@@ -111,6 +111,12 @@ def grad_ics(curves: dict, measure: str = "l2") -> float | None:
     return float(values.mean()) if len(values) else None
 
 
+def _until_divergence(curves: dict, target: float) -> tuple[float | None, float | None]:
+    """to_accuracy without the evaluation at which a diverged run stopped."""
+    cut = {k: v[:-1] for k, v in curves.items() if k.startswith("eval:")}
+    return to_accuracy(cut, target)
+
+
 def _fill_best_from_start(runs: pd.DataFrame) -> None:
     """The trainer's rule for a run's best evaluation counts the untrained net at step 0 (it
     wins ties), so a run that diverged before its next evaluation — the evaluation where it
@@ -133,9 +139,30 @@ def _fill_best_from_start(runs: pd.DataFrame) -> None:
             runs.at[i, "best/step"] = 0
 
 
+# validation accuracies whose first crossing is read off every run's curve ("steps and
+# seconds to 95%, 97%, 98%"): steps_to_val_0.97, time_to_val_0.97_s; None if never reached
+SPEED_TARGETS = (0.95, 0.97, 0.98)
+
+
+def to_accuracy(curves: dict, target: float) -> tuple[float | None, float | None]:
+    """(step, training seconds) of the first evaluation whose validation accuracy is at least
+    `target`, from the curve; (None, None) when the run never reached it (or diverged first:
+    a diverged run's last evaluation does not count, as for its best)."""
+    steps, accs, times = (curves.get(f"eval:{k}") or [] for k in ("step", "val/acc", "time_s"))
+    for i, (step, acc) in enumerate(zip(steps, accs)):
+        if acc is not None and acc >= target:
+            return float(step), (float(times[i]) if i < len(times) and times[i] is not None else None)
+    return None, None
+
+
 def derive(runs: pd.DataFrame) -> pd.DataFrame:
     """Add the derived metrics (from each run's curves) and the outcome column."""
     _fill_best_from_start(runs)
+    for t in SPEED_TARGETS:
+        reached = [to_accuracy(c, t) if s != "diverged" else _until_divergence(c, t)
+                   for c, s in zip(runs["curves"], runs.get("status", pd.Series([None] * len(runs))))]
+        runs[f"steps_to_val_{t:g}"] = [r[0] for r in reached]
+        runs[f"time_to_val_{t:g}_s"] = [r[1] for r in reached]
     every = runs["cfg.trainer.eval_every"] if "cfg.trainer.eval_every" in runs else pd.Series([None] * len(runs))
     runs["act_in_drift"] = [act_in_drift(c, e) for c, e in zip(runs["curves"], every)]
     runs["act_in_drift_last"] = [act_in_drift(c, e, "last") for c, e in zip(runs["curves"], every)]

@@ -51,8 +51,9 @@ def confirmation_jobs(runs, spec: StudySpec) -> list[list[str]]:
                 chosen = gain_choice(runs, spec, claim).get(arm, {})
                 values.setdefault(claim["over"], set()).update(
                     {_value(v) for v in chosen.values()} | {_value(float(claim["reference"]))})
-            else:
-                for col, v in best[arm].items():
+            else:  # the claim's own choice (its select_on), else the study's
+                chosen = best_settings(runs, spec, claim).get(arm, {}) if claim.get("select_on") else best[arm]
+                for col, v in chosen.items():
                     values.setdefault(col.removeprefix("cfg."), set()).add(_value(v))
         overrides = [f"{spec.arm_key}={arm}"]
         overrides += [f"{k}={','.join(sorted(v))}" for k, v in values.items()]

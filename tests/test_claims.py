@@ -266,3 +266,28 @@ def test_equivalence_statistics():
     # no spread in the paired differences: the difference is known exactly
     r = equivalence(base, [b + 0.001 for b in base], 0.005, paired=True)
     assert r["verdict"] == "supported" and r["ci_low"] == r["ci_high"] == pytest.approx(0.001)
+
+
+def test_steps_and_seconds_to_each_accuracy_come_from_the_curve_and_a_claim_can_pick_the_fastest_rate(tmp_path):
+    from bnlab.frames import to_accuracy
+
+    curves = {"eval:step": [0, 100, 200, 300], "eval:val/acc": [0.1, 0.94, 0.96, 0.975],
+              "eval:time_s": [0.0, 0.5, 1.0, 1.5]}
+    assert to_accuracy(curves, 0.95) == (200.0, 1.0) and to_accuracy(curves, 0.97) == (300.0, 1.5)
+    assert to_accuracy(curves, 0.98) == (None, None)
+    for seed in range(5):
+        for norm in ("none", "batch"):
+            write_run(tmp_path, "fast", norm, 0.5, seed, 0.98, 0.98)
+            write_run(tmp_path, "fast", norm, 2.0, seed, 0.96, 0.96)
+    runs = frame_from_store(tmp_path / "fast")
+    # the synthetic curves reach 0.1 + (val - 0.1) * step / 1000 at steps 0, 500, 1000
+    assert set(runs["steps_to_val_0.95"].dropna()) == {1000.0} and runs["steps_to_val_0.98"].isna().sum() == 10
+    # on the highest validation accuracy lr 0.5 wins; "fastest" picks the fewest steps, and a
+    # setting whose runs never got there counts at the budget (it is not fastest for lack of data)
+    lr = runs["cfg.optim.lr"]
+    runs["steps_x"] = np.where(lr == 2.0, 200.0, 300.0)
+    runs.loc[(runs["cfg.model.norm"] == "batch") & (lr == 2.0), "steps_x"] = np.nan
+    claim = {"claim": "speed", "metric": "steps_x", "select_on": "steps_x", "select_direction": "lower"}
+    s = spec(confirm_seeds=[])
+    assert best_settings(runs, s) == {"batch": {"cfg.optim.lr": 0.5}, "none": {"cfg.optim.lr": 0.5}}
+    assert best_settings(runs, s, claim) == {"batch": {"cfg.optim.lr": 0.5}, "none": {"cfg.optim.lr": 2.0}}
