@@ -16,6 +16,9 @@ KeyboardInterrupt (Ctrl-C stops now; the last periodic checkpoint remains).
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
+import time
 
 
 class Terminated(BaseException):
@@ -75,5 +78,30 @@ class StopRequests:
         """End the run for the pending request (call after saving the checkpoint)."""
         previous = self._previous.get(self.signum)
         if self.signum != signal.SIGTERM and callable(previous):
-            previous(self.signum, None)  # submitit: requeue, then sys.exit
+            try:
+                previous(self.signum, None)  # submitit: requeue, then sys.exit
+            except subprocess.CalledProcessError as exc:
+                if list(exc.cmd[:2]) != ["scontrol", "requeue"]:
+                    raise
+                requeue_again(str(exc.cmd[2]), exc)
         raise Terminated(self.reason)
+
+
+# squeue's states of a job that has been requeued (or is being requeued)
+REQUEUED_STATES = ("PENDING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "COMPLETING")
+
+
+def requeue_again(job_id: str, error: Exception, attempts: int = 5, wait_s: float = 2.0) -> None:
+    """submitit's `scontrol requeue` was refused. Seen under load: slurmctld answered "Job is
+    pending execution" while it was still settling the job's launch, then requeued it anyway
+    a second later. Look again a few times: when the job is (being) requeued, or a retried
+    requeue is accepted, exit as submitit does after a requeue (the checkpoint is saved);
+    otherwise raise the original error."""
+    for _ in range(attempts):
+        time.sleep(wait_s)
+        state = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True,
+                               text=True).stdout.strip()
+        if state in REQUEUED_STATES or subprocess.run(["scontrol", "requeue", job_id],
+                                                      capture_output=True).returncode == 0:
+            sys.exit(-1)
+    raise error

@@ -231,3 +231,38 @@ def test_a_study_folder_made_read_only_mid_sweep_stops_with_one_line(mnist_root,
         and "stopping the sweep" in lines[0], err[-2000:]
     assert "Traceback" not in err
     assert len(list(study.rglob("run.json"))) == 1, "nothing more was trained"
+
+
+def test_a_refused_slurm_requeue_is_looked_at_again_before_the_job_gives_up(monkeypatch):
+    """Under load slurmctld once refused submitit's `scontrol requeue` ("Job is pending
+    execution") and requeued the job a second later anyway: the run must exit as a requeued
+    job, not fail. A requeue refused for good still raises."""
+    import signal
+    import subprocess
+    from types import SimpleNamespace
+
+    import bnlab.stopping as stopping
+
+    refused = subprocess.CalledProcessError(1, ["scontrol", "requeue", "75"])
+
+    def submitit_handler(signum, frame):
+        raise refused
+
+    calls = []
+
+    def fake_run(cmd, **kw):
+        calls.append(cmd[0])
+        return SimpleNamespace(stdout=states.pop(0) if cmd[0] == "squeue" else "", returncode=1)
+
+    monkeypatch.setattr(stopping.time, "sleep", lambda s: None)
+    monkeypatch.setattr(stopping.subprocess, "run", fake_run)
+    stop = stopping.StopRequests()
+    stop._previous = {signal.SIGUSR2: submitit_handler}
+    stop.signum = signal.SIGUSR2
+    states = ["RUNNING", "PENDING"]  # requeued on the second look
+    with pytest.raises(SystemExit) as exit_:
+        stop.honour()
+    assert exit_.value.code == -1 and calls == ["squeue", "scontrol", "squeue"]
+    states = ["RUNNING"] * 5  # never requeued: the original error, after five looks
+    with pytest.raises(subprocess.CalledProcessError):
+        stop.honour()
