@@ -76,6 +76,7 @@ class StudySpec:
     adhoc: bool = False  # made up from a folder of runs, not read from experiments/
     comparisons: list[Comparison] = field(default_factory=list)
     arms: list[str] = field(default_factory=list)
+    figures: list[str] = field(default_factory=list)  # study-specific figures (ioffe_fig1)
 
     def __post_init__(self):
         if not self.comparisons:
@@ -175,7 +176,7 @@ def load_spec(name: str, experiments_dir: Path = EXPERIMENTS_DIR) -> StudySpec:
                      tune=list(a.get("tune", [])), select_on=a.get("select_on", "best/val/acc"),
                      max_steps=(raw.get("trainer") or {}).get("max_steps"),
                      confirm_seeds=[int(s) for s in a.get("confirm_seeds", [])], comparisons=comparisons,
-                     arms=arms)
+                     arms=arms, figures=[str(f) for f in a.get("figures", [])])
     for claim in spec.claims:  # every comparison of every claim checked now, before any analysis
         spec.claim_comparisons(claim)
     return spec

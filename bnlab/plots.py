@@ -44,6 +44,7 @@ LABELS = {
     "grad_ics_l2": "||G − G′|| (Santurkar et al.'s ICS)",
     "grad_ics_rel": "||G − G′|| / ||G||", "grad_ics_cos": "cos(G, G′)",
     "optim.lr": "learning rate", "init.std": "init σ", "model.dropout": "dropout rate",
+    "data.train_subset": "training images",
     "step_time_ms": "ms per training step",
 }
 KIND_LABELS = {"compare": "{m}", "worst_case": "worst {m} over the grid", "gain": "gain in {m}",
@@ -240,28 +241,11 @@ def plot_percentiles(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = 
         return []
     fig, axes = plt.subplots(len(spec.arms), len(units), figsize=(3.6 * len(units), 3.0 * len(spec.arms)),
                              sharex=True, squeeze=False)
-    styles = {85: ("--", "85th"), 50: ("-", "50th (median)"), 15: ("-.", "15th")}
     for row, arm in enumerate(spec.arms):
         sel = per_arm[arm]
         for col, unit in enumerate(units):
             ax = axes[row, col]
-            for p, (ls, name) in styles.items():
-                curves = [(np.asarray(c.get("eval:step", []), float), s.get((layer, unit), {}).get(float(p)))
-                          for c, s in zip(sel["curves"], series_of[arm])]
-                curves = [(x, y) for x, y in curves if y is not None and len(y) == len(x) and len(x)]
-                if not curves:
-                    continue
-                if len(curves) <= 2:
-                    for k, (x, y) in enumerate(curves):
-                        ax.plot(x, y, ls, color=colour(arm), lw=1.2, alpha=1 if k == 0 else 0.55,
-                                label=f"{name} percentile" if k == 0 else None)
-                    continue
-                n = min(len(x) for x, _ in curves)
-                x = curves[0][0][:n]
-                mat = np.vstack([y[:n] for _, y in curves])
-                ax.plot(x, np.nanmedian(mat, axis=0), ls, color=colour(arm), lw=1.4, label=f"{name} percentile")
-                ax.fill_between(x, np.nanmin(mat, axis=0), np.nanmax(mat, axis=0), color=colour(arm),
-                                alpha=0.12, lw=0)
+            _percentile_panel(ax, sel, series_of[arm], layer, unit, arm)
             ax.set_title(f"{arm_name(arm)}, unit {unit[1:]} ({len(sel)} seed{'s' if len(sel) != 1 else ''}"
                          + (f", {_setting_text(setting)}" if setting else "") + ")", fontsize=8)
             if row == len(spec.arms) - 1:
@@ -271,6 +255,74 @@ def plot_percentiles(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = 
     fig.suptitle(f"{spec.name}: activation-input percentiles over training (Ioffe & Szegedy Fig. 1b,c); "
                  "median over seeds, band: lowest to highest seed", fontsize=9)
     return [save(fig, out / f"act_input_percentiles.{fmt}")]
+
+
+PERCENTILE_STYLES = {85: ("--", "85th"), 50: ("-", "50th (median)"), 15: ("-.", "15th")}
+
+
+def _percentile_panel(ax, sel: pd.DataFrame, series: list[dict], layer: str, unit: str, arm) -> None:
+    """One unit's 15th/50th/85th activation-input percentiles over training: the median over
+    the runs in `sel` with a band from the lowest to the highest (each run drawn when two or fewer)."""
+    for p, (ls, name) in PERCENTILE_STYLES.items():
+        curves = [(np.asarray(c.get("eval:step", []), float), s.get((layer, unit), {}).get(float(p)))
+                  for c, s in zip(sel["curves"], series)]
+        curves = [(x, y) for x, y in curves if y is not None and len(y) == len(x) and len(x)]
+        if not curves:
+            continue
+        if len(curves) <= 2:
+            for k, (x, y) in enumerate(curves):
+                ax.plot(x, y, ls, color=colour(arm), lw=1.2, alpha=1 if k == 0 else 0.55,
+                        label=f"{name} percentile" if k == 0 else None)
+            continue
+        n = min(len(x) for x, _ in curves)
+        x = curves[0][0][:n]
+        mat = np.vstack([y[:n] for _, y in curves])
+        ax.plot(x, np.nanmedian(mat, axis=0), ls, color=colour(arm), lw=1.4, label=f"{name} percentile")
+        ax.fill_between(x, np.nanmin(mat, axis=0), np.nanmax(mat, axis=0), color=colour(arm), alpha=0.12, lw=0)
+
+
+def plot_ioffe_fig1(runs: pd.DataFrame, spec: StudySpec, results: list[dict], out: Path,
+                    fmt: str = "png") -> list[Path]:
+    """Ioffe & Szegedy's Figure 1 from our runs: (a) test accuracy against training steps, each
+    arm at its chosen rate on the runs that decided the verdict (mean and 95% band over seeds),
+    with the paper's values at the last step; (b, c) the 15th/50th/85th percentiles of the
+    input to one last-hidden-layer sigmoid (unit 0) over training, without and with BN."""
+    fin, best, which = decided_runs(runs, spec)
+    baseline, treatment = spec.baseline, spec.treatment
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    lit = next((r.get("literature_values") for r in results if r.get("literature_values")), {}) or {}
+    last = 0.0
+    for arm in (baseline, treatment):
+        sel = arm_runs(fin, spec, arm, best.get(arm, {}))
+        mat = _curve_matrix(sel, "eval:step", "eval:test/acc")
+        if mat is None:
+            continue
+        last = max(last, float(mat.index.max()))
+        _band(axes[0], mat.index, mat, arm, f"{arm_name(arm)} ({_setting_text(best.get(arm, {}))})")
+        series = [act_in_series(c) for c in sel["curves"]]
+        layer = last_layer(next((x for x in series if x), {}))
+        ax = axes[1 if arm == baseline else 2]
+        _percentile_panel(ax, sel, series, layer, "u0", arm)
+        ax.set_title(f"({'b' if arm == baseline else 'c'}) {arm_name(arm)}: input to a last-hidden-layer "
+                     f"sigmoid\n(unit 0; median over {len(sel)} seeds, band lowest to highest)", fontsize=8)
+        ax.set_xlabel("training step")
+    for arm in (baseline, treatment):
+        if lit.get(arm) is not None:
+            axes[0].scatter([last], [float(lit[arm])], marker="D", s=34, facecolor="white",
+                            edgecolor=colour(arm), linewidth=1.4, zorder=4, label=f"paper, {arm_name(arm)}")
+    axes[0].set_ylim(0.9, 1.0)
+    axes[0].set_xlabel("training step")
+    axes[0].set_ylabel("test accuracy")
+    axes[0].set_title(f"(a) test accuracy ({which})", fontsize=8)
+    axes[0].legend(loc="lower right", fontsize=7)
+    axes[1].legend(loc="best", fontsize=7)
+    lo = min(ax.get_ylim()[0] for ax in axes[1:])
+    hi = max(ax.get_ylim()[1] for ax in axes[1:])
+    for ax in axes[1:]:
+        ax.set_ylim(lo, hi)
+    fig.suptitle(f"{spec.name}: Ioffe & Szegedy (2015) Figure 1 from our runs", fontsize=9)
+    fig.tight_layout()
+    return [save(fig, out / f"fig1.{fmt}")]
 
 
 def plot_grad_ics(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = "png",
@@ -419,8 +471,12 @@ def plot_study(runs: pd.DataFrame, spec: StudySpec, results: list[dict], out: Pa
         for key in ("optim.lr", "init.std"):
             if key in swept:
                 paths += plot_metric_vs(runs, spec, key, "best/test/acc", out, fmt)
-        if "model.dropout" in swept:
+        if "model.dropout" in swept and spec.arm_key != "model.dropout":
             paths += plot_grid(runs, spec, "model.dropout", "best/test/acc", out, fmt)
+        for key in ([] if spec.adhoc else spec.tune):  # any other numeric key tuned per arm
+            if (key in swept and key not in ("optim.lr", "init.std", "model.dropout")
+                    and pd.api.types.is_numeric_dtype(runs[f"cfg.{key}"])):
+                paths += plot_metric_vs(runs, spec, key, "best/test/acc", out, fmt)
         if spec.adhoc:  # any other numeric key a researcher swept
             for key in sorted(swept - {"optim.lr", "init.std", "model.dropout", "seed", spec.arm_key}):
                 if pd.api.types.is_numeric_dtype(runs[f"cfg.{key}"]):
@@ -430,6 +486,8 @@ def plot_study(runs: pd.DataFrame, spec: StudySpec, results: list[dict], out: Pa
             paths += plot_percentiles(runs, spec, out, fmt, best.get(spec.baseline, {}))
         if any(k.startswith("eval:probe/grad_ics/") for c in runs["curves"] for k in c):
             paths += plot_grad_ics(runs, spec, out, fmt, best.get(spec.baseline, {}))
+        if "ioffe_fig1" in spec.figures:
+            paths += plot_ioffe_fig1(runs, spec, results, out, fmt)
         for r in results:
             if np.isfinite(r.get("effect", np.nan)):
                 paths += plot_claim(r, spec, out, fmt)

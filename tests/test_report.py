@@ -164,3 +164,19 @@ def test_a_three_arm_study_in_the_report_and_figures(tmp_path, monkeypatch):
     assert "paired t, TOST" in rows[1] and "equivalent at" in rows[1]
     assert "**Claim `accuracy_noisy_batch_vs_batch`**, noisy BN ≈ BN" in text and "equivalence margin ±0.005" in text
     assert "| optim.lr | BN | noisy BN | effect [95% CI]" in text  # the sensitivity table names its arms
+
+
+def test_ioffe_figure_1_is_drawn_from_the_runs_that_decided(store, tmp_path, monkeypatch):
+    drawn = {}
+    monkeypatch.setattr(plots, "save", lambda fig, path: drawn.setdefault(path.name, fig) and path)
+    runs = frame_from_store(store)
+    s = spec(figures=["ioffe_fig1"])
+    claim = {**ACCURACY, "literature_values": {"none": 0.9735, "batch": 0.98}}
+    plots.plot_study(runs, s, [claim_result(runs, s, claim)], tmp_path / "figs")
+    a, b, c = drawn["fig1.png"].axes[:3]
+    bn = next(ln for ln in a.lines if ln.get_label().startswith("BN"))
+    sel = runs[(runs["cfg.model.norm"] == "batch") & (runs["cfg.seed"] >= 100)]
+    assert np.allclose(bn.get_ydata(), np.mean([c_["eval:test/acc"] for c_ in sel["curves"]], axis=0))
+    assert {t.get_label() for t in a.collections if t.get_label().startswith("paper")} == {"paper, no BN", "paper, BN"}
+    assert b.get_title().startswith("(b) no BN") and c.get_title().startswith("(c) BN")
+    assert len([ln for ln in c.lines if "percentile" in ln.get_label()]) == 3
