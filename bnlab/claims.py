@@ -77,6 +77,8 @@ class StudySpec:
     comparisons: list[Comparison] = field(default_factory=list)
     arms: list[str] = field(default_factory=list)
     figures: list[str] = field(default_factory=list)  # study-specific figures (ioffe_fig1)
+    profile: str | None = None  # the budget profile read (profiles.<profile> in the study file)
+    seeds: list[int] = field(default_factory=list)  # the profile's grid seeds, when it names them
 
     def __post_init__(self):
         if not self.comparisons:
@@ -151,10 +153,31 @@ def _comparison(raw, key: str, claim: dict | None = None) -> Comparison:
     return replace(comparison, margin=None if margin is None else float(margin))
 
 
-def load_spec(name: str, experiments_dir: Path = EXPERIMENTS_DIR) -> StudySpec:
-    """The analysis block of experiments/<name>.yaml, checked (ConfigError names the key)."""
+def profiles_of(raw: dict) -> dict:
+    """A study file's budget profiles ({name: settings}); {} for a study with none."""
+    return dict(raw.get("profiles") or {})
+
+
+def chosen_profile(raw: dict, profile: str | None) -> str | None:
+    """The profile a study is read under: the one asked for, else the file's default; None
+    for a study without profiles. A name the study does not define is a ConfigError."""
+    profiles = profiles_of(raw)
+    if not profiles:
+        return None
+    chosen = profile or raw.get("profile")
+    if chosen not in profiles:
+        raise ConfigError("profile", f"got {chosen!r}; allowed: {', '.join(map(str, profiles))}")
+    return str(chosen)
+
+
+def load_spec(name: str, experiments_dir: Path = EXPERIMENTS_DIR, profile: str | None = None) -> StudySpec:
+    """The analysis block of experiments/<name>.yaml, checked (ConfigError names the key),
+    under a budget profile when the study has them (profiles.<p>: max_steps, seeds and
+    confirm_seeds of that budget)."""
     raw = OmegaConf.to_container(OmegaConf.load(experiments_dir / f"{name}.yaml"))
     a = raw.get("analysis") or {}
+    chosen = chosen_profile(raw, profile)
+    budget = profiles_of(raw).get(chosen, {}) if chosen else {}
     if "comparisons" in a:
         if "baseline" in a or "treatment" in a:
             raise ConfigError("analysis.comparisons", "give either comparisons: or baseline:/treatment:, not both")
@@ -174,9 +197,10 @@ def load_spec(name: str, experiments_dir: Path = EXPERIMENTS_DIR) -> StudySpec:
                      claims=a.get("claims", []), arm_key=arm_key,
                      baseline=comparisons[0].baseline, treatment=comparisons[0].treatment,
                      tune=list(a.get("tune", [])), select_on=a.get("select_on", "best/val/acc"),
-                     max_steps=(raw.get("trainer") or {}).get("max_steps"),
-                     confirm_seeds=[int(s) for s in a.get("confirm_seeds", [])], comparisons=comparisons,
-                     arms=arms, figures=[str(f) for f in a.get("figures", [])])
+                     max_steps=budget.get("max_steps", (raw.get("trainer") or {}).get("max_steps")),
+                     confirm_seeds=[int(s) for s in budget.get("confirm_seeds", a.get("confirm_seeds", []))],
+                     comparisons=comparisons, arms=arms, figures=[str(f) for f in a.get("figures", [])],
+                     profile=chosen, seeds=[int(x) for x in budget.get("seeds", [])])
     for claim in spec.claims:  # every comparison of every claim checked now, before any analysis
         spec.claim_comparisons(claim)
     return spec

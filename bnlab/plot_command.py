@@ -18,6 +18,7 @@ from pathlib import Path
 
 from bnlab.claims import list_studies, load_spec
 from bnlab.stats import effect_text
+from bnlab.errors import ConfigError
 from bnlab.study import RESULTS, analyse_all, decide, draw, load_study
 
 
@@ -27,6 +28,7 @@ def main(argv=None) -> None:
     ap.add_argument("--results", default=str(RESULTS), help="results folder (default <repo>/results)")
     ap.add_argument("--runs-root", default=None, help="raw runs folder (default <results>/runs)")
     ap.add_argument("--format", default="png", choices=("png", "svg", "pdf"))
+    ap.add_argument("--profile", default=None, help="the budget profile to read a study under (e.g. quick)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     results_dir = Path(args.results)
@@ -35,11 +37,13 @@ def main(argv=None) -> None:
     try:
         if "/" not in target and target in list_studies() and load_spec(target).claims:
             # the report's Holm family: every study's claims
-            study = next(s for s in analyse_all(results_dir, runs_root) if s["name"] == target)
+            study = next((s for s in analyse_all(results_dir, runs_root, args.profile) if s["name"] == target), None)
+            if study is None:
+                sys.exit(f"bnlab-plot: error: profile: study {target!r} has no profile {args.profile!r}")
         else:  # a folder, or a study without claims (the quickstart demo)
-            study = load_study(target, results_dir, runs_root)
+            study = load_study(target, results_dir, runs_root, args.profile)
             decide([study])
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ConfigError) as exc:
         sys.exit(f"bnlab-plot: error: {exc}")
     if not study["ran"]:
         sys.exit(f"bnlab-plot: error: study {target!r} has no runs and no CSV under {args.results}; "

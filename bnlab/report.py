@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from bnlab.claims import seeds_text, setting_table
+from bnlab.errors import ConfigError
 from bnlab.frames import OUTCOMES
 from bnlab.plots import arm_name
 from bnlab.stats import ALPHA, EQUIVALENCE_RULE, VERDICT_RULE, effect_text
@@ -249,10 +250,17 @@ def main(argv=None) -> None:
     ap.add_argument("--results", default=str(RESULTS), help="results folder (default <repo>/results)")
     ap.add_argument("--runs-root", default=None, help="raw runs folder (default <results>/runs)")
     ap.add_argument("--format", default="png", choices=("png", "svg", "pdf"))
+    ap.add_argument("--profile", default=None,
+                    help="a budget profile (e.g. quick): only the studies that define it, read under it")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     results_dir = Path(args.results)
-    studies = analyse_all(results_dir, Path(args.runs_root) if args.runs_root else None)
+    try:
+        studies = analyse_all(results_dir, Path(args.runs_root) if args.runs_root else None, args.profile)
+    except ConfigError as exc:
+        raise SystemExit(f"bnlab-report: error: {exc}")
+    if args.profile and not studies:
+        raise SystemExit(f"bnlab-report: error: profile: no study defines a profile {args.profile!r}")
     for s in studies:
         if s["ran"]:
             draw(s, args.format)

@@ -26,7 +26,7 @@ from bnlab.stats import apply_holm
 RESULTS = REPO_ROOT / "results"
 
 
-def current_runs(runs: pd.DataFrame, name: str) -> tuple[pd.DataFrame, dict]:
+def current_runs(runs: pd.DataFrame, name: str, profile: str | None = None) -> tuple[pd.DataFrame, dict]:
     """The runs that belong to the study as experiments/<name>.yaml defines it *now*.
 
     A study folder keeps every run ever made for it, including runs of an earlier
@@ -41,7 +41,8 @@ def current_runs(runs: pd.DataFrame, name: str) -> tuple[pd.DataFrame, dict]:
     from bnlab.store import NEUTRAL_DEFAULTS, NON_SCIENTIFIC_KEYS
 
     with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name="analysis"):
-        cfg = compose("config", overrides=[f"experiments={name}"], return_hydra_config=True)
+        cfg = compose("config", overrides=[f"experiments={name}", *([f"profile={profile}"] if profile else [])],
+                      return_hydra_config=True)
     swept = {f"cfg.{k}" for k in (OmegaConf.select(cfg, "hydra.sweeper.params") or {})}
     with open_dict(cfg):
         del cfg["hydra"]
@@ -78,19 +79,22 @@ def _same(a, b) -> bool:
     return a == b or str(a) == str(b)
 
 
-def load_study(target: str, results_dir: Path = RESULTS, runs_root: Path | None = None) -> dict:
+def load_study(target: str, results_dir: Path = RESULTS, runs_root: Path | None = None,
+               profile: str | None = None) -> dict:
     """Resolve a study name or a folder of runs into {name, spec, runs, source, out, ...};
-    `ran` is False when there is nothing to analyse."""
+    `ran` is False when there is nothing to analyse. A study with budget profiles is read
+    under `profile` (default: the study's own): its runs are those of that budget."""
     runs_root = runs_root or results_dir / "runs"
     folder = Path(target)
     left_out = {"stale": 0, "differing": {}}
     if "/" not in target and target in list_studies():
-        name, spec = target, load_spec(target)
+        name, spec = target, load_spec(target, profile=profile)
+        profile = spec.profile
         store, out = runs_root / target, results_dir / target
         csv = out / "runs.csv"
         runs = frame_from_store(store) if store.is_dir() else pd.DataFrame()
         if not runs.empty:
-            runs, left_out = current_runs(runs, name)
+            runs, left_out = current_runs(runs, name, profile)
         if not runs.empty:
             source = f"run store (`{relative(str(store))}`)"
             write_csv(runs, csv)
@@ -119,6 +123,14 @@ def load_study(target: str, results_dir: Path = RESULTS, runs_root: Path | None 
             "budget": budget(runs, spec.arm_col, confirmation_runs(runs, spec))}
 
 
+def has_profiles(name: str) -> list[str]:
+    """The budget profiles experiments/<name>.yaml defines."""
+    from bnlab.claims import profiles_of
+    from bnlab.resolvers import EXPERIMENTS_DIR
+
+    return [str(p) for p in profiles_of(OmegaConf.to_container(OmegaConf.load(EXPERIMENTS_DIR / f"{name}.yaml")))]
+
+
 def decide(studies: list[dict]) -> None:
     """Verdicts for every study that ran, Holm-adjusted over all their headline verdicts
     (the family is every claim these studies test)."""
@@ -137,9 +149,11 @@ def draw(study: dict, fmt: str = "png") -> list[Path]:
     return study["figures"]
 
 
-def analyse_all(results_dir: Path = RESULTS, runs_root: Path | None = None) -> list[dict]:
-    """Every study in experiments/ that tests a claim, loaded and decided as one family."""
-    studies = [load_study(n, results_dir, runs_root) for n in list_studies()]
+def analyse_all(results_dir: Path = RESULTS, runs_root: Path | None = None, profile: str | None = None) -> list[dict]:
+    """Every study in experiments/ that tests a claim, loaded and decided as one family; with
+    `profile`, only the studies that define that budget profile, read under it."""
+    names = [n for n in list_studies() if profile is None or profile in has_profiles(n)]
+    studies = [load_study(n, results_dir, runs_root, profile) for n in names]
     studies = [s for s in studies if s["spec"].claims]  # quickstart is a demo, not evidence
     decide(studies)
     return studies

@@ -24,6 +24,7 @@ import numpy as np
 from pathlib import Path
 
 from bnlab.claims import StudySpec, best_settings, gain_choice, list_studies, load_spec
+from bnlab.errors import ConfigError
 from bnlab.frames import frame_from_store
 
 
@@ -89,10 +90,17 @@ def main(argv=None) -> None:
     args = ap.parse_intermixed_args(argv)
     if args.study not in list_studies():
         sys.exit(f"bnlab-study: error: study: got {args.study!r}; allowed: {', '.join(list_studies())}")
-    spec = load_spec(args.study)
+    profile = next((o.split("=", 1)[1] for o in reversed(args.overrides) if o.startswith("profile=")), None)
+    try:
+        spec = load_spec(args.study, profile=profile)
+    except ConfigError as exc:
+        sys.exit(f"bnlab-study: error: {exc}")
     t0 = time.perf_counter()
-    print(f"bnlab-study {args.study}: phase 1 (tune) on the grid's seeds", flush=True)
-    _train(args.study, args.overrides, args.dry_run)
+    # a budget profile may name its own seeds (a quick look: fewer of them)
+    seeds = [f"seed={','.join(map(str, spec.seeds))}"] if spec.seeds else []
+    print(f"bnlab-study {args.study}: phase 1 (tune) on the grid's seeds"
+          + (f" (profile {spec.profile})" if spec.profile else ""), flush=True)
+    _train(args.study, [*args.overrides, *seeds], args.dry_run)
     store = _runs_root(args.overrides) / spec.name
     if args.dry_run and not store.is_dir():
         print("phase 2 (confirm) is decided from phase 1's runs, which do not exist yet")
@@ -101,7 +109,7 @@ def main(argv=None) -> None:
 
     runs = frame_from_store(store)
     if not runs.empty:
-        runs, _ = current_runs(runs, args.study)
+        runs, _ = current_runs(runs, args.study, spec.profile)
     jobs = confirmation_jobs(runs, spec) if not runs.empty else []
     if not jobs:
         print(f"bnlab-study {args.study}: no claim depends on a chosen setting: no confirmation phase")

@@ -4,6 +4,11 @@
 #
 #   BNLAB_DATA=<data root> scripts/mnist_suite.sh            # all of it
 #   BNLAB_DATA=<data root> scripts/mnist_suite.sh lr_mnist   # some studies only
+#   BNLAB_DATA=<data root> scripts/mnist_suite.sh --quick    # a first look in minutes
+#
+# --quick runs every study under its `quick` profile (fewer steps, two seeds: a first look,
+# not evidence; its verdicts say "fewer than 5 seeds") into results/quick/ (git-ignored),
+# and writes results/quick/REPORT.md, leaving the committed results alone.
 #
 # Resumable: launched again (after a crash, a reboot, a kill), it trains only what is
 # missing, and an interrupted run continues from its checkpoint. Each study's wall time is
@@ -13,15 +18,28 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
-STUDIES=(ioffe_fig1 lr_mnist init_mnist dropout_mnist noisy_bn_mnist mnist_mlp)
-[ $# -gt 0 ] && STUDIES=("$@")
+# mnist_mlp (10k steps) is not in the suite: ioffe_fig1 answers its accuracy and speed claims
+# at the paper's budget, and noisy_bn_mnist's no-BN and BN arms are its runs, made again.
+STUDIES=(ioffe_fig1 lr_mnist init_mnist dropout_pilot_mnist dropout_mnist noisy_bn_mnist)
 read -r -a extra <<< "${BNLAB_OVERRIDES:-}"
-mkdir -p results/runs
+results=results
+if [ "${1:-}" = "--quick" ]; then
+    shift
+    results=results/quick
+    extra+=(profile=quick "paths.results=$(pwd)/$results")
+fi
+[ $# -gt 0 ] && STUDIES=("$@")
+mkdir -p "$results/runs"
+suite_start=$(date +%s)
 for study in "${STUDIES[@]}"; do
     start=$(date +%s)
     echo "== $(date -u +%FT%TZ) $study"
     "$BIN/bnlab-study" "$study" tracking.mode=disabled hydra.launcher.n_jobs=2 "${extra[@]}"
     took=$(( $(date +%s) - start ))
     echo "== $study took ${took} s"
-    echo "$(date -u +%FT%TZ) $study ${took} s $(nproc) cores" >> results/runs/suite_times.txt
+    echo "$(date -u +%FT%TZ) $study ${took} s $(nproc) cores ${extra[*]}" >> "$results/runs/suite_times.txt"
 done
+echo "== the suite took $(( $(date +%s) - suite_start )) s"
+if [ "$results" = results/quick ]; then
+    "$BIN/bnlab-report" --profile quick --results "$results"
+fi

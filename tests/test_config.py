@@ -236,3 +236,19 @@ def test_a_budget_profile_sets_the_budget_and_a_bad_one_is_one_line(tmp_path):
     same_budget_by_hand = cfg("profile=gpu", "model.width_multiplier=0.125", "trainer.max_steps=3000",
                               "trainer.eval_every=250")
     assert fingerprint(resolved_config(same_budget_by_hand)) == fingerprint(resolved_config(cpu))
+
+
+def test_a_study_is_read_under_its_budget_profile():
+    """The analysis reads a study under the profile its runs were made with: the quick
+    profile's budget, seeds and confirmation seeds; a profile the study lacks is one line."""
+    from bnlab.claims import load_spec
+    from bnlab.errors import ConfigError
+    from bnlab.study import has_profiles
+
+    full, quick = load_spec("ioffe_fig1"), load_spec("ioffe_fig1", profile="quick")
+    assert (full.profile, full.max_steps, full.seeds, full.confirm_seeds) == ("full", 50000, [], [100, 101, 102, 103, 104])
+    assert (quick.profile, quick.max_steps, quick.seeds, quick.confirm_seeds) == ("quick", 3000, [0, 1], [100, 101])
+    assert load_spec("quickstart", profile="quick").profile is None, "a study without profiles ignores it"
+    with pytest.raises(ConfigError, match=r"^profile: got 'slow'; allowed: full, quick$"):
+        load_spec("ioffe_fig1", profile="slow")
+    assert set(has_profiles("santurkar")) == {"cpu", "gpu"} and has_profiles("quickstart") == []
