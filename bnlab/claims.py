@@ -78,6 +78,7 @@ class StudySpec:
     arms: list[str] = field(default_factory=list)
     figures: list[str] = field(default_factory=list)  # study-specific figures (ioffe_fig1)
     profile: str | None = None  # the budget profile read (profiles.<profile> in the study file)
+    sweeps: list[list[str]] = field(default_factory=list)  # extra grids (override lists) of phase 1
     seeds: list[int] = field(default_factory=list)  # the profile's grid seeds, when it names them
 
     def __post_init__(self):
@@ -153,6 +154,15 @@ def _comparison(raw, key: str, claim: dict | None = None) -> Comparison:
     return replace(comparison, margin=None if margin is None else float(margin))
 
 
+def _override_value(v) -> str:
+    """A study file's value as a command-line override: null, lists joined by commas."""
+    if v is None:
+        return "null"
+    if isinstance(v, (list, tuple)):
+        return ",".join(_override_value(x) for x in v)
+    return str(v)
+
+
 def profiles_of(raw: dict) -> dict:
     """A study file's budget profiles ({name: settings}); {} for a study with none."""
     return dict(raw.get("profiles") or {})
@@ -200,7 +210,8 @@ def load_spec(name: str, experiments_dir: Path = EXPERIMENTS_DIR, profile: str |
                      max_steps=budget.get("max_steps", (raw.get("trainer") or {}).get("max_steps")),
                      confirm_seeds=[int(s) for s in budget.get("confirm_seeds", a.get("confirm_seeds", []))],
                      comparisons=comparisons, arms=arms, figures=[str(f) for f in a.get("figures", [])],
-                     profile=chosen, seeds=[int(x) for x in budget.get("seeds", [])])
+                     profile=chosen, seeds=[int(x) for x in budget.get("seeds", [])],
+                     sweeps=[[f"{k}={_override_value(v)}" for k, v in extra.items()] for extra in raw.get("sweeps") or []])
     for claim in spec.claims:  # every comparison of every claim checked now, before any analysis
         spec.claim_comparisons(claim)
     return spec
@@ -502,9 +513,19 @@ def decide(runs: pd.DataFrame, spec: StudySpec, claim: dict, pv: dict) -> dict:
                    paired=paired, censored_baseline=cb.tolist(), censored_treatment=ct.tolist())
 
 
+def where(runs: pd.DataFrame, claim: dict) -> pd.DataFrame:
+    """The runs a claim is about: those matching its `where` ({model.name: deep_mlp}: the deep
+    net only), all of them when it has none."""
+    for key, value in (claim.get("where") or {}).items():
+        col = f"cfg.{key}"
+        runs = runs[runs[col].astype(str) == str(value)] if col in runs else runs.iloc[0:0]
+    return runs
+
+
 def claim_result(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> dict:
     """The headline verdict of one claim (before the report's Holm adjustment), its
     per-seed values and the verdict at every matched setting."""
+    runs = where(runs, claim)
     pv = per_seed_values(runs, spec, claim)
     res = decide(runs, spec, claim, pv)
     if pv["provisional"] and res["verdict"] != "inconclusive":

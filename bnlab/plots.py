@@ -173,9 +173,15 @@ def plot_metric_vs(runs: pd.DataFrame, spec: StudySpec, key: str, metric: str, o
     bottom = max(0.0, float(np.nanmin(means_all)) - 0.05) if len(means_all) else 0.0
     bottom = min(bottom, 0.9)
     marker_y = bottom + 0.02 * (1 - bottom)
-    for arm in spec.arms:
+    # a study over two models (init_mnist: the 3-layer and the 10-layer net) draws each apart
+    models = (sorted(runs["cfg.model.name"].dropna().astype(str).unique())
+              if "cfg.model.name" in runs and spec.arm_key != "model.name" else [])
+    parts = [(arm, m) for arm in spec.arms for m in models] if len(models) > 1 else [(arm, None) for arm in spec.arms]
+    for arm, model in parts:
         sel = tuning_runs(runs, spec)
         sel = sel[sel[spec.arm_col].astype(str) == arm]
+        if model is not None:
+            sel = sel[sel["cfg.model.name"].astype(str) == model]
         xs, means, lo, hi = [], [], [], []
         for x, g in sel.groupby(col, sort=True):
             fin = g[g.status.isin(FINISHED)]
@@ -189,7 +195,9 @@ def plot_metric_vs(runs: pd.DataFrame, spec: StudySpec, key: str, metric: str, o
                     ax.annotate(f"{k}/{len(g)}", (float(x), y), textcoords="offset points",
                                 xytext=(4, 4 - 12 * spec.arms.index(arm) if arm in spec.arms else 4),
                                 fontsize=7, color=colour(arm))
-        ax.plot(xs, means, "o-", color=colour(arm), label=arm_name(arm), lw=1.6, ms=4)
+        style = "o-" if model is None or model == models[0] else "s--"
+        ax.plot(xs, means, style, color=colour(arm), label=arm_name(arm) + (f", {model}" if model else ""),
+                lw=1.6, ms=4)
         ax.fill_between(xs, lo, hi, color=colour(arm), alpha=0.18, lw=0)
     if logx:
         ax.set_xscale("log")

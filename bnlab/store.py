@@ -38,7 +38,9 @@ NON_SCIENTIFIC_KEYS = ("paths", "tracking", "force", "recipe", "data.root", "dat
                        "trainer.num_threads", "trainer.device", "trainer.eval_batch_size", "trainer.checkpoint",
                        "tags", "claim", "description", "analysis",
                        # a study's budget profile acts only through the keys it sets (resolved)
-                       "profile", "profiles")
+                       "profile", "profiles",
+                       # a study's extra grids, run by bnlab-study after its main one
+                       "sweeps")
 
 
 def resolved_config(cfg: DictConfig) -> dict:

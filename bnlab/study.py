@@ -43,13 +43,17 @@ def current_runs(runs: pd.DataFrame, name: str, profile: str | None = None) -> t
     with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name="analysis"):
         cfg = compose("config", overrides=[f"experiments={name}", *([f"profile={profile}"] if profile else [])],
                       return_hydra_config=True)
+    # swept: the grid's keys and those of the study's extra sweeps; a swept config group
+    # (model=mlp,deep_mlp; init=xavier,...) sweeps every key under it
     swept = {f"cfg.{k}" for k in (OmegaConf.select(cfg, "hydra.sweeper.params") or {})}
+    swept |= {f"cfg.{k}" for extra in (OmegaConf.select(cfg, "sweeps") or []) for k in extra}
     with open_dict(cfg):
         del cfg["hydra"]
     current = pd.json_normalize(OmegaConf.to_container(cfg, resolve=True), sep=".").iloc[0]
     current.index = [f"cfg.{k}" for k in current.index]
     skip = tuple(f"cfg.{k}" for k in NON_SCIENTIFIC_KEYS)
-    keys = [k for k in current.index if k not in swept and not k.startswith(skip)]
+    keys = [k for k in current.index if not any(k == s or k.startswith(s + ".") for s in swept)
+            and not k.startswith(skip)]
     stale = pd.Series(False, index=runs.index)
     differing: dict = {}
     for k in keys:

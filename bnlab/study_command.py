@@ -101,6 +101,8 @@ def main(argv=None) -> None:
     print(f"bnlab-study {args.study}: phase 1 (tune) on the grid's seeds"
           + (f" (profile {spec.profile})" if spec.profile else ""), flush=True)
     _train(args.study, [*args.overrides, *seeds], args.dry_run)
+    for extra in spec.sweeps:  # the study's extra grids (say, named init schemes beside the scales)
+        _train(args.study, [*args.overrides, *seeds, *extra], args.dry_run)
     store = _runs_root(args.overrides) / spec.name
     if args.dry_run and not store.is_dir():
         print("phase 2 (confirm) is decided from phase 1's runs, which do not exist yet")

@@ -291,3 +291,16 @@ def test_steps_and_seconds_to_each_accuracy_come_from_the_curve_and_a_claim_can_
     s = spec(confirm_seeds=[])
     assert best_settings(runs, s) == {"batch": {"cfg.optim.lr": 0.5}, "none": {"cfg.optim.lr": 0.5}}
     assert best_settings(runs, s, claim) == {"batch": {"cfg.optim.lr": 0.5}, "none": {"cfg.optim.lr": 2.0}}
+
+
+def test_a_claim_about_some_runs_only_and_a_study_with_an_extra_grid(store):
+    from bnlab.claims import load_spec, where
+
+    runs = frame_from_store(store)
+    assert len(where(runs, {"where": {"model.name": "mlp"}})) == len(runs)
+    assert where(runs, {"where": {"model.name": "deep_mlp"}}).empty
+    r = claim_result(runs, spec(), {**ACCURACY, "where": {"model.name": "deep_mlp"}})
+    assert r["verdict"] == "inconclusive" and r["seeds"] == []
+    init = load_spec("init_mnist")
+    assert init.sweeps == [["init=xavier,kaiming,default", "init.std=null"]]
+    assert [c.get("where") for c in init.claims] == [{"model.name": "mlp"}, {"model.name": "deep_mlp"}]
