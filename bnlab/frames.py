@@ -237,24 +237,50 @@ def relative(path: str, root: Path | None = None) -> str:
     return p.name
 
 
+def curves_path(csv: Path) -> Path:
+    """Where a study CSV's curves are: beside it, runs.csv -> runs.curves.jsonl.gz."""
+    return csv.with_name(f"{csv.stem}.curves.jsonl.gz")
+
+
 def write_csv(runs: pd.DataFrame, path: Path) -> None:
-    """The study's aggregate CSV: one row per run, curves as a JSON column, and no column
-    that holds a path of this machine."""
+    """The study's aggregate CSV: one row per run, scalars only, and no column that holds a
+    path of this machine; the curves (most of the bytes) go beside it, compressed, one line
+    per run keyed by `run` (runs.curves.jsonl.gz, byte-for-byte the same for the same runs)."""
+    import gzip
+
     def absolute_path(col) -> bool:  # a safety net for fields added later
         return runs[col].map(lambda v: isinstance(v, str) and (v.startswith("/") or v[1:3] == ":\\")).any()
 
     keep = [c for c in runs.columns if c != "curves" and not c.startswith(MACHINE_COLUMNS) and not absolute_path(c)]
-    out = runs[keep].copy()
-    out["curves"] = [json.dumps(c, separators=(",", ":")) for c in runs["curves"]]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    out.to_csv(tmp, index=False)
+    runs[keep].to_csv(tmp, index=False)
+    lines = "".join(json.dumps({"run": r, "curves": c}, separators=(",", ":")) + "\n"
+                    for r, c in zip(runs["run"], runs["curves"]))
+    curves = curves_path(path)
+    curves_tmp = curves.with_name(curves.name + ".tmp")
+    with open(curves_tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
+        gz.write(lines.encode())
     tmp.replace(path)
+    curves_tmp.replace(curves)
 
 
 def frame_from_csv(path: str | Path) -> pd.DataFrame:
+    """A study frame from its CSV and the curves beside it (or, in CSVs written before the
+    curves moved out, from its `curves` column)."""
+    import gzip
+
+    path = Path(path)
     runs = pd.read_csv(path)
-    runs["curves"] = [json.loads(c) if isinstance(c, str) else {} for c in runs["curves"]]
+    if "curves" in runs:
+        runs["curves"] = [json.loads(c) if isinstance(c, str) else {} for c in runs["curves"]]
+    else:
+        beside = curves_path(path)
+        by_run = {}
+        if beside.exists():
+            with gzip.open(beside, "rt") as f:
+                by_run = {d["run"]: d["curves"] for d in map(json.loads, f)}
+        runs["curves"] = [by_run.get(r, {}) for r in runs["run"]]
     runs["path"] = runs["run"]
     return derive(runs)
 
