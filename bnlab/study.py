@@ -58,10 +58,13 @@ def current_runs(runs: pd.DataFrame, name: str, profile: str | None = None) -> t
     differing: dict = {}
     for k in keys:
         want = current[k]
+        neutral = NEUTRAL_DEFAULTS.get(k.removeprefix("cfg."), _MISSING)
         if k in runs:
             have = runs[k]
-        elif k.removeprefix("cfg.") in NEUTRAL_DEFAULTS:  # a run made before the key existed
-            have = pd.Series([NEUTRAL_DEFAULTS[k.removeprefix("cfg.")]] * len(runs), index=runs.index)
+            if neutral is not _MISSING:  # runs made before the key existed hold it at its neutral value
+                have = have.map(lambda v: neutral if _missing(v) else v)
+        elif neutral is not _MISSING:
+            have = pd.Series([neutral] * len(runs), index=runs.index)
         else:
             continue
         diff = have.map(lambda v: not _same(v, want))
@@ -71,6 +74,13 @@ def current_runs(runs: pd.DataFrame, name: str, profile: str | None = None) -> t
     if "status" in runs:  # a damaged run stays in, to be counted as damaged
         stale &= runs["status"] != "damaged"
     return runs[~stale].reset_index(drop=True), {"stale": int(stale.sum()), "differing": differing}
+
+
+_MISSING = object()
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
 
 
 def _same(a, b) -> bool:

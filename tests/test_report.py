@@ -180,3 +180,20 @@ def test_ioffe_figure_1_is_drawn_from_the_runs_that_decided(store, tmp_path, mon
     assert {t.get_label() for t in a.collections if t.get_label().startswith("paper")} == {"paper, no BN", "paper, BN"}
     assert b.get_title().startswith("(b) no BN") and c.get_title().startswith("(c) BN")
     assert len([ln for ln in c.lines if "percentile" in ln.get_label()]) == 3
+
+
+def test_runs_made_before_a_key_existed_still_belong_to_their_study():
+    """A study whose older runs lack a key that newer runs record (NaN in the frame) keeps
+    them when the key is at its neutral value; a real difference still leaves a run out."""
+    from bnlab.resolvers import REPO_ROOT
+    from bnlab.frames import frame_from_csv
+    from bnlab.study import current_runs
+
+    runs = frame_from_csv(REPO_ROOT / "results" / "mnist_mlp" / "runs.csv")
+    runs["cfg.probes.landscape.enabled"] = pd.Series([np.nan] * len(runs), dtype=object)  # older runs: no such key
+    runs.loc[runs.index[:3], "cfg.probes.landscape.enabled"] = False  # newer runs: its neutral value
+    kept, left_out = current_runs(runs, "mnist_mlp")
+    assert len(kept) == len(runs) and left_out["stale"] == 0
+    runs.loc[runs.index[0], "cfg.probes.landscape.enabled"] = True
+    kept, left_out = current_runs(runs, "mnist_mlp")
+    assert left_out["stale"] == 1 and "probes.landscape.enabled" in left_out["differing"]
