@@ -40,6 +40,8 @@ def confirmation_jobs(runs, spec: StudySpec) -> list[list[str]]:
     if not needing or not spec.confirm_seeds:
         return []
     best = best_settings(runs, spec)
+    # a claim that chooses on its own metric (fewest steps): its choice, once for every arm
+    own = {i: best_settings(runs, spec, c) for i, c in enumerate(needing) if c.get("select_on")}
     seeds = ",".join(str(s) for s in spec.confirm_seeds)
     jobs = []
     for arm in spec.arms:
@@ -47,13 +49,13 @@ def confirmation_jobs(runs, spec: StudySpec) -> list[list[str]]:
             raise SystemExit(f"bnlab-study: error: no finished tuning runs for {spec.arm_key}={arm} in "
                              f"study {spec.name!r}; phase 1 must finish first")
         values: dict[str, set] = {}
-        for claim in needing:
+        for i, claim in enumerate(needing):
             if claim.get("kind") == "gain":  # the chosen value and its reference, on the same seeds
                 chosen = gain_choice(runs, spec, claim).get(arm, {})
                 values.setdefault(claim["over"], set()).update(
                     {_value(v) for v in chosen.values()} | {_value(float(claim["reference"]))})
             else:  # the claim's own choice (its select_on), else the study's
-                chosen = best_settings(runs, spec, claim).get(arm, {}) if claim.get("select_on") else best[arm]
+                chosen = own[i].get(arm, {}) if i in own else best[arm]
                 for col, v in chosen.items():
                     values.setdefault(col.removeprefix("cfg."), set()).add(_value(v))
         overrides = [f"{spec.arm_key}={arm}"]
