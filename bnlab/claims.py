@@ -214,7 +214,28 @@ def load_spec(name: str, experiments_dir: Path = EXPERIMENTS_DIR, profile: str |
                      sweeps=[[f"{k}={_override_value(v)}" for k, v in extra.items()] for extra in raw.get("sweeps") or []])
     for claim in spec.claims:  # every comparison of every claim checked now, before any analysis
         spec.claim_comparisons(claim)
+        _check_gain(claim, spec)
     return spec
+
+
+def _check_gain(claim: dict, spec: StudySpec) -> None:
+    """A gain claim names a tuned key `over` and its `reference` value; `reference_where`
+    (a mapping of config keys) belongs to gain claims only."""
+    cid = claim.get("id", claim.get("claim"))
+    if claim.get("kind") != "gain":
+        if "reference_where" in claim:
+            raise ConfigError(f"analysis.claims[{cid}].reference_where", "only a kind: gain claim has a reference")
+        return
+    if claim.get("over") not in spec.tune:
+        raise ConfigError(f"analysis.claims[{cid}].over", f"got {claim.get('over')!r}; must be one of the "
+                                                          f"study's tuned keys (analysis.tune: {spec.tune})")
+    if not is_num(claim.get("reference")):
+        raise ConfigError(f"analysis.claims[{cid}].reference", f"got {claim.get('reference')!r}; must be a number "
+                                                               f"(the value of {claim['over']} the gain is measured from)")
+    for key in ("where", "reference_where"):
+        if claim.get(key) is not None and not isinstance(claim[key], dict):
+            raise ConfigError(f"analysis.claims[{cid}].{key}", f"got {claim[key]!r}; must be a mapping "
+                                                               f"of config keys to values")
 
 
 def adhoc_spec(runs: pd.DataFrame, name: str) -> StudySpec:
@@ -296,16 +317,21 @@ def setting_table(runs: pd.DataFrame, spec: StudySpec, metric: str, select_on: s
             sel = seed_stats(metric_values(fin, select_on, spec)[0]) if len(fin) else seed_stats([])
         else:
             sel = seed_stats(fin[select_on].astype(float)) if select_on in fin else seed_stats([])
+        # the study's own selection metric too: the tie-break of a claim's selection
+        study_sel = seed_stats(fin[spec.select_on].astype(float)) if spec.select_on in fin else seed_stats([])
         counts = {o: int((g["outcome"] == o).sum()) for o in OUTCOMES} if "outcome" in g else {}
-        rows.append({**dict(zip(cols, key)), "runs": len(g), **counts, "select_mean": sel["mean"], **s})
+        rows.append({**dict(zip(cols, key)), "runs": len(g), **counts, "select_mean": sel["mean"],
+                     "study_select_mean": study_sel["mean"], **s})
     return pd.DataFrame(rows)
 
 
 def best_settings(runs: pd.DataFrame, spec: StudySpec, claim: dict | None = None) -> dict:
     """For each arm, the tuned setting with the best mean selection metric over the tuning
-    runs (ties: the first in sorted order). {arm: {"cfg.optim.lr": 0.5, ...}}. The metric is
-    the study's `select_on` (highest validation accuracy), or a claim's own `select_on` with
-    its `select_direction` (say, fewest steps to 97%: each arm at the rate fastest for it)."""
+    runs. {arm: {"cfg.optim.lr": 0.5, ...}}. The metric is the study's `select_on` (highest
+    validation accuracy), or a claim's own `select_on` with its `select_direction` (say,
+    fewest steps to 97%: each arm at the rate fastest for it). Ties — every rate censored at
+    the budget, or two reaching the target at the same evaluation — go to the study's
+    selection metric, then to the first in sorted order."""
     tuning = finished(tuning_runs(runs, spec))
     if not spec.tune:
         return {str(arm): {} for arm in spec.arms}
@@ -316,7 +342,7 @@ def best_settings(runs: pd.DataFrame, spec: StudySpec, claim: dict | None = None
     lowest = claim.get("select_direction", "higher") == "lower"
     best = {}
     for arm, g in table.groupby(spec.arm_col):
-        row = g.sort_values("select_mean", ascending=lowest, kind="stable").iloc[0]
+        row = g.sort_values(["select_mean", "study_select_mean"], ascending=[lowest, False], kind="stable").iloc[0]
         best[str(arm)] = {f"cfg.{k}": row[f"cfg.{k}"] for k in spec.tune}
     return best
 
@@ -441,23 +467,19 @@ def per_seed_values(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> dict:
         out["censored"] = {arm: pd.Series(0.0, index=v.index) for arm, v in values.items()}
         decided = "grid seeds (every value measured, nothing chosen)"
     elif kind == "gain":
-        over, metric, ref = f"cfg.{claim['over']}", claim["metric"], float(claim["reference"])
-        values = {}
-        pool = confirming
-        decided = "confirmation seeds"
+        metric, decided = claim["metric"], "confirmation seeds"
         choice = gain_choice(runs, spec, claim)
-        for arm in spec.pair:
-            if arm not in choice:
-                values[arm] = pd.Series(dtype=float)
-                continue
-            best = choice[arm][over]
-            out["chosen"][arm] = {over: best, "reference": ref}
-            values[arm] = _gain(pool, spec, arm, over, best, ref, metric)
+        values = {arm: _gain(confirming, spec, arm, choice[arm], metric, claim) if arm in choice
+                  else pd.Series(dtype=float) for arm in spec.pair}
         if any(len(v) == 0 for v in values.values()):
-            values = {arm: _gain(tuning, spec, arm, over, out["chosen"].get(arm, {}).get(over, ref), ref, metric)
-                      for arm in spec.pair}
+            values = {arm: _gain(tuning, spec, arm, choice[arm], metric, claim) if arm in choice
+                      else pd.Series(dtype=float) for arm in spec.pair}
             out["provisional"] = "no confirmation runs at the chosen settings yet: shown on the tuning seeds that chose them"
             decided = "tuning seeds (provisional)"
+        for arm in spec.pair:
+            if arm in choice:
+                out["chosen"][arm] = {**choice[arm]["chosen"], "reference": choice[arm]["reference"]}
+        out["edges"] = _gain_edges(runs, spec, {a: c for a, c in choice.items() if a in spec.pair}, claim)
         out["chosen_on"] = tune_seeds
         out["values"] = values
         out["censored"] = {arm: pd.Series(0.0, index=v.index) for arm, v in values.items()}
@@ -469,23 +491,66 @@ def per_seed_values(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> dict:
     return out
 
 
-def gain_choice(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> dict:
-    """For a `gain` claim, each arm's best value of `over` other than the reference, chosen on
-    validation data from the tuning runs: {arm: {"cfg.<over>": value}}."""
+def gain_pools(runs: pd.DataFrame, claim: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(treated, reference) runs of a `gain` claim: `over` away from and at its reference
+    value. The treated runs match the claim's `where`; the reference runs its
+    `reference_where` when it has one, else its `where` (dropout 0 has no placement: the
+    claims on each placement share one set of no-dropout runs)."""
     over, ref = f"cfg.{claim['over']}", float(claim["reference"])
-    table = setting_table(finished(tuning_runs(runs, spec)), spec, spec.select_on)
+    if over not in runs:
+        return runs.iloc[0:0], runs.iloc[0:0]
+    treated = where(runs, claim)
+    reference = where(runs, {"where": claim.get("reference_where", claim.get("where"))})
+    return (treated[~np.isclose(treated[over].astype(float), ref)],
+            reference[np.isclose(reference[over].astype(float), ref)])
+
+
+def _best_setting(table: pd.DataFrame, spec: StudySpec, arm: str) -> dict | None:
+    """The arm's row of a setting table with the best mean selection metric (ties: the first
+    in sorted order), as {"cfg.<tuned key>": value}; None when the arm has no row."""
+    t = table[table[spec.arm_col].astype(str) == arm] if len(table) else table
+    if not len(t):
+        return None
+    row = t.sort_values("select_mean", ascending=False, kind="stable").iloc[0]
+    return {f"cfg.{k}": row[f"cfg.{k}"] for k in spec.tune}
+
+
+def gain_choice(runs: pd.DataFrame, spec: StudySpec, claim: dict, value: float | None = None) -> dict:
+    """For a `gain` claim, each arm's chosen setting and its reference setting, chosen on
+    validation data from the tuning runs: {arm: {"chosen": {"cfg.model.dropout": 0.2,
+    "cfg.optim.lr": 1.0}, "reference": {"cfg.model.dropout": 0.0, "cfg.optim.lr": 2.0}}}.
+    The value of `over` is the best one other than the reference (or `value`, for a
+    sensitivity row); every other tuned key (the learning rate) is tuned per cell, within
+    each value of `over`, so the reference and the chosen value each run at their own best."""
+    over = f"cfg.{claim['over']}"
+    treated, reference = (setting_table(finished(p), spec, spec.select_on)
+                          for p in gain_pools(tuning_runs(runs, spec), claim))
+    if value is not None and len(treated):
+        treated = treated[np.isclose(treated[over].astype(float), value)]
     choice = {}
     for arm in spec.arms:
-        t = table[(table[spec.arm_col].astype(str) == arm) & ~np.isclose(table[over].astype(float), ref)]
-        if len(t):
-            choice[arm] = {over: float(t.sort_values("select_mean", ascending=False, kind="stable").iloc[0][over])}
+        chosen, ref = _best_setting(treated, spec, arm), _best_setting(reference, spec, arm)
+        if chosen is not None and ref is not None:
+            choice[arm] = {"chosen": chosen, "reference": ref}
     return choice
 
 
-def _gain(runs, spec, arm, over, best, ref, metric) -> pd.Series:
-    sel = finished(runs[runs[spec.arm_col].astype(str) == arm])
-    at_best = sel[np.isclose(sel[over].astype(float), best)].set_index("cfg.seed")[metric]
-    at_ref = sel[np.isclose(sel[over].astype(float), ref)].set_index("cfg.seed")[metric]
+def _gain_edges(runs: pd.DataFrame, spec: StudySpec, choice: dict, claim: dict) -> dict:
+    """edge_flags for the keys a gain claim tunes per cell (the learning rate), at the chosen
+    setting and at the reference; the value of `over` itself is the claim's question."""
+    over, flags = f"cfg.{claim['over']}", {}
+    for part in ("chosen", "reference"):
+        tuned = {arm: {k: v for k, v in c[part].items() if k != over} for arm, c in choice.items()}
+        for arm, texts in edge_flags(runs, spec, tuned).items():
+            flags.setdefault(arm, []).extend(t for t in texts if t not in flags.get(arm, []))
+    return flags
+
+
+def _gain(runs: pd.DataFrame, spec: StudySpec, arm: str, choice: dict, metric: str, claim: dict) -> pd.Series:
+    """Per seed: the metric at the arm's chosen setting minus at its reference setting."""
+    treated, reference = (finished(p) for p in gain_pools(runs, claim))
+    at_best = arm_runs(treated, spec, arm, choice["chosen"]).set_index("cfg.seed")[metric]
+    at_ref = arm_runs(reference, spec, arm, choice["reference"]).set_index("cfg.seed")[metric]
     gain = (at_best - at_ref).dropna().astype(float)
     return gain.set_axis([int(s) for s in gain.index]).sort_index()
 
@@ -525,7 +590,8 @@ def where(runs: pd.DataFrame, claim: dict) -> pd.DataFrame:
 def claim_result(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> dict:
     """The headline verdict of one claim (before the report's Holm adjustment), its
     per-seed values and the verdict at every matched setting."""
-    runs = where(runs, claim)
+    if claim.get("kind") != "gain":  # a gain claim picks its treated and reference runs itself (gain_pools)
+        runs = where(runs, claim)
     pv = per_seed_values(runs, spec, claim)
     res = decide(runs, spec, claim, pv)
     if pv["provisional"] and res["verdict"] != "inconclusive":
@@ -591,9 +657,13 @@ def sensitivity(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> list[dict]:
             pv = _compare_at(g, spec, claim["metric"], {arm: setting for arm in spec.pair}, claim)
             rows.append({"setting": setting, **decide(g, spec, claim, pv)})
     elif kind == "gain":
-        over, metric, ref = f"cfg.{claim['over']}", claim["metric"], float(claim["reference"])
-        for value in sorted(v for v in tuning[over].astype(float).unique() if not np.isclose(v, ref)):
-            values = {arm: _gain(tuning, spec, arm, over, value, ref, metric) for arm in spec.pair}
+        over, metric = f"cfg.{claim['over']}", claim["metric"]
+        treated, _ = gain_pools(tuning, claim)
+        for value in sorted(treated[over].astype(float).unique()):
+            # each value of `over` against the reference, each at its own tuned setting
+            choice = gain_choice(runs, spec, claim, value)
+            values = {arm: _gain(tuning, spec, arm, choice[arm], metric, claim) if arm in choice
+                      else pd.Series(dtype=float) for arm in spec.pair}
             pv = {"values": values, "censored": {a: pd.Series(0.0, index=v.index) for a, v in values.items()}}
             row = {"setting": {over: value}, **decide(tuning, spec, claim, pv)}
             _precondition(row, claim, values[spec.baseline])

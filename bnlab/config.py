@@ -197,6 +197,8 @@ def validate(cfg: DictConfig) -> None:
     _int(cfg, "trainer.log_every", lo=1)
     _int(cfg, "trainer.eval_every", lo=1)
     _int(cfg, "trainer.eval_batch_size", lo=1)
+    # at most the training images the run has (data.train_subset or the whole pool)
+    _int(cfg, "trainer.eval_train", lo=0, hi=train_pool_size(cfg.data))
     _int(cfg, "trainer.num_threads", lo=1, allow_none=True)
     _number(cfg, "trainer.divergence_factor", lo=1, lo_open=True)
     _int(cfg, "trainer.divergence_warmup", lo=0)

@@ -50,30 +50,52 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-# What decides what a run computes: a change here is a new training-code version.
-TRAINING_CODE = ("bnlab", "conf", "experiments", "hydra_plugins", "pyproject.toml")
+# What decides what a run computes: the package's modules (bar the analysis-only ones
+# below), its config defaults, the sweep launcher and the dependencies. The study files are
+# not here: what they set is in every run's config (and fingerprint), and their analysis
+# blocks decide nothing a run computes.
+TRAINING_CODE = ("bnlab", "conf", "hydra_plugins", "pyproject.toml")
+# Modules that only read finished runs (analysis, figures, the report, status): an edit to
+# them is not a new training-code version.
+ANALYSIS_ONLY = frozenset(f"bnlab/{m}.py" for m in (
+    "bench", "claims", "dry_run", "frames", "plot_command", "plots", "report", "stats", "status", "study",
+    "study_command"))
 
 
-def code_version() -> str | None:
-    """The training code's version: the commit (12 hex digits), plus `+<hash of the
-    uncommitted changes>` when the training code differs from it, so that two runs made
-    from the same edited tree share a version and runs from different edits do not.
-    None outside a git checkout."""
-    commit = _git("rev-parse", "--short=12", "HEAD")
-    if commit is None:
+def training_files(root=None) -> list:
+    """The files whose contents make the training-code version, sorted (relative paths)."""
+    root = root or REPO_ROOT
+    files = []
+    for top in TRAINING_CODE:
+        path = root / top
+        candidates = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        for p in candidates:
+            rel = p.relative_to(root).as_posix()
+            if p.suffix not in (".py", ".yaml", ".toml") or "__pycache__" in p.parts or rel in ANALYSIS_ONLY:
+                continue
+            files.append(rel)
+    return sorted(files)
+
+
+def code_version(root=None) -> str | None:
+    """The training code's version: a hash (12 hex digits) of the names and contents of the
+    training files, so that runs made from the same training code share a version whatever
+    was committed around them (docs, analysis, results), and any edit to the training code,
+    committed or not, makes a new one. None when the sources are not on disk (an installed
+    wheel)."""
+    root = root or REPO_ROOT
+    files = training_files(root)
+    if not files:
         return None
-    diff = _git("diff", "HEAD", "--", *TRAINING_CODE) or ""
-    untracked = (_git("ls-files", "--others", "--exclude-standard", "--", *TRAINING_CODE) or "").split()
-    if not diff and not untracked:
-        return commit
-    h = hashlib.sha256(diff.encode())
-    for name in sorted(untracked):
-        h.update(name.encode())
+    h = hashlib.sha256()
+    for rel in files:
+        h.update(rel.encode() + b"\0")
         try:
-            h.update((REPO_ROOT / name).read_bytes())
+            h.update((root / rel).read_bytes())
         except OSError:
             pass
-    return f"{commit}+{h.hexdigest()[:8]}"
+        h.update(b"\0")
+    return h.hexdigest()[:12]
 
 
 def environment(device: torch.device) -> dict:

@@ -168,6 +168,11 @@ def derive(runs: pd.DataFrame) -> pd.DataFrame:
     runs["act_in_drift_last"] = [act_in_drift(c, e, "last") for c, e in zip(runs["curves"], every)]
     for m in ("l2", "rel", "cos"):
         runs[f"grad_ics_{m}"] = [grad_ics(c, m) for c in runs["curves"]]
+    # the train-test gap at the best-validation evaluation (runs with trainer.eval_train > 0):
+    # eval-mode accuracy on training images minus test accuracy; NaN where not measured
+    if "best/train_eval/acc" in runs:
+        runs["best/gap"] = pd.to_numeric(runs["best/train_eval/acc"], errors="coerce") - pd.to_numeric(
+            runs["best/test/acc"], errors="coerce")
     runs["outcome"] = [outcome(r) for _, r in runs.iterrows()]
     return runs
 

@@ -46,6 +46,8 @@ LABELS = {
     "optim.lr": "learning rate", "init.std": "init σ", "model.dropout": "dropout rate",
     "data.train_subset": "training images",
     "step_time_ms": "ms per training step",
+    "best/gap": "train − test accuracy (gap)", "best/train_eval/acc": "training accuracy (eval mode)",
+    "model.dropout_placement": "dropout placement",
 }
 KIND_LABELS = {"compare": "{m}", "worst_case": "worst {m} over the grid", "gain": "gain in {m}",
                "max_usable": "log2 of the largest usable {m}"}

@@ -23,7 +23,7 @@ import time
 import numpy as np
 from pathlib import Path
 
-from bnlab.claims import StudySpec, best_settings, gain_choice, list_studies, load_spec
+from bnlab.claims import StudySpec, best_settings, gain_choice, list_studies, load_spec, where
 from bnlab.errors import ConfigError
 from bnlab.frames import frame_from_store
 
@@ -34,33 +34,59 @@ def _value(v) -> str:
     return str(float(v)) if isinstance(v, (float, np.floating)) else str(v)
 
 
+def _merge(sweeps: list[dict]) -> list[dict]:
+    """Fewest sweeps ({key: set of values}) whose grids hold exactly the wanted settings: two
+    sweeps merge when they have the same keys and differ in at most one, so merging adds no
+    setting nobody asked for (lr 1.0 at dropout 0.2 and lr 2.0 at dropout 0: two sweeps)."""
+    merged = True
+    while merged:
+        merged = False
+        for i, a in enumerate(sweeps):
+            for j in range(i + 1, len(sweeps)):
+                b = sweeps[j]
+                if a.keys() == b.keys() and sum(a[k] != b[k] for k in a) <= 1:
+                    sweeps[i] = {k: a[k] | b[k] for k in a}
+                    del sweeps[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return sweeps
+
+
 def confirmation_jobs(runs, spec: StudySpec) -> list[list[str]]:
-    """The override lists of phase 2: one sweep per arm, at its chosen setting(s)."""
+    """The override lists of phase 2: per arm, every setting a claim chose (the claim's
+    `where` keys included), as few sweeps as hold exactly those settings."""
     needing = [c for c in spec.claims if spec.needs_confirmation(c)]
     if not needing or not spec.confirm_seeds:
         return []
     best = best_settings(runs, spec)
-    # a claim that chooses on its own metric (fewest steps): its choice, once for every arm
-    own = {i: best_settings(runs, spec, c) for i, c in enumerate(needing) if c.get("select_on")}
     seeds = ",".join(str(s) for s in spec.confirm_seeds)
+    wanted: dict[str, list[dict]] = {arm: [] for arm in spec.arms}
+
+    def want(arm: str, setting: dict, fixed: dict | None) -> None:
+        keyed = {k: v for k, v in (fixed or {}).items()}
+        keyed.update({col.removeprefix("cfg."): v for col, v in setting.items()})
+        sweep = {k: {_value(v)} for k, v in sorted(keyed.items())}
+        if sweep not in wanted.setdefault(arm, []):
+            wanted[arm].append(sweep)
+
+    for claim in needing:
+        if claim.get("kind") == "gain":  # the chosen setting and its reference, each tuned per cell
+            for arm, c in gain_choice(runs, spec, claim).items():
+                want(arm, c["chosen"], claim.get("where"))
+                want(arm, c["reference"], claim.get("reference_where", claim.get("where")))
+        else:  # the claim's own choice (its select_on), else the study's, among the runs it is about
+            for arm, setting in best_settings(where(runs, claim), spec, claim).items():
+                want(arm, setting, claim.get("where"))
     jobs = []
     for arm in spec.arms:
         if arm not in best:
             raise SystemExit(f"bnlab-study: error: no finished tuning runs for {spec.arm_key}={arm} in "
                              f"study {spec.name!r}; phase 1 must finish first")
-        values: dict[str, set] = {}
-        for i, claim in enumerate(needing):
-            if claim.get("kind") == "gain":  # the chosen value and its reference, on the same seeds
-                chosen = gain_choice(runs, spec, claim).get(arm, {})
-                values.setdefault(claim["over"], set()).update(
-                    {_value(v) for v in chosen.values()} | {_value(float(claim["reference"]))})
-            else:  # the claim's own choice (its select_on), else the study's
-                chosen = own[i].get(arm, {}) if i in own else best[arm]
-                for col, v in chosen.items():
-                    values.setdefault(col.removeprefix("cfg."), set()).add(_value(v))
-        overrides = [f"{spec.arm_key}={arm}"]
-        overrides += [f"{k}={','.join(sorted(v))}" for k, v in values.items()]
-        jobs.append(overrides + [f"seed={seeds}"])
+        for sweep in _merge(wanted[arm]):
+            jobs.append([f"{spec.arm_key}={arm}"] + [f"{k}={','.join(sorted(v))}" for k, v in sweep.items()]
+                        + [f"seed={seeds}"])
     return jobs
 
 
@@ -114,6 +140,9 @@ def main(argv=None) -> None:
     runs = frame_from_store(store)
     if not runs.empty:
         runs, _ = current_runs(runs, args.study, spec.profile)
+    if runs.empty and any(spec.needs_confirmation(c) for c in spec.claims):
+        print("phase 2 (confirm) is decided from phase 1's runs, which do not exist yet")
+        return
     jobs = confirmation_jobs(runs, spec) if not runs.empty else []
     if not jobs:
         print(f"bnlab-study {args.study}: no claim depends on a chosen setting: no confirmation phase")

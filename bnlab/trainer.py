@@ -121,15 +121,21 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, data: Splits, tcfg
         return {"step": step, "samples": step * batch_size, "time_s": round(p.train_time, 6),
                 "lr": optimizer.param_groups[0]["lr"]}
 
+    # the splits every evaluation measures, in eval mode: validation, test, and (eval_train > 0)
+    # the first eval_train training images, whose accuracy minus test's is the train-test gap
+    splits = {"val": (data.val_x, data.val_y), "test": (data.test_x, data.test_y)}
+    if tcfg.get("eval_train", 0):
+        splits["train_eval"] = (data.train_x[:tcfg.eval_train], data.train_y[:tcfg.eval_train])
+
     def eval_into(rec: dict, counts: bool = True) -> None:
         """Evaluate into `rec`. An evaluation that does not count (the one made where a
         diverged run is stopped) is recorded, but is never the run's best or its target."""
-        for split, (x, y) in {"val": (data.val_x, data.val_y), "test": (data.test_x, data.test_y)}.items():
+        for split, (x, y) in splits.items():
             if len(x):
                 rec[f"{split}/loss"], rec[f"{split}/acc"] = evaluate(model, x, y, tcfg.eval_batch_size)
         for probe in probes:
             rec.update(probe.measure(model))
-        p.last_eval.update({k: v for k, v in rec.items() if k.startswith(("val/", "test/"))})
+        p.last_eval.update({k: v for k, v in rec.items() if k.startswith(("val/", "test/", "train_eval/"))})
         if not counts:
             return
         if (target_acc is not None and p.to_target["steps_to_target"] is None
@@ -140,7 +146,8 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, data: Splits, tcfg
             p.trained_best_val = max(p.trained_best_val, rec.get("val/acc", -1.0))
         if rec.get("val/acc", -1.0) > p.best["val/acc"]:
             p.best.update({"val/acc": rec["val/acc"], "val/loss": rec["val/loss"], "step": rec["step"],
-                           "test/acc": rec.get("test/acc"), "test/loss": rec.get("test/loss")})
+                           "test/acc": rec.get("test/acc"), "test/loss": rec.get("test/loss"),
+                           "train_eval/acc": rec.get("train_eval/acc")})
 
     loss_acc = torch.zeros((), device=device)
     correct_acc = torch.zeros((), dtype=torch.long, device=device)
@@ -273,6 +280,8 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, data: Splits, tcfg
         "best/val/acc": best_val,
         "best/step": p.best["step"],
         "best/test/acc": p.best.get("test/acc"),
+        # eval-mode accuracy on training images at the best-validation evaluation (eval_train > 0)
+        **({"best/train_eval/acc": p.best.get("train_eval/acc")} if "train_eval" in splits else {}),
         "target_val_acc": target_acc,
         **p.to_target,
     }

@@ -1,7 +1,10 @@
 """Verdicts on synthetic run stores whose answers are known: selection on validation data
 from tuning seeds, decisions on confirmation seeds, paired and censored cases, sensitivity
 at matched settings, edge flags, outcomes, and the CSV round trip."""
+import json
+
 import numpy as np
+from omegaconf import OmegaConf
 import pandas as pd
 import pytest
 
@@ -156,6 +159,92 @@ def test_worst_case_and_gain_kinds():
                     ["model.norm=batch", "model.dropout=0.0,0.1", "seed=100,101,102,103,104"]]
 
 
+# (val, test) accuracy per (norm, dropout, placement, lr): each cell's best rate is its own
+# (no-BN without dropout at lr 2, with dropout after each activation at lr 0.5), so a gain read
+# at a matched rate would differ from the gain between the cells' tuned rates
+_CELLS = {
+    ("none", 0.0, "after_each_activation"): {0.5: (0.960, 0.960), 2.0: (0.970, 0.970)},
+    ("none", 0.2, "after_each_activation"): {0.5: (0.976, 0.975), 2.0: (0.965, 0.965)},
+    ("none", 0.2, "before_classifier"): {0.5: (0.968, 0.968), 2.0: (0.973, 0.972)},
+    ("batch", 0.0, "after_each_activation"): {0.5: (0.980, 0.980), 2.0: (0.978, 0.978)},
+    ("batch", 0.2, "after_each_activation"): {0.5: (0.975, 0.975), 2.0: (0.979, 0.978)},
+    ("batch", 0.2, "before_classifier"): {0.5: (0.981, 0.980), 2.0: (0.977, 0.977)},
+}
+_PLACEMENT_CLAIMS = [
+    {"claim": "dropout", "id": "after", "kind": "gain", "over": "model.dropout", "reference": 0.0,
+     "where": {"model.dropout_placement": "after_each_activation"}, "metric": "best/test/acc",
+     "direction": "lower", "min_effect": 0.002},
+    {"claim": "dropout", "id": "before", "kind": "gain", "over": "model.dropout", "reference": 0.0,
+     "where": {"model.dropout_placement": "before_classifier"},
+     "reference_where": {"model.dropout_placement": "after_each_activation"}, "metric": "best/test/acc",
+     "direction": "lower", "min_effect": 0.002},
+]
+
+
+def test_a_gain_tunes_the_learning_rate_per_cell_and_placements_share_the_reference():
+    """The dropout study's design: lr tuned within every (norm, dropout, placement) cell; the
+    gain of each arm is its chosen dropout at its own best rate minus no dropout at *its* best
+    rate; the before-classifier claim takes its reference from the no-dropout runs (which have
+    no placement of their own); phase 2 runs exactly the chosen cells, nothing crossed."""
+    from bnlab.study_command import confirmation_jobs
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for (norm, p, place), by_lr in _CELLS.items():
+        for lr, (val, test) in by_lr.items():
+            for seed in [*range(5), *range(100, 105)]:
+                e = 0.0003 * rng.standard_normal()
+                rows.append({"cfg.model.norm": norm, "cfg.model.dropout": p, "cfg.model.dropout_placement": place,
+                             "cfg.optim.lr": lr, "cfg.seed": seed, "status": "completed", "outcome": "learned",
+                             "best/val/acc": val + e, "best/test/acc": test + e, "paired": 1})
+    runs = pd.DataFrame(rows)
+    s = spec(tune=["model.dropout", "model.dropout_placement", "optim.lr"], claims=_PLACEMENT_CLAIMS)
+    after, before = (claim_result(runs, s, c) for c in _PLACEMENT_CLAIMS)
+    assert after["chosen"]["none"] == {"cfg.model.dropout": 0.2, "cfg.model.dropout_placement": "after_each_activation",
+                                       "cfg.optim.lr": 0.5, "reference": {
+                                           "cfg.model.dropout": 0.0, "cfg.model.dropout_placement": "after_each_activation",
+                                           "cfg.optim.lr": 2.0}}
+    assert np.mean(after["baseline_values"]) == pytest.approx(0.005, abs=0.0006)   # 0.975 (lr 0.5) - 0.970 (lr 2)
+    assert np.mean(after["treatment_values"]) == pytest.approx(-0.002, abs=0.0006)  # 0.978 (lr 2) - 0.980 (lr 0.5)
+    assert after["seeds"] == [100, 101, 102, 103, 104] and after["verdict"] == "supported"
+    assert before["chosen"]["batch"]["cfg.optim.lr"] == 0.5 and before["chosen"]["none"]["cfg.optim.lr"] == 2.0
+    assert before["chosen"]["none"]["reference"]["cfg.optim.lr"] == 2.0
+    assert np.mean(before["baseline_values"]) == pytest.approx(0.002, abs=0.0006)
+    # lr 0.5 and 2.0 are the whole grid: every choice is at an edge, and is flagged
+    assert any("optim.lr" in t for t in after["edges"]["none"])
+    # the sensitivity rows: each dropout value at its own tuned rate (here the only one, 0.2)
+    assert [r["setting"] for r in after["sensitivity"]] == [{"cfg.model.dropout": 0.2}]
+
+    jobs = confirmation_jobs(runs[runs["cfg.seed"] < 100], s)
+    seeds = "seed=100,101,102,103,104"
+    assert jobs == [
+        ["model.norm=none", "model.dropout=0.2", "model.dropout_placement=after_each_activation", "optim.lr=0.5", seeds],
+        ["model.norm=none", "model.dropout=0.0", "model.dropout_placement=after_each_activation", "optim.lr=2.0", seeds],
+        ["model.norm=none", "model.dropout=0.2", "model.dropout_placement=before_classifier", "optim.lr=2.0", seeds],
+        ["model.norm=batch", "model.dropout=0.2", "model.dropout_placement=after_each_activation", "optim.lr=2.0", seeds],
+        ["model.norm=batch", "model.dropout=0.0", "model.dropout_placement=after_each_activation", "optim.lr=0.5", seeds],
+        ["model.norm=batch", "model.dropout=0.2", "model.dropout_placement=before_classifier", "optim.lr=0.5", seeds],
+    ]
+
+
+def test_a_gain_claim_is_checked_when_the_study_is_loaded(tmp_path):
+    from bnlab.errors import ConfigError
+    from bnlab.claims import load_spec
+
+    base = {"name": "g", "analysis": {"tune": ["model.dropout"], "claims": [
+        {"claim": "dropout", "kind": "gain", "over": "model.dropout", "reference": 0.0, "metric": "best/test/acc"}]}}
+    for change, key in ((lambda c: c.update(over="optim.lr"), "over"),
+                        (lambda c: c.update(reference="none"), "reference"),
+                        (lambda c: c.update(reference_where="before_classifier"), "reference_where"),
+                        (lambda c: c.update(kind="compare", reference_where={"a": 1}), "reference_where")):
+        raw = json.loads(json.dumps(base))
+        change(raw["analysis"]["claims"][0])
+        (tmp_path / "g.yaml").write_text(OmegaConf.to_yaml(raw))
+        with pytest.raises(ConfigError) as e:
+            load_spec("g", tmp_path)
+        assert e.value.key == f"analysis.claims[dropout].{key}" and "\n" not in str(e.value)
+
+
 def test_drift_covers_location_and_spread_on_the_regular_grid():
     steps = [0, 100, 200, 500, 1000]
     c = {"eval:step": steps}
@@ -294,6 +383,13 @@ def test_steps_and_seconds_to_each_accuracy_come_from_the_curve_and_a_claim_can_
     s = spec(confirm_seeds=[])
     assert best_settings(runs, s) == {"batch": {"cfg.optim.lr": 0.5}, "none": {"cfg.optim.lr": 0.5}}
     assert best_settings(runs, s, claim) == {"batch": {"cfg.optim.lr": 0.5}, "none": {"cfg.optim.lr": 2.0}}
+    # ties on the claim's metric (every rate censored at the budget, or the same evaluation)
+    # go to the study's selection, the highest validation accuracy: not to the first rate
+    runs.loc[(runs["cfg.model.norm"] == "none") & (lr == 2.0), "best/val/acc"] = 0.99
+    for tied in (np.nan, 300.0):
+        runs["steps_y"] = tied
+        claim_y = {**claim, "metric": "steps_y", "select_on": "steps_y"}
+        assert best_settings(runs, s, claim_y) == {"batch": {"cfg.optim.lr": 0.5}, "none": {"cfg.optim.lr": 2.0}}
 
 
 def test_a_claim_about_some_runs_only_and_a_study_with_an_extra_grid(store):

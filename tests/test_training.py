@@ -181,8 +181,9 @@ def test_summary_holds_the_contracted_fields(mnist_root, cfg_factory, tmp_path):
 
 
 def test_the_code_version_changes_with_the_training_code_only(tmp_path):
-    """The commit, plus a hash of the uncommitted training-code changes; edits elsewhere
-    (results, the README) leave it alone. Checked in a scratch clone of the checkout."""
+    """A hash of the training files' contents: commits of docs or analysis code, and edits
+    to them, leave it alone; any edit to the training code (committed or not) changes it,
+    and undoing the edit gives the old version back. Checked in a scratch clone."""
     import shutil
     import subprocess
 
@@ -191,21 +192,30 @@ def test_the_code_version_changes_with_the_training_code_only(tmp_path):
 
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{REPO_ROOT}", str(clone)], check=True)
-    orig = environment.REPO_ROOT
+    git = ["git", "-C", str(clone), "-c", "user.name=t", "-c", "user.email=t@t"]
     try:
-        environment.REPO_ROOT = clone
-        clean = environment.code_version()
-        assert clean and "+" not in clean and len(clean) == 12
+        clean = environment.code_version(clone)
+        assert clean and len(clean) == 12 and int(clean, 16) >= 0
         (clone / "README.md").write_text("edited")
-        assert environment.code_version() == clean
+        claims = clone / "bnlab" / "claims.py"
+        claims.write_text(claims.read_text() + "\n# an analysis edit\n")
+        subprocess.run([*git, "commit", "-qam", "docs and analysis"], check=True)
+        assert environment.code_version(clone) == clean, "a commit of docs or analysis is not new training code"
         trainer = clone / "bnlab" / "trainer.py"
-        trainer.write_text(trainer.read_text() + "\n# an edit\n")
-        edited = environment.code_version()
-        assert edited.startswith(clean + "+") and environment.code_version() == edited
+        original = trainer.read_text()
+        trainer.write_text(original + "\n# an edit\n")
+        edited = environment.code_version(clone)
+        assert edited != clean and environment.code_version(clone) == edited
+        subprocess.run([*git, "commit", "-qam", "training edit"], check=True)
+        assert environment.code_version(clone) == edited, "committing an edit does not change the version"
+        trainer.write_text(original)
+        assert environment.code_version(clone) == clean, "the same training code is the same version"
         (clone / "bnlab" / "new_module.py").write_text("x = 1\n")
-        assert environment.code_version() not in (clean, edited)
+        assert environment.code_version(clone) not in (clean, edited)
+        (clone / "bnlab" / "new_module.py").unlink()
+        (clone / "conf" / "trainer" / "default.yaml").write_text("max_steps: 1\n")
+        assert environment.code_version(clone) != clean, "config defaults are training code"
     finally:
-        environment.REPO_ROOT = orig
         shutil.rmtree(clone, ignore_errors=True)
 
 
@@ -391,3 +401,33 @@ def test_a_run_with_the_landscape_probe_trains_exactly_like_one_without(mnist_ro
         assert plain[key] == probed[key], key
     curve = read_metrics(tmp_path / "b")
     assert curve["probe/landscape/beta"].notna().sum() == 3, "at every evaluation (0, 25, 50)"
+
+
+def test_eval_train_measures_the_train_test_gap_without_changing_training(mnist_root, cfg_factory, tmp_path):
+    """trainer.eval_train evaluates training images in eval mode (dropout off, BN on its
+    running statistics) at every evaluation; training itself is bit-for-bit the same, and the
+    frame's best/gap is that accuracy minus test accuracy at the best-validation evaluation."""
+    from bnlab.frames import frame_from_store
+
+    base = ["model.norm=batch", "model.dropout=0.5", "data.train_subset=300", "trainer.max_steps=300",
+            "trainer.eval_every=100", "optim.lr=1.0"]
+    plain = run(cfg_factory(*base), tmp_path / "runs" / "a")
+    measured = run(cfg_factory(*base, "trainer.eval_train=300"), tmp_path / "runs" / "b")
+    for key in ("train/loss", "val/acc", "test/acc", "best/val/acc", "best/step"):
+        assert plain[key] == measured[key], key
+    assert "best/train_eval/acc" not in plain
+    curve = read_metrics(tmp_path / "runs" / "b")
+    assert curve["train_eval/acc"].notna().sum() == 4, "at every evaluation (0, 100, 200, 300)"
+    # 300 images seen 60 times: the net fits them better than unseen test images
+    assert measured["best/train_eval/acc"] > measured["best/test/acc"] + 0.02
+    frame = frame_from_store(tmp_path / "runs").set_index("cfg.trainer.eval_train")
+    assert frame.loc[300, "best/gap"] == pytest.approx(measured["best/train_eval/acc"] - measured["best/test/acc"])
+
+
+def test_eval_train_beyond_the_training_images_is_one_line_before_training(cfg_factory, tmp_path):
+    from bnlab.config import validate
+    from bnlab.errors import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        validate(cfg_factory("data.train_subset=1000", "trainer.eval_train=1001"))
+    assert e.value.key == "trainer.eval_train" and "<= 1000" in str(e.value)
