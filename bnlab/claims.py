@@ -314,7 +314,11 @@ def setting_table(runs: pd.DataFrame, spec: StudySpec, metric: str, select_on: s
         fin = finished(g)
         s = seed_stats(fin[metric].astype(float)) if metric in fin else seed_stats([])
         if is_time_to(select_on):
-            sel = seed_stats(metric_values(fin, select_on, spec)[0]) if len(fin) else seed_stats([])
+            v, c = metric_values(fin, select_on, spec) if len(fin) else (pd.Series(dtype=float),) * 2
+            # a setting whose runs all missed the target has no speed to rank by (each run's own
+            # budget in seconds would decide): no value, so the ranking ends with it and a tie
+            # of such settings goes to the study's selection
+            sel = seed_stats(v) if len(v) and not (c > 0).all() else seed_stats([])
         else:
             sel = seed_stats(fin[select_on].astype(float)) if select_on in fin else seed_stats([])
         # the study's own selection metric too: the tie-break of a claim's selection

@@ -390,6 +390,12 @@ def test_steps_and_seconds_to_each_accuracy_come_from_the_curve_and_a_claim_can_
         runs["steps_y"] = tied
         claim_y = {**claim, "metric": "steps_y", "select_on": "steps_y"}
         assert best_settings(runs, s, claim_y) == {"batch": {"cfg.optim.lr": 0.5}, "none": {"cfg.optim.lr": 2.0}}
+    # seconds to a target no run reached: each run's own training time is only a bound, and
+    # must not rank the rates (lr 0.5's runs happen to be quicker here)
+    runs["time_to_val_0.99_s"] = np.nan
+    runs["train_time_s"] = np.where(lr == 0.5, 10.0, 12.0)
+    secs = {**claim, "metric": "time_to_val_0.99_s", "select_on": "time_to_val_0.99_s"}
+    assert best_settings(runs, s, secs) == {"batch": {"cfg.optim.lr": 0.5}, "none": {"cfg.optim.lr": 2.0}}
 
 
 def test_a_claim_about_some_runs_only_and_a_study_with_an_extra_grid(store):
