@@ -59,7 +59,7 @@ TRAINING_CODE = ("bnlab", "conf", "hydra_plugins", "pyproject.toml")
 # them is not a new training-code version.
 ANALYSIS_ONLY = frozenset(f"bnlab/{m}.py" for m in (
     "bench", "claims", "dry_run", "frames", "plot_command", "plots", "report", "stats", "status", "study",
-    "study_command"))
+    "study_command", "suites"))
 
 
 def training_files(root=None) -> list:

@@ -24,6 +24,7 @@ from bnlab.frames import OUTCOMES
 from bnlab.plots import arm_name
 from bnlab.stats import ALPHA, EQUIVALENCE_RULE, VERDICT_RULE, effect_text
 from bnlab.study import RESULTS, analyse_all, draw
+from bnlab.suites import SUITES
 
 CLAIMS = {
     "ics": "1. BN reduces internal covariate shift",
@@ -211,6 +212,31 @@ def _study_section(s: dict) -> list[str]:
     return out
 
 
+def _budget_table(studies: list[dict]) -> list[str]:
+    """Each study's runs and wall time, and each suite's sum: estimated from the runs' own wall
+    times (evaluation and probes included) at two jobs at a time, so it regenerates from the
+    CSVs; a suite's measured time (scripts/mnist_suite.sh prints it) adds process start-up."""
+    ran = {s["name"]: s["budget"] for s in studies if s["ran"]}
+    if not ran:
+        return []
+    out = ["## Budgets and wall time", "",
+           "Run time is the sum of every current run's wall time (start-up, training, evaluation, probes), "
+           "one torch thread per run; the wall clock is that over the two jobs run at a time on the 2-core CPU "
+           "(a study made on a GPU says so in its budget line).", "",
+           "| study | runs | run time (min) | ≈ wall clock at two jobs (min) |", "|---|---|---|---|"]
+    out += [f"| `{name}` | {b['runs']} | {b['run_hours'] * 60:.0f} | {b['run_hours'] * 30:.0f} |" for name, b in ran.items()]
+    out.append("")
+    for title, names in SUITES.items():
+        have = [n for n in names if n in ran]
+        if have:
+            hours = sum(ran[n]["run_hours"] for n in have)
+            missing = [n for n in names if n not in ran]
+            out.append(f"- {title}: {', '.join(f'`{n}`' for n in have)}: ≈ {hours * 30:.0f} min of wall clock "
+                       f"from scratch ({hours * 60:.0f} min of run time)"
+                       + (f"; not run yet: {', '.join(missing)}" if missing else "") + ".")
+    return out + [""]
+
+
 def write_report(studies: list[dict], path: Path) -> None:
     lines = [
         "# bnlab report: which benefits of batch normalization hold?", "",
@@ -237,6 +263,7 @@ def write_report(studies: list[dict], path: Path) -> None:
         "from JPEGs (exact labels, lossy pixels; runs record `verified: false`), so CIFAR-10 accuracies are not "
         "comparable digit for digit with the papers'.", "",
     ]
+    lines += _budget_table(studies)
     for s in studies:
         lines += _study_section(s)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -18,9 +18,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
-# mnist_mlp (10k steps) is not in the suite: ioffe_fig1 answers its accuracy and speed claims
-# at the paper's budget, and noisy_bn_mnist's no-BN and BN arms are its runs, made again.
-STUDIES=(ioffe_fig1 lr_mnist init_mnist dropout_pilot_mnist dropout_mnist noisy_bn_mnist)
+# the suite's studies, in order: bnlab/suites.py (the report's budget table sums the same list)
+read -r -a STUDIES <<< "$("$BIN/python" -c 'from bnlab.suites import MNIST_SUITE; print(*MNIST_SUITE)')"
 read -r -a extra <<< "${BNLAB_OVERRIDES:-}"
 results=results
 if [ "${1:-}" = "--quick" ]; then

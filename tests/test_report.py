@@ -72,6 +72,7 @@ def test_report_from_runs_then_from_csv_alone(store, tmp_path):
     assert "**supported**" in row and "paired t" in row and "p_Holm" in row
     assert "confirmation seeds: 100–104 (chosen on seeds 0–4)" in row
     assert "not run yet" in text  # the studies without runs say so
+    assert "## Budgets and wall time" in text and "| `mnist_mlp` | 35 |" in text
     assert "Sensitivity of `accuracy`" in text
     for link in [ln.split("](")[1].rstrip(")") for ln in text.splitlines() if ln.startswith("![")]:
         assert (results / link).exists(), link
