@@ -179,11 +179,14 @@ def plot_metric_vs(runs: pd.DataFrame, spec: StudySpec, key: str, metric: str, o
     models = (sorted(runs["cfg.model.name"].dropna().astype(str).unique())
               if "cfg.model.name" in runs and spec.arm_key != "model.name" else [])
     parts = [(arm, m) for arm in spec.arms for m in models] if len(models) > 1 else [(arm, None) for arm in spec.arms]
+    others = [k for k in spec.tune if k != key and f"cfg.{k}" in runs]
     for arm, model in parts:
         sel = tuning_runs(runs, spec)
         sel = sel[sel[spec.arm_col].astype(str) == arm]
         if model is not None:
             sel = sel[sel["cfg.model.name"].astype(str) == model]
+        if others:  # each value of `key` at the other tuned keys' best (validation) for it
+            sel = at_best_of(sel, spec, key, others)
         xs, means, lo, hi = [], [], [], []
         for x, g in sel.groupby(col, sort=True):
             fin = g[g.status.isin(FINISHED)]
@@ -209,8 +212,59 @@ def plot_metric_vs(runs: pd.DataFrame, spec: StudySpec, key: str, metric: str, o
     ax.scatter([], [], marker="x", color="k", label="diverged runs (count/total)")
     ax.scatter([], [], marker="v", color="k", label="runs that did not learn (count/total)")
     ax.legend(loc="lower left")
-    ax.set_title(f"{spec.name}: {label(metric)} against {label(key)}")
+    ax.set_title(f"{spec.name}: {label(metric)} against {label(key)}"
+                 + (f"\n(each value at its best {', '.join(label(k) for k in others)} on validation)" if others else ""))
     return [save(fig, out / f"{metric.replace('/', '_')}_vs_{key.split('.')[-1]}.{fmt}")]
+
+
+def at_best_of(runs: pd.DataFrame, spec: StudySpec, key: str, others: list[str]) -> pd.DataFrame:
+    """For each value of `key`, only the runs at the setting of the `others` keys with the
+    best mean selection metric (validation accuracy) at that value: a figure over `key` that
+    does not average over, say, learning rates that nobody would choose."""
+    fin = runs[runs.status.isin(FINISHED)]
+    keep = []
+    for x, g in fin.groupby(f"cfg.{key}", sort=True):
+        means = g.groupby([f"cfg.{k}" for k in others])[spec.select_on].mean()
+        if means.notna().any():
+            best = means.idxmax()
+            best = best if isinstance(best, tuple) else (best,)
+            keep.append(arm_runs(runs[runs[f"cfg.{key}"] == x], spec, runs[spec.arm_col].iloc[0],
+                                 {f"cfg.{k}": v for k, v in zip(others, best)}))
+    return pd.concat(keep) if keep else runs.iloc[0:0]
+
+
+def plot_metric_by(runs: pd.DataFrame, spec: StudySpec, key: str, metric: str, out: Path,
+                   fmt: str = "png") -> list[Path]:
+    """`metric` against `key` (dropout rate), one line per arm and per value of the study's
+    other non-numeric tuned keys (dropout placement), each point at its cell's best numeric
+    tuned keys (learning rate) on validation: mean and 95% CI over the tuning seeds."""
+    tuning = tuning_runs(runs, spec)
+    groups = [k for k in spec.tune if k != key and not pd.api.types.is_numeric_dtype(tuning[f"cfg.{k}"])]
+    numeric = [k for k in spec.tune if k != key and k not in groups]
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    styles = ["o-", "s--", "^:", "d-."]
+    for arm in spec.arms:
+        sel = tuning[tuning[spec.arm_col].astype(str) == arm]
+        for i, (gkey, g) in enumerate(sel.groupby([f"cfg.{k}" for k in groups], sort=True) if groups else [((), sel)]):
+            gkey = gkey if isinstance(gkey, tuple) else (gkey,)
+            # the reference value (no dropout) has no placement of its own: drawn on every line
+            ref = sel[np.isclose(sel[f"cfg.{key}"].astype(float), 0.0)] if key == "model.dropout" else sel.iloc[0:0]
+            g = pd.concat([ref, g])
+            g = g[~g.index.duplicated()]
+            g = at_best_of(g, spec, key, numeric) if numeric else g
+            xs, means, lo, hi = [], [], [], []
+            for x, gx in g[g.status.isin(FINISHED)].groupby(f"cfg.{key}", sort=True):
+                st = seed_stats(gx[metric].astype(float))
+                xs.append(float(x)), means.append(st["mean"]), lo.append(st["ci_low"]), hi.append(st["ci_high"])
+            name = arm_name(arm) + ("" if not groups else ", " + ", ".join(str(v) for v in gkey))
+            ax.plot(xs, means, styles[i % len(styles)], color=colour(arm), label=name, lw=1.6, ms=4)
+            ax.fill_between(xs, lo, hi, color=colour(arm), alpha=0.12, lw=0)
+    ax.set_xlabel(label(key))
+    ax.set_ylabel(f"{label(metric)} (mean, 95% CI over tuning seeds)")
+    ax.legend(loc="best", fontsize=7)
+    ax.set_title(f"{spec.name}: {label(metric)} against {label(key)}"
+                 + (f"\n(each point at its best {', '.join(label(k) for k in numeric)} on validation)" if numeric else ""))
+    return [save(fig, out / f"{metric.replace('/', '_')}_by_{key.split('.')[-1]}.{fmt}")]
 
 
 def plot_grid(runs: pd.DataFrame, spec: StudySpec, key: str, metric: str, out: Path,
@@ -482,7 +536,12 @@ def plot_study(runs: pd.DataFrame, spec: StudySpec, results: list[dict], out: Pa
             if key in swept:
                 paths += plot_metric_vs(runs, spec, key, "best/test/acc", out, fmt)
         if "model.dropout" in swept and spec.arm_key != "model.dropout":
-            paths += plot_grid(runs, spec, "model.dropout", "best/test/acc", out, fmt)
+            if len(spec.tune) > 1 and "model.dropout" in spec.tune:  # each cell at its own tuned rest
+                for metric in ("best/test/acc", "best/gap"):
+                    if metric in runs and runs[metric].notna().any():
+                        paths += plot_metric_by(runs, spec, "model.dropout", metric, out, fmt)
+            else:
+                paths += plot_grid(runs, spec, "model.dropout", "best/test/acc", out, fmt)
         for key in ([] if spec.adhoc else spec.tune):  # any other numeric key tuned per arm
             if (key in swept and key not in ("optim.lr", "init.std", "model.dropout")
                     and pd.api.types.is_numeric_dtype(runs[f"cfg.{key}"])):

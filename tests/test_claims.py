@@ -11,7 +11,7 @@ import pytest
 from bnlab.claims import Comparison, best_settings, claim_result, edge_flags, per_seed_values, setting_table
 from bnlab.frames import act_in_drift, frame_from_csv, frame_from_store, write_csv
 
-from synthetic import ACCURACY, THREE_ARM_CLAIM, make_store, spec, write_run
+from synthetic import ACCURACY, THREE_ARM_CLAIM, dropout_cell_runs, make_store, spec, write_run
 
 RNG = np.random.default_rng(0)
 
@@ -159,17 +159,6 @@ def test_worst_case_and_gain_kinds():
                     ["model.norm=batch", "model.dropout=0.0,0.1", "seed=100,101,102,103,104"]]
 
 
-# (val, test) accuracy per (norm, dropout, placement, lr): each cell's best rate is its own
-# (no-BN without dropout at lr 2, with dropout after each activation at lr 0.5), so a gain read
-# at a matched rate would differ from the gain between the cells' tuned rates
-_CELLS = {
-    ("none", 0.0, "after_each_activation"): {0.5: (0.960, 0.960), 2.0: (0.970, 0.970)},
-    ("none", 0.2, "after_each_activation"): {0.5: (0.976, 0.975), 2.0: (0.965, 0.965)},
-    ("none", 0.2, "before_classifier"): {0.5: (0.968, 0.968), 2.0: (0.973, 0.972)},
-    ("batch", 0.0, "after_each_activation"): {0.5: (0.980, 0.980), 2.0: (0.978, 0.978)},
-    ("batch", 0.2, "after_each_activation"): {0.5: (0.975, 0.975), 2.0: (0.979, 0.978)},
-    ("batch", 0.2, "before_classifier"): {0.5: (0.981, 0.980), 2.0: (0.977, 0.977)},
-}
 _PLACEMENT_CLAIMS = [
     {"claim": "dropout", "id": "after", "kind": "gain", "over": "model.dropout", "reference": 0.0,
      "where": {"model.dropout_placement": "after_each_activation"}, "metric": "best/test/acc",
@@ -188,16 +177,7 @@ def test_a_gain_tunes_the_learning_rate_per_cell_and_placements_share_the_refere
     no placement of their own); phase 2 runs exactly the chosen cells, nothing crossed."""
     from bnlab.study_command import confirmation_jobs
 
-    rng = np.random.default_rng(0)
-    rows = []
-    for (norm, p, place), by_lr in _CELLS.items():
-        for lr, (val, test) in by_lr.items():
-            for seed in [*range(5), *range(100, 105)]:
-                e = 0.0003 * rng.standard_normal()
-                rows.append({"cfg.model.norm": norm, "cfg.model.dropout": p, "cfg.model.dropout_placement": place,
-                             "cfg.optim.lr": lr, "cfg.seed": seed, "status": "completed", "outcome": "learned",
-                             "best/val/acc": val + e, "best/test/acc": test + e, "paired": 1})
-    runs = pd.DataFrame(rows)
+    runs = dropout_cell_runs()
     s = spec(tune=["model.dropout", "model.dropout_placement", "optim.lr"], claims=_PLACEMENT_CLAIMS)
     after, before = (claim_result(runs, s, c) for c in _PLACEMENT_CLAIMS)
     assert after["chosen"]["none"] == {"cfg.model.dropout": 0.2, "cfg.model.dropout_placement": "after_each_activation",

@@ -198,3 +198,39 @@ def test_runs_made_before_a_key_existed_still_belong_to_their_study():
     runs.loc[runs.index[0], "cfg.probes.landscape.enabled"] = True
     kept, left_out = current_runs(runs, "mnist_mlp")
     assert left_out["stale"] == 1 and "probes.landscape.enabled" in left_out["differing"]
+
+
+def test_a_study_tuning_the_rate_per_cell_draws_each_cell_at_its_own_rate(tmp_path, monkeypatch):
+    """Dropout x placement with the lr tuned per cell: the figure over dropout rates draws each
+    point at its cell's best rate on validation (not a mean over rates nobody would choose),
+    the no-dropout point on both placements' lines; the figure over rates takes, at each rate,
+    the best dropout cell."""
+    from synthetic import dropout_cell_runs
+
+    drawn = {}
+    monkeypatch.setattr(plots, "save", lambda fig, path: drawn.setdefault(path.name, fig) and path)
+    runs = dropout_cell_runs()
+    s = spec(tune=["model.dropout", "model.dropout_placement", "optim.lr"])
+    plots.plot_metric_by(runs, s, "model.dropout", "best/test/acc", tmp_path)
+    lines = {ln.get_label(): ln for ln in drawn["best_test_acc_by_dropout.png"].axes[0].lines}
+    tuning = runs[runs["cfg.seed"] < 5]
+
+    def mean_at(norm, p, place, lr):
+        sel = tuning[(tuning["cfg.model.norm"] == norm) & (tuning["cfg.model.dropout"] == p)
+                     & (tuning["cfg.model.dropout_placement"] == place) & (tuning["cfg.optim.lr"] == lr)]
+        return sel["best/test/acc"].mean()
+
+    after, before = lines["no BN, after_each_activation"], lines["no BN, before_classifier"]
+    assert list(after.get_xdata()) == [0.0, 0.2] and list(before.get_xdata()) == [0.0, 0.2]
+    # no BN: no dropout at lr 2, dropout 0.2 after each activation at lr 0.5, before the classifier at lr 2
+    assert np.allclose(after.get_ydata(), [mean_at("none", 0.0, "after_each_activation", 2.0),
+                                           mean_at("none", 0.2, "after_each_activation", 0.5)])
+    assert np.allclose(before.get_ydata(), [mean_at("none", 0.0, "after_each_activation", 2.0),
+                                            mean_at("none", 0.2, "before_classifier", 2.0)])
+    plots.plot_metric_vs(runs, s, "optim.lr", "best/test/acc", tmp_path)
+    ax = drawn["best_test_acc_vs_lr.png"].axes[0]
+    bn = next(ln for ln in ax.lines if ln.get_label() == "BN")
+    # BN at lr 0.5: its best cell there on validation is dropout 0.2 before the classifier (0.981)
+    assert np.allclose(bn.get_ydata(), [mean_at("batch", 0.2, "before_classifier", 0.5),
+                                        mean_at("batch", 0.2, "after_each_activation", 2.0)])
+    assert "best dropout rate" in ax.get_title()
