@@ -80,6 +80,8 @@ class StudySpec:
     profile: str | None = None  # the budget profile read (profiles.<profile> in the study file)
     sweeps: list[list[str]] = field(default_factory=list)  # extra grids (override lists) of phase 1
     seeds: list[int] = field(default_factory=list)  # the profile's grid seeds, when it names them
+    # the profile's smaller grid, when it names one (quick: fewer learning rates), as overrides
+    grid: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         if not self.comparisons:
@@ -211,6 +213,7 @@ def load_spec(name: str, experiments_dir: Path = EXPERIMENTS_DIR, profile: str |
                      confirm_seeds=[int(s) for s in budget.get("confirm_seeds", a.get("confirm_seeds", []))],
                      comparisons=comparisons, arms=arms, figures=[str(f) for f in a.get("figures", [])],
                      profile=chosen, seeds=[int(x) for x in budget.get("seeds", [])],
+                     grid=[f"{k}={_override_value(v)}" for k, v in (budget.get("grid") or {}).items()],
                      sweeps=[[f"{k}={_override_value(v)}" for k, v in extra.items()] for extra in raw.get("sweeps") or []])
     for claim in spec.claims:  # every comparison of every claim checked now, before any analysis
         spec.claim_comparisons(claim)

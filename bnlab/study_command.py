@@ -124,13 +124,15 @@ def main(argv=None) -> None:
     except ConfigError as exc:
         sys.exit(f"bnlab-study: error: {exc}")
     t0 = time.perf_counter()
-    # a budget profile may name its own seeds (a quick look: fewer of them)
+    # a budget profile may name its own seeds and a smaller grid (a quick look: fewer of each)
     seeds = [f"seed={','.join(map(str, spec.seeds))}"] if spec.seeds else []
     print(f"bnlab-study {args.study}: phase 1 (tune) on the grid's seeds"
           + (f" (profile {spec.profile})" if spec.profile else ""), flush=True)
-    _train(args.study, [*args.overrides, *seeds], args.dry_run)
+    _train(args.study, [*args.overrides, *spec.grid, *seeds], args.dry_run)
     for extra in spec.sweeps:  # the study's extra grids (say, named init schemes beside the scales)
-        _train(args.study, [*args.overrides, *seeds, *extra], args.dry_run)
+        own = {o.split("=", 1)[0] for o in extra}  # a key the extra grid sets itself keeps its values
+        grid = [o for o in spec.grid if o.split("=", 1)[0] not in own]
+        _train(args.study, [*args.overrides, *grid, *seeds, *extra], args.dry_run)
     store = _runs_root(args.overrides) / spec.name
     if args.dry_run and not store.is_dir():
         print("phase 2 (confirm) is decided from phase 1's runs, which do not exist yet")

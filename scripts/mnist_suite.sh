@@ -6,8 +6,8 @@
 #   BNLAB_DATA=<data root> scripts/mnist_suite.sh lr_mnist   # some studies only
 #   BNLAB_DATA=<data root> scripts/mnist_suite.sh --quick    # a first look in minutes
 #
-# --quick runs every study under its `quick` profile (fewer steps, two seeds: a first look,
-# not evidence; its verdicts say "fewer than 5 seeds") into results/quick/ (git-ignored),
+# --quick runs every study under its `quick` profile (fewer steps, seeds and rates: a first
+# look, not evidence; its verdicts say "fewer than 5 seeds") into results/quick/ (git-ignored),
 # and writes results/quick/REPORT.md, leaving the committed results alone.
 #
 # Resumable: launched again (after a crash, a reboot, a kill), it trains only what is

@@ -252,3 +252,18 @@ def test_a_study_is_read_under_its_budget_profile():
     with pytest.raises(ConfigError, match=r"^profile: got 'slow'; allowed: full, quick$"):
         load_spec("ioffe_fig1", profile="slow")
     assert set(has_profiles("santurkar")) == {"cpu", "gpu"} and has_profiles("quickstart") == []
+
+
+def test_a_quick_profile_runs_a_smaller_grid_through_bnlab_study(capsys):
+    """A profile's `grid` narrows the study's grid for bnlab-study's phase 1 (the main grid
+    and each extra one), except a key an extra grid sets itself; the full profile has none."""
+    from bnlab.claims import load_spec
+    from bnlab.study_command import main as study_main
+
+    assert load_spec("dropout_mnist").grid == []
+    assert load_spec("dropout_mnist", profile="quick").grid == ["optim.lr=1.0,4.0,16.0"]
+    study_main(["dropout_mnist", "profile=quick", "paths.results=/nonexistent-bnlab-test", "--dry-run"])
+    commands = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("$ bnlab-train")]
+    assert commands[0].endswith("optim.lr=1.0,4.0,16.0 seed=0")
+    assert "optim.lr=1.0,4.0,16.0 seed=0 model.dropout_placement=before_classifier" in commands[1]
+    assert "optim.lr=1.0" not in commands[2] and commands[2].endswith("model.norm=batch optim.lr=32.0")
