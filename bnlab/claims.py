@@ -695,9 +695,12 @@ def summarize_sensitivity(rows: list[dict], spec: StudySpec) -> str:
     if not rows:
         return ""
     groups: dict[str, list[str]] = {}
+    # keys with one value in every row (a claim's `where`: dropout 0) say nothing about where it holds
+    varying = [k for k in rows[0]["setting"] if len(rows) < 2 or len({str(r["setting"].get(k)) for r in rows}) > 1]
     for r in rows:
-        label = ", ".join(f"{k.removeprefix('cfg.').split('.')[-1]} {v:g}" if is_num(v) else f"{k}={v}"
-                          for k, v in r["setting"].items())
+        label = ", ".join(f"{k.removeprefix('cfg.').split('.')[-1]} {v:g}" if is_num(v)
+                          else f"{k.removeprefix('cfg.').split('.')[-1]}={v}"
+                          for k, v in r["setting"].items() if k in varying)
         if r["verdict"] == "not comparable":
             g = "not comparable (an arm did not learn) at"
         elif r.get("margin") is not None:  # an equivalence

@@ -389,3 +389,15 @@ def test_a_claim_about_some_runs_only_and_a_study_with_an_extra_grid(store):
     init = load_spec("init_mnist")
     assert init.sweeps == [["init=xavier,kaiming,default", "init.std=null"]]
     assert [c.get("where") for c in init.claims] == [{"model.name": "mlp"}, {"model.name": "deep_mlp"}]
+
+
+def test_sensitivity_rows_are_named_by_what_varies():
+    from bnlab.claims import summarize_sensitivity
+
+    row = {"verdict": "inconclusive", "p": 0.5, "effect": 0.001}
+    rows = [{**row, "setting": {"cfg.model.dropout": 0.0, "cfg.model.dropout_placement": "after_each_activation",
+                                "cfg.optim.lr": lr}} for lr in (0.5, 1.0)]
+    assert summarize_sensitivity(rows, spec()) == "inconclusive at lr 0.5, lr 1"
+    rows = [{**row, "setting": {"cfg.model.dropout_placement": p}} for p in ("after_each_activation", "before_classifier")]
+    assert summarize_sensitivity(rows, spec()) == \
+        "inconclusive at dropout_placement=after_each_activation, dropout_placement=before_classifier"
