@@ -27,6 +27,9 @@ OUTCOMES = ("learned", "did not learn", "diverged", "failed", "damaged", "incomp
 EVAL_KEYS = ("step", "samples", "time_s", "val/acc", "val/loss", "test/acc", "test/loss")
 # Columns that would carry the paths of the machine that made the runs: never in a CSV.
 MACHINE_COLUMNS = ("path", "wandb_dir", "cfg.paths.", "cfg.data.root", "data.root")
+# The study file's own text (its claims with their literature, its description, profiles and
+# extra grids): the same on every row, and in experiments/<study>.yaml; most of a CSV's bytes
+STUDY_TEXT_COLUMNS = ("cfg.analysis.", "cfg.description", "cfg.profiles.", "cfg.sweeps")
 
 
 def _round(v, digits=5):
@@ -256,7 +259,8 @@ def write_csv(runs: pd.DataFrame, path: Path) -> None:
     def absolute_path(col) -> bool:  # a safety net for fields added later
         return runs[col].map(lambda v: isinstance(v, str) and (v.startswith("/") or v[1:3] == ":\\")).any()
 
-    keep = [c for c in runs.columns if c != "curves" and not c.startswith(MACHINE_COLUMNS) and not absolute_path(c)]
+    keep = [c for c in runs.columns if c != "curves" and not c.startswith(MACHINE_COLUMNS + STUDY_TEXT_COLUMNS)
+            and not absolute_path(c)]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     runs[keep].to_csv(tmp, index=False)

@@ -234,3 +234,17 @@ def test_a_study_tuning_the_rate_per_cell_draws_each_cell_at_its_own_rate(tmp_pa
     assert np.allclose(bn.get_ydata(), [mean_at("batch", 0.2, "before_classifier", 0.5),
                                         mean_at("batch", 0.2, "after_each_activation", 2.0)])
     assert "best dropout rate" in ax.get_title()
+
+
+def test_a_report_read_under_a_profile_says_so_at_the_top(tmp_path):
+    from bnlab.report import write_report
+    from bnlab.study import analyse_all
+
+    studies = analyse_all(tmp_path, tmp_path / "no-runs", profile="quick")
+    assert {s["name"] for s in studies} >= {"ioffe_fig1", "dropout_mnist"} and "santurkar" not in {s["name"] for s in studies}
+    write_report(studies, tmp_path / "REPORT.md", "quick")
+    head = (tmp_path / "REPORT.md").read_text().splitlines()[:3]
+    assert head[0].endswith("(budget profile `quick`)") and "not evidence" not in head[2]
+    assert "A first look" in head[2] and "results/REPORT.md" in head[2]
+    write_report(studies, tmp_path / "REPORT.md")
+    assert "budget profile" not in (tmp_path / "REPORT.md").read_text().splitlines()[0]
