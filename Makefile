@@ -21,8 +21,10 @@ demo: $(BIN)/bnlab-train
 	$(BIN)/bnlab-status quickstart --runs-root $(DEMO)/runs
 	$(BIN)/bnlab-plot quickstart --runs-root $(DEMO)/runs --results $(DEMO)
 
+# two workers, one test file each at a time (pytest-xdist): the SLURM requeue test mostly waits
+# on the cluster, and the other core runs the rest of the suite meanwhile
 test: $(BIN)/bnlab-train
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # CSVs, figures and results/REPORT.md from the run store (or the committed CSVs)
 report: $(BIN)/bnlab-train
