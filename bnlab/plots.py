@@ -10,6 +10,7 @@ SVG or PDF on request.
 from __future__ import annotations
 
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib
@@ -218,18 +219,14 @@ def plot_metric_vs(runs: pd.DataFrame, spec: StudySpec, key: str, metric: str, o
 
 
 def at_best_of(runs: pd.DataFrame, spec: StudySpec, key: str, others: list[str]) -> pd.DataFrame:
-    """For each value of `key`, only the runs at the setting of the `others` keys with the
-    best mean selection metric (validation accuracy) at that value: a figure over `key` that
-    does not average over, say, learning rates that nobody would choose."""
-    fin = runs[runs.status.isin(FINISHED)]
+    """For each value of `key`, only the runs at the setting of the `others` keys that the
+    study's own selection (best_settings: best mean validation accuracy) picks at that value:
+    a figure over `key` that does not average over, say, learning rates nobody would choose."""
+    within = replace(spec, tune=others)
     keep = []
-    for x, g in fin.groupby(f"cfg.{key}", sort=True):
-        means = g.groupby([f"cfg.{k}" for k in others])[spec.select_on].mean()
-        if means.notna().any():
-            best = means.idxmax()
-            best = best if isinstance(best, tuple) else (best,)
-            keep.append(arm_runs(runs[runs[f"cfg.{key}"] == x], spec, runs[spec.arm_col].iloc[0],
-                                 {f"cfg.{k}": v for k, v in zip(others, best)}))
+    for x, g in runs.groupby(f"cfg.{key}", sort=True):
+        for arm, setting in best_settings(g, within).items():
+            keep.append(arm_runs(g, spec, arm, setting))
     return pd.concat(keep) if keep else runs.iloc[0:0]
 
 

@@ -65,7 +65,7 @@ def confirmation_jobs(runs, spec: StudySpec) -> list[list[str]]:
     wanted: dict[str, list[dict]] = {arm: [] for arm in spec.arms}
 
     def want(arm: str, setting: dict, fixed: dict | None) -> None:
-        keyed = {k: v for k, v in (fixed or {}).items()}
+        keyed = dict(fixed or {})
         keyed.update({col.removeprefix("cfg."): v for col, v in setting.items()})
         sweep = {k: {_value(v)} for k, v in sorted(keyed.items())}
         if sweep not in wanted.setdefault(arm, []):
