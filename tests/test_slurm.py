@@ -65,15 +65,36 @@ def _local_run(tmp_path, *args):
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def _nudge_requeued_jobs(proc, until: float) -> None:
+def _job_ids() -> set[str]:
+    out = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i"], capture_output=True, text=True)
+    return set(out.stdout.split())
+
+
+def _nudge_requeued_jobs(proc, until: float, older: set[str], settle_s: float = 5.0) -> None:
     """SLURM holds a requeued job for about two minutes before it may start again; start it
-    at once instead (scontrol update StartTime=now), so the test waits for training only."""
+    sooner instead (scontrol update StartTime=now), so the test waits for training mostly.
+
+    Not at once: a job restarted within the second of its requeue is killed as it starts
+    ("Job credential revoked": the node revoked the old instance's credential, and credentials
+    carry one-second timestamps), and then the sweep waits for a job that is gone. Wait until
+    it has pended `settle_s` seconds. A job of this test (not in `older`) that fails instead
+    is reported at once."""
+    pending_since: dict[str, float] = {}
     while proc.poll() is None and time.time() < until:
-        pending = subprocess.run(["squeue", "-h", "-t", "PD", "-o", "%i %r"], capture_output=True, text=True)
-        for line in pending.stdout.splitlines():
-            job, reason = line.split(maxsplit=1)
-            if reason.strip() == "BeginTime":
-                subprocess.run(["scontrol", "update", f"jobid={job}", "StartTime=now"], capture_output=True)
+        queue = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i %t %r"], capture_output=True, text=True)
+        for line in queue.stdout.splitlines():
+            job, state, reason = line.split(maxsplit=2)
+            if job in older:
+                continue
+            if state in ("F", "NF", "BF", "OOM"):
+                proc.kill()
+                pytest.fail(f"SLURM job {job} ended in state {state} ({reason.strip()}) instead of resuming")
+            if state == "PD" and reason.strip() == "BeginTime":
+                since = pending_since.setdefault(job, time.time())
+                if time.time() - since >= settle_s:
+                    subprocess.run(["scontrol", "update", f"jobid={job}", "StartTime=now"], capture_output=True)
+            else:
+                pending_since.pop(job, None)
         time.sleep(1)
 
 
@@ -83,10 +104,11 @@ def test_a_time_limited_run_is_requeued_and_resumes_to_the_same_metrics(mnist_ro
     checkpoints at the end of its step, submitit requeues the job, and it resumes."""
     science = ["name=requeue", "seed=3", "trainer.max_steps=90000", "trainer.eval_every=10000",
                "model.dropout=0.1"]
+    older = _job_ids()
     proc = _slurm_sweep(tmp_path / "slurm", *science, "hydra.launcher.timeout_min=2",
                         "hydra.launcher.signal_delay_s=30", "hydra.launcher.max_num_timeout=5")
     reference = _local_run(tmp_path / "local", *science)  # meanwhile, on the other core
-    _nudge_requeued_jobs(proc, until=time.time() + 1200)
+    _nudge_requeued_jobs(proc, until=time.time() + 1200, older=older)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out[-3000:]
     assert reference.wait(timeout=600) == 0, reference.stderr.read()[-2000:]
