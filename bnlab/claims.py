@@ -182,6 +182,19 @@ def chosen_profile(raw: dict, profile: str | None) -> str | None:
     return str(chosen)
 
 
+# The claims a study may test (`claim:` in analysis.claims), in the report's order, with its titles
+CLAIMS = {
+    "ics": "1. BN reduces internal covariate shift",
+    "speed": "2. Training is faster (fewer steps), although each step costs more",
+    "accuracy": "3. Accuracy is higher",
+    "lr": "4. Higher learning rates can be used",
+    "dropout": "5. BN regularizes and reduces the need for dropout",
+    "init": "6. BN makes training robust to poor weight initialization",
+    # not one of the benefits claimed for BN: Santurkar et al.'s explanation of them
+    "smoothness": "7. (Santurkar et al.'s mechanism) BN makes the loss landscape smoother",
+}
+
+
 def load_spec(name: str, experiments_dir: Path = EXPERIMENTS_DIR, profile: str | None = None) -> StudySpec:
     """The analysis block of experiments/<name>.yaml, checked (ConfigError names the key),
     under a budget profile when the study has them (profiles.<p>: max_steps, seeds and
@@ -216,6 +229,9 @@ def load_spec(name: str, experiments_dir: Path = EXPERIMENTS_DIR, profile: str |
                      grid=[f"{k}={_override_value(v)}" for k, v in (budget.get("grid") or {}).items()],
                      sweeps=[[f"{k}={_override_value(v)}" for k, v in extra.items()] for extra in raw.get("sweeps") or []])
     for claim in spec.claims:  # every comparison of every claim checked now, before any analysis
+        if claim.get("claim") not in CLAIMS:
+            raise ConfigError(f"analysis.claims[{claim.get('id', claim.get('claim'))}].claim",
+                              f"got {claim.get('claim')!r}; allowed: {', '.join(CLAIMS)}")
         spec.claim_comparisons(claim)
         _check_gain(claim, spec)
     return spec

@@ -104,14 +104,31 @@ def act_in_drift(curves: dict, every: int | None = None, layers: str = "all") ->
     return float(np.mean(drifts)) if drifts else None
 
 
-def grad_ics(curves: dict, measure: str = "l2") -> float | None:
-    """Santurkar et al.'s ICS summarised per run: the mean over evaluations and layers of the
-    probe's `l2` (||G - G'||, their measure), `rel` (||G - G'|| / ||G||) or `cos`."""
+def eval_mean(curves: dict, prefix: str, suffix: str = "") -> float | None:
+    """Mean over evaluations (and over every series `eval:<prefix>...<suffix>`: layers) of
+    a probe's finite values; None when the run has none."""
     series = [np.asarray([np.nan if x is None else x for x in v], dtype=float) for k, v in curves.items()
-              if k.startswith("eval:probe/grad_ics/") and k.endswith(f"/{measure}")]
+              if k.startswith(f"eval:{prefix}") and k.endswith(suffix)]
     values = np.concatenate(series) if series else np.array([])
     values = values[np.isfinite(values)]
     return float(values.mean()) if len(values) else None
+
+
+def grad_ics(curves: dict, measure: str = "l2", layer: int | None = None) -> float | None:
+    """Santurkar et al.'s ICS summarised per run: the mean over evaluations (and layers, or
+    weight layer `layer` alone) of the probe's `l2` (||G - G'||, their measure), `rel`
+    (||G - G'|| / ||G||) or `cos`."""
+    return eval_mean(curves, "probe/grad_ics/" + (f"l{layer}/" if layer is not None else ""), f"/{measure}")
+
+
+def grad_ics_layers(curves: dict) -> list[int]:
+    """The weight layers a run's gradient-ICS probe measured (1 = the second weight layer)."""
+    return sorted({int(k.split("/")[2][1:]) for k in curves if k.startswith("eval:probe/grad_ics/")})
+
+
+# Santurkar et al. (2018, Sec. 3.2) landscape along the gradient (bnlab.probes.LandscapeProbe),
+# each summarised per run as its mean over evaluations
+LANDSCAPE = ("loss_range", "grad_range", "beta")
 
 
 def _until_divergence(curves: dict, target: float) -> tuple[float | None, float | None]:
@@ -171,6 +188,14 @@ def derive(runs: pd.DataFrame) -> pd.DataFrame:
     runs["act_in_drift_last"] = [act_in_drift(c, e, "last") for c, e in zip(runs["curves"], every)]
     for m in ("l2", "rel", "cos"):
         runs[f"grad_ics_{m}"] = [grad_ics(c, m) for c in runs["curves"]]
+    # per weight layer too (their Fig. 3 shows layers across depth): the raw measure and the cosine
+    layers = sorted({i for c in runs["curves"] for i in grad_ics_layers(c)})
+    for i in layers:
+        for m in ("l2", "cos"):
+            runs[f"grad_ics_{m}_l{i}"] = [grad_ics(c, m, i) for c in runs["curves"]]
+    if any(k.startswith("eval:probe/landscape/") for c in runs["curves"] for k in c):
+        for m in LANDSCAPE:
+            runs[f"landscape_{m}"] = [eval_mean(c, f"probe/landscape/{m}") for c in runs["curves"]]
     # the train-test gap at the best-validation evaluation (runs with trainer.eval_train > 0):
     # eval-mode accuracy on training images minus test accuracy; NaN where not measured
     if "best/train_eval/acc" in runs:
@@ -315,6 +340,8 @@ def budget(runs: pd.DataFrame, arm_col: str = "cfg.model.norm", timing: pd.DataF
         "seeds": int(runs["cfg.seed"].nunique()) if "cfg.seed" in runs else 0,
         "max_steps": uniq("cfg.trainer.max_steps"), "batch_size": uniq("cfg.optim.batch_size"),
         "dataset": uniq("cfg.data.name"), "train_subset": uniq("cfg.data.train_subset"),
+        # runs whose data did not match the canonical checksums (the JPEG-rebuilt CIFAR-10 copy)
+        "unverified": int((runs["data.verified"].map(str) == "False").sum()) if "data.verified" in runs else 0,
         "device": uniq("env.device_name") or uniq("env.device"), "threads": uniq("env.torch_threads"),
         "torch": uniq("env.torch"),
         # the days the runs finished on (UTC)

@@ -44,6 +44,8 @@ LABELS = {
     "act_in_drift": "activation-input drift (Ioffe's ICS)",
     "grad_ics_l2": "||G − G′|| (Santurkar et al.'s ICS)",
     "grad_ics_rel": "||G − G′|| / ||G||", "grad_ics_cos": "cos(G, G′)",
+    "landscape_loss_range": "loss range along the gradient", "landscape_grad_range": "gradient predictiveness (range)",
+    "landscape_beta": "effective β-smoothness",
     "optim.lr": "learning rate", "init.std": "init σ", "model.dropout": "dropout rate",
     "data.train_subset": "training images",
     "step_time_ms": "ms per training step",
@@ -124,13 +126,15 @@ def decided_runs(runs: pd.DataFrame, spec: StudySpec) -> tuple[pd.DataFrame, dic
     return tuning_runs(fin, spec), best, "tuning seeds"
 
 
-def plot_convergence(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = "png") -> list[Path]:
-    """Isolation plot of training: each arm at its own best setting, validation accuracy and
-    training loss against steps and against training seconds (mean and 95% CI over seeds)."""
+def plot_convergence(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = "png",
+                     fixed: dict | None = None) -> list[Path]:
+    """Isolation plot of training: each arm at its own best setting (or, in a study that fixes
+    its settings in advance, at the `fixed` one), validation accuracy and training loss
+    against steps and against training seconds (mean and 95% CI over seeds)."""
     fin, best, which = decided_runs(runs, spec)
     fig, axes = plt.subplots(2, 2, figsize=(10, 6.4))
     for arm in spec.arms:
-        setting = best.get(arm, {})
+        setting = {**best.get(arm, {}), **(fixed or {})}
         sel = arm_runs(fin, spec, arm, setting)
         if sel.empty:
             continue
@@ -157,11 +161,45 @@ def plot_convergence(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = 
             ax.axhline(float(targets[0]), ls=":", color="#555555", lw=1,
                        label=f"target {float(targets[0]):g} (steps to target)")
     axes[0, 0].legend(loc="lower right")
-    chosen = "each arm at its best setting (chosen on validation accuracy)" if spec.tune else "each arm"
+    chosen = ("each arm at its best setting (chosen on validation accuracy)" if spec.tune else
+              f"each arm at {_setting_text(fixed)}" if fixed else "each arm")
     n_seeds = fin["cfg.seed"].nunique() if "cfg.seed" in fin else 0
     spread = "each seed thin" if n_seeds <= FEW_SEEDS else "95% CI over seeds"
     fig.suptitle(f"{spec.name}: {chosen}, {which}, mean and {spread}")
-    return [save(fig, out / f"convergence.{fmt}")]
+    return [save(fig, out / f"convergence{_suffix(fixed)}.{fmt}")]
+
+
+MAX_FIXED_PANELS = 6
+
+
+def fixed_settings(runs: pd.DataFrame, spec: StudySpec) -> list[dict]:
+    """The settings a study's per-arm figures are drawn at, one figure each. A study that
+    tunes (or an ad-hoc folder) draws each arm at its chosen setting: [{}]. A study that fixes
+    its settings in advance and sweeps them (santurkar: lr 0.1 and lr 0.5, each a question of
+    its own) draws each combination of those keys apart, never averaging over them."""
+    if spec.tune or spec.adhoc:
+        return [{}]
+    fin = tuning_runs(runs[runs.status.isin(FINISHED)], spec)
+    keys = [c for c in swept_columns(fin) if c not in (spec.arm_col, "cfg.seed")]
+    if not keys:
+        return [{}]
+    combos = fin[keys].drop_duplicates().sort_values(keys)
+    if len(combos) > MAX_FIXED_PANELS:
+        return [{}]
+    return [{k: _native(v) for k, v in row.items()} for _, row in combos.iterrows()]
+
+
+def _native(v):
+    return v.item() if hasattr(v, "item") else v
+
+
+def _suffix(fixed: dict | None) -> str:
+    """A figure's file name part for its fixed setting: "_lr0.5" ("" for none)."""
+    return "".join(f"_{k.split('.')[-1]}{_plain_value(v)}" for k, v in (fixed or {}).items())
+
+
+def _plain_value(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def plot_metric_vs(runs: pd.DataFrame, spec: StudySpec, key: str, metric: str, out: Path,
@@ -386,33 +424,80 @@ def plot_ioffe_fig1(runs: pd.DataFrame, spec: StudySpec, results: list[dict], ou
     return [save(fig, out / f"fig1.{fmt}")]
 
 
+MAX_ICS_LAYERS = 4
+
+
+def ics_layers(layers: list[int], most: int = MAX_ICS_LAYERS) -> list[int]:
+    """A few weight layers across depth (the first probed, the last, evenly between), as
+    Santurkar et al.'s Fig. 3 shows a few layers of their VGG; all of them when few."""
+    if len(layers) <= most:
+        return layers
+    picks = np.linspace(0, len(layers) - 1, most).round().astype(int)
+    return [layers[i] for i in sorted(set(picks))]
+
+
 def plot_grad_ics(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = "png",
-                  setting: dict | None = None) -> list[Path]:
-    """Santurkar et al.'s ICS over training, per weight layer: ||G - G'|| (their measure),
-    the relative change and the cosine of a layer's gradient when the earlier layers take
-    the optimizer's step on the same minibatch (mean and 95% CI over seeds), without and
-    with BN, each arm at `setting`."""
+                  setting: dict | None = None, fixed: dict | None = None) -> list[Path]:
+    """Santurkar et al.'s ICS over training, for a few weight layers across depth: ||G - G'||
+    (their measure), the relative change and the cosine of a layer's gradient when the
+    earlier layers take the optimizer's step on the same minibatch (mean and 95% CI over
+    seeds), each arm at `setting` (and the study's `fixed` one)."""
     fin = tuning_runs(runs[runs.status.isin(FINISHED)], spec)
-    layers = sorted({k.split("/")[2] for c in fin["curves"] for k in c if k.startswith("eval:probe/grad_ics/")},
-                    key=lambda s: int(s[1:]))
+    every = sorted({int(k.split("/")[2][1:]) for c in fin["curves"] for k in c
+                    if k.startswith("eval:probe/grad_ics/")})
+    layers = ics_layers(every)
+    setting = {**(setting or {}), **(fixed or {})}
     measures = (("l2", "||G − G′||  (their measure)"), ("rel", "||G − G′|| / ||G||"), ("cos", "cos(G, G′)"))
     fig, axes = plt.subplots(len(measures), len(layers), figsize=(3.4 * len(layers), 8), sharex=True, squeeze=False)
     for arm in spec.arms:
-        arm_sel = arm_runs(fin, spec, arm, setting or {})
+        arm_sel = arm_runs(fin, spec, arm, setting)
         for j, layer in enumerate(layers):
             for i, (measure, _) in enumerate(measures):
-                mat = _curve_matrix(arm_sel, "eval:step", f"eval:probe/grad_ics/{layer}/{measure}")
+                mat = _curve_matrix(arm_sel, "eval:step", f"eval:probe/grad_ics/l{layer}/{measure}")
                 if mat is not None:
                     _band(axes[i, j], mat.index, mat, arm, arm_name(arm))
-            last = j == len(layers) - 1
-            axes[0, j].set_title(f"weight layer {layer[1:]}" + (" (classifier)" if last else ""))
+            last = layer == every[-1]
+            axes[0, j].set_title(f"weight layer {layer + 1} of {every[-1] + 1}" + (" (classifier)" if last else ""))
             axes[-1, j].set_xlabel("training step")
     for i, (_, text) in enumerate(measures):
         axes[i, 0].set_ylabel(text)
+    for ax in axes[0]:
+        ax.set_yscale("log")
     axes[0, 0].legend()
     fig.suptitle(f"{spec.name}: gradient change after the earlier layers' update (Santurkar et al. 2018, Def. 2.1)"
                  + (f", {_setting_text(setting)}" if setting else ""))
-    return [save(fig, out / f"grad_ics.{fmt}")]
+    return [save(fig, out / f"grad_ics{_suffix(fixed)}.{fmt}")]
+
+
+LANDSCAPE_PANELS = (("loss_range", "loss range along −g\n(max − min of L(W − ηg))"),
+                    ("grad_range", "gradient predictiveness\n(range of ||∇L(W − ηg) − ∇L(W)||)"),
+                    ("beta", "effective β-smoothness\n(max ||∇L(W − ηg) − ∇L(W)|| / ||ηg||)"))
+
+
+def plot_landscape(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = "png",
+                   setting: dict | None = None, fixed: dict | None = None) -> list[Path]:
+    """Santurkar et al.'s Fig. 4 from our runs: along the gradient from the current weights,
+    the loss range, the gradient predictiveness and the effective β-smoothness over training
+    (mean and 95% CI over seeds), each arm at `setting` (and the study's `fixed` one).
+    Lower is smoother on all three."""
+    fin = tuning_runs(runs[runs.status.isin(FINISHED)], spec)
+    setting = {**(setting or {}), **(fixed or {})}
+    fig, axes = plt.subplots(1, len(LANDSCAPE_PANELS), figsize=(4.2 * len(LANDSCAPE_PANELS), 3.8), squeeze=False)
+    for arm in spec.arms:
+        sel = arm_runs(fin, spec, arm, setting)
+        for ax, (m, _) in zip(axes[0], LANDSCAPE_PANELS):
+            mat = _curve_matrix(sel, "eval:step", f"eval:probe/landscape/{m}")
+            if mat is not None:
+                _band(ax, mat.index, mat, arm, arm_name(arm))
+    for ax, (_, text) in zip(axes[0], LANDSCAPE_PANELS):
+        ax.set_yscale("log")
+        ax.set_ylabel(text)
+        ax.set_xlabel("training step")
+    axes[0, 0].legend()
+    fig.suptitle(f"{spec.name}: the loss landscape along the gradient (Santurkar et al. 2018, Fig. 4)"
+                 + (f", {_setting_text(setting)}" if setting else ""))
+    fig.tight_layout()
+    return [save(fig, out / f"landscape{_suffix(fixed)}.{fmt}")]
 
 
 def plot_claim(result: dict, spec: StudySpec, out: Path, fmt: str = "png") -> list[Path]:
@@ -528,7 +613,9 @@ def plot_study(runs: pd.DataFrame, spec: StudySpec, results: list[dict], out: Pa
     swept = {c.removeprefix("cfg.") for c in swept_columns(runs)}
     paths: list[Path] = []
     with plt.rc_context(STYLE):
-        paths += plot_convergence(runs, spec, out, fmt)
+        panels = fixed_settings(runs, spec)
+        for fixed in panels:
+            paths += plot_convergence(runs, spec, out, fmt, fixed)
         for key in ("optim.lr", "init.std"):
             if key in swept:
                 paths += plot_metric_vs(runs, spec, key, "best/test/acc", out, fmt)
@@ -549,9 +636,12 @@ def plot_study(runs: pd.DataFrame, spec: StudySpec, results: list[dict], out: Pa
                     paths += plot_metric_vs(runs, spec, key, "best/test/acc", out, fmt, logx=False)
         best = best_settings(runs, spec)
         if any(k.startswith("eval:probe/act_in/") for c in runs["curves"] for k in c):
-            paths += plot_percentiles(runs, spec, out, fmt, best.get(spec.baseline, {}))
-        if any(k.startswith("eval:probe/grad_ics/") for c in runs["curves"] for k in c):
-            paths += plot_grad_ics(runs, spec, out, fmt, best.get(spec.baseline, {}))
+            paths += plot_percentiles(runs, spec, out, fmt, {**best.get(spec.baseline, {}), **panels[0]})
+        for fixed in panels:
+            if any(k.startswith("eval:probe/grad_ics/") for c in runs["curves"] for k in c):
+                paths += plot_grad_ics(runs, spec, out, fmt, best.get(spec.baseline, {}), fixed)
+            if any(k.startswith("eval:probe/landscape/") for c in runs["curves"] for k in c):
+                paths += plot_landscape(runs, spec, out, fmt, best.get(spec.baseline, {}), fixed)
         if "ioffe_fig1" in spec.figures:
             paths += plot_ioffe_fig1(runs, spec, results, out, fmt)
         for r in results:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bnlab.claims import seeds_text, setting_table
+from bnlab.claims import CLAIMS, seeds_text, setting_table
 from bnlab.errors import ConfigError
 from bnlab.frames import OUTCOMES
 from bnlab.plots import arm_name
@@ -26,14 +26,6 @@ from bnlab.stats import ALPHA, EQUIVALENCE_RULE, VERDICT_RULE, effect_text
 from bnlab.study import RESULTS, analyse_all, draw
 from bnlab.suites import SUITES
 
-CLAIMS = {
-    "ics": "1. BN reduces internal covariate shift",
-    "speed": "2. Training is faster (fewer steps), although each step costs more",
-    "accuracy": "3. Accuracy is higher",
-    "lr": "4. Higher learning rates can be used",
-    "dropout": "5. BN regularizes and reduces the need for dropout",
-    "init": "6. BN makes training robust to poor weight initialization",
-}
 
 
 def cell(text) -> str:
@@ -130,6 +122,16 @@ def _claim_rows(studies: list[dict]) -> list[str]:
     return rows
 
 
+UNVERIFIED_NOTE = ("† On the CIFAR-10 copy the project's machines hold: rebuilt from a JPEG export (exact "
+                   "labels and order, lossy pixels), so its runs record `verified: false` and their accuracies are "
+                   "not comparable digit for digit with the papers' (original pixels).")
+
+
+def _unverified_mark(s: dict) -> str:
+    """† beside a number measured on data that did not match its canonical checksums."""
+    return " †" if s.get("budget", {}).get("unverified") else ""
+
+
 def _comparison_words(r: dict) -> str:
     """"noisy BN ≈ BN (equivalence within ±0.01)" or "BN vs no BN"."""
     b, t = arm_name(r["baseline"]), arm_name(r["treatment"])
@@ -144,7 +146,7 @@ def _claim_row(title: str, s: dict, c: dict, r: dict) -> str:
     edge = f"<br>⚠ chosen at the grid's edge: {edges}" if edges else ""
     sens = r.get("sensitivity_summary") or "– (whole-grid measure)"
     return (f"| {title} `{r['id']}`: {cell(_comparison_words(r))} | **{r['verdict']}**{note}{edge} "
-            f"| {_effect(r)} ({r['metric']}, {r['kind']}; {r['test']}, n = {r['n_baseline']}/{r['n_treatment']}) "
+            f"| {_effect(r)}{_unverified_mark(s)} ({r['metric']}, {r['kind']}; {r['test']}, n = {r['n_baseline']}/{r['n_treatment']}) "
             f"| p = {_fmt(r['p'], 2)}, p_Holm = {_fmt(r.get('p_holm'), 2)} "
             f"| {r['decided_by']}: {seeds_text(r['seeds'])}"
             + (f" (chosen on seeds {seeds_text(r['chosen_on'])})" if r.get("chosen_on") else "")
@@ -180,6 +182,8 @@ def _study_section(s: dict) -> list[str]:
             f"- Budget: {_budget_line(b)}.", f"- Runs: `results/runs/{s['name']}` (one row each in `results/{s['name']}/runs.csv`, their curves beside it in `runs.curves.jsonl.gz`).",
             f"- Seeds: tuning (grid) {seeds_text(tune_seeds)}; confirmation {seeds_text(conf_seeds)}.",
             *([stale] if stale else []),
+            *([f"- **Data †: {b['unverified']} of {b['runs']} runs on unverified data.** {UNVERIFIED_NOTE[2:]} "
+               "Every accuracy in this study carries that caveat."] if b.get("unverified") else []),
             *([code_versions_line(b["code_versions"])] if b.get("code_versions") else []),
             "- Mean time per training step: " + ", ".join(f"{k} {v:.3f} ms" for k, v in b["step_time_ms"].items())
             + f" (over {b['timed_runs']} {'confirmation' if conf_seeds else 'finished'} runs; one torch thread per "
@@ -193,7 +197,7 @@ def _study_section(s: dict) -> list[str]:
         out += [f"**Claim `{r['id']}`**, {_comparison_words(r)} ({r['kind']} on `{r['metric']}`, {judged}): "
                 f"**{r['verdict']}** — {r['reason']}. "
                 f"{arm_name(r['baseline'])} {_fmt(r['baseline_mean'])}, {arm_name(r['treatment'])} "
-                f"{_fmt(r['treatment_mean'])}; effect {_effect(r)}; "
+                f"{_fmt(r['treatment_mean'])}{_unverified_mark(s)}; effect {_effect(r)}; "
                 f"{r['test']}, p = {_fmt(r['p'], 2)}, p_Holm = {_fmt(r.get('p_holm'), 2)} (family of "
                 f"{r.get('family_size', '?')}), effect size {_fmt(r['effect_size'], 2)}. Decided by {r['decided_by']} "
                 f"{seeds_text(r['seeds'])}. Settings: {chosen}."
@@ -216,7 +220,7 @@ def _study_section(s: dict) -> list[str]:
 def _budget_table(studies: list[dict]) -> list[str]:
     """Each study's runs and wall time, and each suite's sum: estimated from the runs' own wall
     times (evaluation and probes included) at two jobs at a time, so it regenerates from the
-    CSVs; a suite's measured time (scripts/mnist_suite.sh prints it) adds process start-up."""
+    CSVs; a suite's measured time (scripts/suite.sh prints it) adds process start-up."""
     ran = {s["name"]: s["budget"] for s in studies if s["ran"]}
     if not ran:
         return []
@@ -257,6 +261,7 @@ def write_report(studies: list[dict], path: Path, profile: str | None = None) ->
         "| seeds that decided | sensitivity: verdict at each matched setting | literature | figure | budget and hardware |",
         "|---|---|---|---|---|---|---|---|---|",
         *_claim_rows(studies), "",
+        *([UNVERIFIED_NOTE, ""] if any(s.get("budget", {}).get("unverified") for s in studies if s["ran"]) else []),
         "**How a verdict is decided.** " + VERDICT_RULE + " " + EQUIVALENCE_RULE, "",
         f"**Run outcomes.** A run *diverged* when its training loss became non-finite or, after a warm-up, rose far "
         f"above the loss it started from without falling; it *did not learn* when it completed but its best "

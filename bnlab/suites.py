@@ -1,7 +1,19 @@
-"""The suites `scripts/` runs, as one list each: scripts/mnist_suite.sh reads its studies from
+"""The suites `scripts/suite.sh` runs, as one list each: the script reads its studies from
 here, and the report's budget table sums their wall time."""
 
 # mnist_mlp (10k steps) is not in the MNIST suite: ioffe_fig1 answers its accuracy and speed
 # claims at the paper's budget, and noisy_bn_mnist's no-BN and BN arms are its runs, made again.
 MNIST_SUITE = ("ioffe_fig1", "lr_mnist", "init_mnist", "dropout_pilot_mnist", "dropout_mnist", "noisy_bn_mnist")
-SUITES = {"MNIST suite (`scripts/mnist_suite.sh`)": MNIST_SUITE}
+# cifar_cnn_cpu (a LeNet-like CNN on a 10,000-image subset) is not in the CIFAR-10 suite: the
+# VGG-11 studies answer its claims on the whole training split, on the paper's architecture.
+CIFAR_SUITE = ("santurkar", "lr_cifar", "init_cifar", "dropout_cifar")
+SUITES = {"MNIST suite (`scripts/mnist_suite.sh`)": MNIST_SUITE,
+          "CIFAR-10 suite, cpu profile (`scripts/cifar_suite.sh`)": CIFAR_SUITE}
+_BY_NAME = {"mnist": MNIST_SUITE, "cifar": CIFAR_SUITE}
+
+
+def studies_of(name: str) -> tuple[str, ...]:
+    """A suite's studies by its short name (mnist, cifar); an unknown name is a one-line error."""
+    if name not in _BY_NAME:
+        raise SystemExit(f"suite: got {name!r}; allowed: {', '.join(_BY_NAME)}")
+    return _BY_NAME[name]

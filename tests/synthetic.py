@@ -11,8 +11,10 @@ ACCURACY = {"claim": "accuracy", "kind": "compare", "metric": "best/test/acc", "
 
 
 def write_run(root, name, norm, lr, seed, val, test, status="completed", steps_to_target=None,
-              probe_drift=0.0, dropout=0.0, std=0.1, paired=True, learned=True, path=None):
-    """One run in the store's real format, with val/test curves and activation probes."""
+              probe_drift=0.0, dropout=0.0, std=0.1, paired=True, learned=True, path=None, probes=None,
+              verified=True):
+    """One run in the store's real format, with val/test curves and activation probes (and
+    `probes`: {metric: [value at step 0, 500, 1000]} logged at the evaluations)."""
     config = {"name": name, "seed": seed, "data": {"name": "mnist", "train_subset": None, "root": "/secret/data"},
               "model": {"name": "mlp", "norm": norm, "dropout": dropout}, "paths": {"results": "/secret/results"},
               "optim": {"lr": lr, "batch_size": 60}, "init": {"std": std},
@@ -30,13 +32,14 @@ def write_run(root, name, norm, lr, seed, val, test, status="completed", steps_t
                 mid = probe_drift * i
                 rec.update({f"probe/act_in/{b}/{u}/p15": mid - 1, f"probe/act_in/{b}/{u}/p50": mid,
                             f"probe/act_in/{b}/{u}/p85": mid + 1})
+        rec.update({k: v[i] for k, v in (probes or {}).items()})
         if step:
             rec["train/loss"] = 2.3 * (1 - frac) + 0.05
         w.log(rec)
     summary = {"status": status, "steps": 1000, "fingerprint": fp, "val/acc": val, "test/acc": test,
                "best/val/acc": val, "best/test/acc": test, "steps_to_target": steps_to_target,
                "step_time_ms": 1.0 if norm == "none" else 1.3, "train_time_s": 1.0, "initial_loss": 2.3,
-               "learned": learned and status == "completed", "data": {"root": "/secret/data", "verified": True}}
+               "learned": learned and status == "completed", "data": {"root": "/secret/data", "verified": verified}}
     if paired:
         summary["paired"] = 1
     w.finish(summary)

@@ -225,7 +225,7 @@ def test_a_budget_profile_sets_the_budget_and_a_bad_one_is_one_line(tmp_path):
             return compose("config", overrides=["experiments=santurkar", f"paths.results={tmp_path}", *overrides])
 
     cpu, gpu = cfg(), cfg("profile=gpu")
-    assert (cpu.model.width_multiplier, cpu.trainer.max_steps) == (0.125, 3000)
+    assert (cpu.model.width_multiplier, cpu.trainer.max_steps) == (0.125, 2000)
     assert (gpu.model.width_multiplier, gpu.trainer.max_steps, gpu.optim.batch_size) == (1.0, 15000, 128)
     validate(gpu)
     with pytest.raises(ConfigError, match=r"^profile: got 'tpu'; allowed: cpu, gpu$"):
@@ -233,9 +233,50 @@ def test_a_budget_profile_sets_the_budget_and_a_bad_one_is_one_line(tmp_path):
     # a profile added later leaves the runs of the others as they were
     more = cfg("+profiles.tiny={width_multiplier: 0.0625, max_steps: 10, eval_every: 5}")
     assert fingerprint(resolved_config(more)) == fingerprint(resolved_config(cpu))
-    same_budget_by_hand = cfg("profile=gpu", "model.width_multiplier=0.125", "trainer.max_steps=3000",
+    same_budget_by_hand = cfg("profile=gpu", "model.width_multiplier=0.125", "trainer.max_steps=2000",
                               "trainer.eval_every=250")
     assert fingerprint(resolved_config(same_budget_by_hand)) == fingerprint(resolved_config(cpu))
+
+
+@pytest.mark.parametrize("study", ["santurkar", "lr_cifar", "init_cifar", "dropout_cifar"])
+def test_every_cifar_study_composes_and_validates_under_both_profiles(tmp_path, study):
+    """The CIFAR-10 suite's studies under `cpu` (the default) and `gpu`, as `bnlab-train
+    experiments=<study> profile=gpu --cfg job` composes them: valid, and the gpu profile at
+    the papers' budgets (full-width nets, batch 128; ResNet-20's standard schedule)."""
+    from hydra import compose, initialize_config_dir
+
+    from bnlab.config import validate
+    from bnlab.resolvers import CONF_DIR
+    from bnlab.suites import CIFAR_SUITE
+
+    assert study in CIFAR_SUITE
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cpu = compose("config", overrides=[f"experiments={study}", f"paths.results={tmp_path}"])
+        gpu = compose("config", overrides=[f"experiments={study}", f"paths.results={tmp_path}", "profile=gpu"])
+    for cfg in (cpu, gpu):
+        validate(cfg)
+        assert cfg.data.name == "cifar10" and not cfg.data.verify and cfg.optim.batch_size == 128
+    assert cpu.profile == "cpu" and gpu.trainer.max_steps > cpu.trainer.max_steps
+    if study == "resnet20":
+        assert (gpu.model.width, gpu.trainer.max_steps, list(gpu.optim.lr_milestones), gpu.data.augment) == \
+            (16, 64000, [32000, 48000], True)
+        assert (gpu.optim.lr, gpu.optim.momentum, gpu.optim.weight_decay, gpu.init.scheme) == (0.1, 0.9, 1e-4, "kaiming")
+        assert (cpu.model.width, list(cpu.optim.lr_milestones), cpu.data.augment) == (8, [], False)
+    else:
+        assert (gpu.model.name, gpu.model.depth, gpu.model.width_multiplier, gpu.trainer.max_steps) == ("vgg", 11, 1.0, 15000)
+        assert (cpu.model.width_multiplier, gpu.init.scheme, gpu.data.augment) == (0.125, "xavier", False)
+
+
+def test_the_suite_script_knows_its_suites_and_refuses_others():
+    from bnlab.claims import list_studies
+    from bnlab.resolvers import REPO_ROOT
+    from bnlab.suites import SUITES, studies_of
+
+    assert set(studies_of("cifar")) <= set(list_studies()) and set(studies_of("mnist")) <= set(list_studies())
+    assert {s for suite in SUITES.values() for s in suite} == set(studies_of("mnist")) | set(studies_of("cifar"))
+    out = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "suite.sh"), "imagenet"], capture_output=True,
+                         text=True, env={**os.environ, "BIN": str(Path(sys.executable).parent)})
+    assert out.returncode != 0 and "suite: got 'imagenet'; allowed: mnist, cifar" in out.stderr
 
 
 def test_a_study_is_read_under_its_budget_profile():

@@ -248,3 +248,69 @@ def test_a_report_read_under_a_profile_says_so_at_the_top(tmp_path):
     assert "A first look" in head[2] and "results/REPORT.md" in head[2]
     write_report(studies, tmp_path / "REPORT.md")
     assert "budget profile" not in (tmp_path / "REPORT.md").read_text().splitlines()[0]
+
+
+def _santurkar_like_store(tmp_path):
+    """Arms none and batch at two rates fixed in advance (0.1, 0.5), seeds 0-4, with the
+    gradient-ICS probe on two layers and the landscape probe at every evaluation. BN's
+    landscape is smoother (beta 1 vs 4) and its ICS no smaller (l2 2 vs 1, per layer); at
+    lr 0.5 the no-BN runs stay at chance."""
+    for seed in range(5):
+        for lr in (0.1, 0.5):
+            for norm in ("none", "batch"):
+                stuck = norm == "none" and lr == 0.5
+                beta = 1.0 if norm == "batch" else 4.0
+                l2 = 2.0 if norm == "batch" else 1.0
+                probes = {"probe/landscape/beta": [beta, beta * 2, beta * 3],
+                          "probe/landscape/grad_range": [beta] * 3, "probe/landscape/loss_range": [0.1] * 3,
+                          "probe/grad_ics/l1/l2": [l2] * 3, "probe/grad_ics/l2/l2": [3 * l2] * 3,
+                          "probe/grad_ics/l1/cos": [0.9] * 3, "probe/grad_ics/l2/cos": [0.5] * 3,
+                          "probe/grad_ics/l1/rel": [0.1] * 3, "probe/grad_ics/l2/rel": [0.1] * 3}
+                write_run(tmp_path, "sant", norm, lr, seed, 0.1 if stuck else 0.6 + 0.05 * (norm == "batch"),
+                          0.1 if stuck else 0.6 + 0.05 * (norm == "batch"), learned=not stuck, probes=probes,
+                          verified=False)
+    return tmp_path / "sant"
+
+
+def test_a_study_with_rates_fixed_in_advance_draws_each_rate_apart(tmp_path, monkeypatch):
+    """Santurkar et al.'s questions at lr 0.1 and lr 0.5 are separate: a study that fixes its
+    rates in advance (nothing tuned) draws convergence, ICS and landscape figures per rate,
+    never averaging the two; the frame holds the landscape measures and each layer's ICS,
+    and a smoothness claim is judged on them."""
+    from bnlab.frames import frame_from_store
+
+    runs = frame_from_store(_santurkar_like_store(tmp_path))
+    assert runs["landscape_beta"].round(6).isin([2.0, 8.0]).all(), "mean over the evaluations"
+    one = runs[(runs["cfg.model.norm"] == "batch")].iloc[0]
+    assert (one["grad_ics_l2_l1"], one["grad_ics_l2_l2"], one["grad_ics_l2"]) == (2.0, 6.0, 4.0)
+    assert one["grad_ics_cos_l2"] == pytest.approx(0.5)
+    s = spec(tune=[], claims=[], confirm_seeds=[])
+    assert plots.fixed_settings(runs, s) == [{"cfg.optim.lr": 0.1}, {"cfg.optim.lr": 0.5}]
+    assert plots.fixed_settings(runs, spec()) == [{}], "a tuned study draws each arm at its chosen setting"
+
+    drawn = {}
+    monkeypatch.setattr(plots, "save", lambda fig, path: drawn.setdefault(path.name, fig) and path)
+    plots.plot_study(runs, s, [], tmp_path / "figs")
+    for f in ("convergence_lr0.1.png", "convergence_lr0.5.png", "grad_ics_lr0.1.png", "landscape_lr0.1.png",
+              "landscape_lr0.5.png"):
+        assert f in drawn, sorted(drawn)
+    # at lr 0.5 the no-BN curve is the stuck runs' alone (chance), not a mix with lr 0.1
+    ax = drawn["convergence_lr0.5.png"].axes[0]
+    none = next(ln for ln in ax.lines if ln.get_label().startswith("no BN"))
+    assert np.allclose(none.get_ydata(), 0.1)
+    beta_ax = drawn["landscape_lr0.1.png"].axes[2]
+    means = {ln.get_label().split(" (")[0]: ln.get_ydata() for ln in beta_ax.lines}
+    assert np.allclose(means["BN"], [1, 2, 3]) and np.allclose(means["no BN"], [4, 8, 12])
+
+    claim = {"claim": "smoothness", "kind": "compare", "metric": "landscape_beta", "direction": "lower",
+             "min_effect": 0.0, "only_learned": True, "matched": {"optim.lr": 0.1}}
+    r = claim_result(runs, spec(tune=[], claims=[claim], confirm_seeds=[]), claim)
+    assert r["effect"] == pytest.approx(6.0) and r["verdict"] == "supported"
+
+    # runs on the JPEG-rebuilt CIFAR-10 copy record verified: false; the report marks their numbers
+    from bnlab.frames import budget
+    from bnlab.report import _unverified_mark
+
+    b = budget(runs)
+    assert b["unverified"] == 20 and _unverified_mark({"budget": b}) == " †"
+    assert _unverified_mark({"budget": budget(frame_from_store(make_store(tmp_path / "mnist")))}) == ""
