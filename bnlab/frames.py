@@ -177,6 +177,7 @@ def to_accuracy(curves: dict, target: float) -> tuple[float | None, float | None
 
 def derive(runs: pd.DataFrame) -> pd.DataFrame:
     """Add the derived metrics (from each run's curves) and the outcome column."""
+    runs = runs.copy()  # one block: the columns added below would fragment a frame read column by column
     _fill_best_from_start(runs)
     for t in SPEED_TARGETS:
         reached = [to_accuracy(c, t) if s != "diverged" else _until_divergence(c, t)
@@ -189,13 +190,16 @@ def derive(runs: pd.DataFrame) -> pd.DataFrame:
     for m in ("l2", "rel", "cos"):
         runs[f"grad_ics_{m}"] = [grad_ics(c, m) for c in runs["curves"]]
     # per weight layer too (their Fig. 3 shows layers across depth): the raw measure and the cosine
-    layers = sorted({i for c in runs["curves"] for i in grad_ics_layers(c)})
-    for i in layers:
+    extra = {}
+    for i in sorted({i for c in runs["curves"] for i in grad_ics_layers(c)}):
         for m in ("l2", "cos"):
-            runs[f"grad_ics_{m}_l{i}"] = [grad_ics(c, m, i) for c in runs["curves"]]
+            extra[f"grad_ics_{m}_l{i}"] = [grad_ics(c, m, i) for c in runs["curves"]]
     if any(k.startswith("eval:probe/landscape/") for c in runs["curves"] for k in c):
         for m in LANDSCAPE:
-            runs[f"landscape_{m}"] = [eval_mean(c, f"probe/landscape/{m}") for c in runs["curves"]]
+            extra[f"landscape_{m}"] = [eval_mean(c, f"probe/landscape/{m}") for c in runs["curves"]]
+    if extra:  # at once: one column at a time fragments a wide frame
+        runs = pd.concat([runs.drop(columns=[k for k in extra if k in runs]),
+                          pd.DataFrame(extra, index=runs.index)], axis=1)
     # the train-test gap at the best-validation evaluation (runs with trainer.eval_train > 0):
     # eval-mode accuracy on training images minus test accuracy; NaN where not measured
     if "best/train_eval/acc" in runs:
@@ -305,7 +309,7 @@ def frame_from_csv(path: str | Path) -> pd.DataFrame:
     import gzip
 
     path = Path(path)
-    runs = pd.read_csv(path)
+    runs = pd.read_csv(path, low_memory=False).copy()  # copy(): one block per dtype, not per column
     if "curves" in runs:
         runs["curves"] = [json.loads(c) if isinstance(c, str) else {} for c in runs["curves"]]
     else:

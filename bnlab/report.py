@@ -20,7 +20,7 @@ import pandas as pd
 
 from bnlab.claims import CLAIMS, seeds_text, setting_table
 from bnlab.errors import ConfigError
-from bnlab.frames import OUTCOMES
+from bnlab.frames import OUTCOMES, frame_from_csv
 from bnlab.plots import arm_name
 from bnlab.stats import ALPHA, EQUIVALENCE_RULE, VERDICT_RULE, effect_text
 from bnlab.study import RESULTS, analyse_all, draw
@@ -212,8 +212,38 @@ def _study_section(s: dict) -> list[str]:
                                                                      "n", "mean", "ci_low", "ci_high"]
         out += [f"Validation metric `{spec.select_on}` per arm and setting on the tuning seeds (mean, 95% CI), "
                 f"with every run's outcome counted:", "", _table(table[keep]), ""]
+    out += _slices_section(s)
     for f in s.get("figures", []):
         out += [f"![{f.stem}]({s['name']}/{f.name})", ""]
+    return out
+
+
+SLICE_COLUMNS = {"cfg.model.norm": "arm", "cfg.optim.lr": "lr", "cfg.model.width_multiplier": "width",
+                 "cfg.trainer.max_steps": "budget (steps)", "outcome": "outcome", "steps": "steps run",
+                 "diverged_at_step": "diverged at step", "best/test/acc": "best test acc",
+                 "best/step": "at step", "test/acc": "last test acc", "step_time_ms": "ms/step",
+                 "env.device_name": "device", "cfg.seed": "seed"}
+
+
+def _slices_section(s: dict) -> list[str]:
+    """Runs committed beside a study as `<label>_runs.csv` (a slice of another budget profile,
+    say, made on a lent GPU): a table of every run, outside the verdicts, regenerated from the
+    committed CSV like everything else."""
+    out = []
+    folder = s.get("out")
+    for csv in sorted(Path(folder).glob("*_runs.csv")) if folder else []:
+        runs = frame_from_csv(csv)
+        label = csv.name.removesuffix("_runs.csv")
+        cols = [c for c in SLICE_COLUMNS if c in runs]
+        table = runs[cols].rename(columns=SLICE_COLUMNS)
+        if "arm" in table:
+            table["arm"] = table["arm"].map(arm_name)
+        device = ", ".join(sorted({str(d) for d in runs.get("env.device_name", pd.Series(dtype=str)).dropna()}))
+        made = sorted({str(v)[:10] for v in runs["finished_at"].dropna()}) if "finished_at" in runs else []
+        out += [f"**Runs of `{label}`** (`{s['name']}/{csv.name}`: {len(runs)} runs"
+                + (f" on {device}" if device else "") + (f", made {made[0]}" if made else "")
+                + "; not part of the verdicts above, which are decided on this study's own budget):", "",
+                _table(table), ""]
     return out
 
 

@@ -314,3 +314,13 @@ def test_a_study_with_rates_fixed_in_advance_draws_each_rate_apart(tmp_path, mon
     b = budget(runs)
     assert b["unverified"] == 20 and _unverified_mark({"budget": b}) == " †"
     assert _unverified_mark({"budget": budget(frame_from_store(make_store(tmp_path / "mnist")))}) == ""
+
+    # runs of another profile committed beside a study (a GPU slice) are listed, outside the verdicts
+    from bnlab.frames import write_csv
+    from bnlab.report import _slices_section
+
+    write_csv(runs, tmp_path / "out" / "gpu_slice_runs.csv")
+    lines = _slices_section({"name": "sant", "out": tmp_path / "out"})
+    assert lines[0].startswith("**Runs of `gpu_slice`** (`sant/gpu_slice_runs.csv`: 20 runs on test-cpu")
+    rows = [ln for ln in lines[2].splitlines()[2:]]
+    assert len(rows) == 20 and sum("| did not learn |" in r for r in rows) == 5
