@@ -272,6 +272,31 @@ def _budget_table(studies: list[dict]) -> list[str]:
     return out + [""]
 
 
+def _dataset_section(studies: list[dict], dataset: str, title: str) -> list[str]:
+    """Every verdict of the studies on one dataset in one table, each beside the literature it
+    tests (the verdicts table orders by claim; a reader of one dataset's papers wants them
+    together), with the studies' budgets and the runs committed beside them."""
+    on = [s for s in studies if s["ran"] and s["budget"]["dataset"] == [dataset]]
+    if not on:
+        return []
+    out = [f"## {title}", "",
+           "| study | claim: comparison | verdict | baseline → treatment (mean) | effect [95% CI], p_Holm | literature |",
+           "|---|---|---|---|---|---|"]
+    for st in on:
+        for r in st["results"]:
+            c = next((c for c in st["spec"].claims if c.get("id", c["claim"]) == r["claim_id"]), {})
+            out.append(f"| `{st['name']}` | `{r['id']}`: {cell(_comparison_words(r))} | **{r['verdict']}** "
+                       f"| {arm_name(r['baseline'])} {_fmt(r['baseline_mean'])} → {arm_name(r['treatment'])} "
+                       f"{_fmt(r['treatment_mean'])}{_unverified_mark(st)} ({r['metric']}) "
+                       f"| {_effect(r)}, p_Holm = {_fmt(r.get('p_holm'), 2)} | {cell(c.get('literature', ''))} |")
+    out += [""] + [f"- `{st['name']}`" + (f" (profile `{st['spec'].profile}`)" if st["spec"].profile else "")
+                   + f": {_budget_line(st['budget'])}." for st in on]
+    slices = [f"`{st['name']}/{f.name}`" for st in on for f in sorted(Path(st["out"]).glob("*_runs.csv"))]
+    if slices:
+        out.append(f"- Runs of other profiles, listed in their study's section: {', '.join(slices)}.")
+    return out + [""]
+
+
 def write_report(studies: list[dict], path: Path, profile: str | None = None) -> None:
     lines = [
         "# bnlab report: which benefits of batch normalization hold?"
@@ -305,6 +330,7 @@ def write_report(studies: list[dict], path: Path, profile: str | None = None) ->
         "comparable digit for digit with the papers'.", "",
     ]
     lines += _budget_table(studies)
+    lines += _dataset_section(studies, "cifar10", "CIFAR-10" + (f" (budget profile `{profile}`)" if profile else ""))
     for s in studies:
         lines += _study_section(s)
     path.parent.mkdir(parents=True, exist_ok=True)
