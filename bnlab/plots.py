@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from bnlab.claims import (StudySpec, arm_runs, best_settings, confirmation_runs,  # noqa: E402
-                          seeds_text, tuning_runs)
+                          is_num, seeds_text, tuning_runs)
 from bnlab.frames import FINISHED, act_in_series, last_layer, swept_columns  # noqa: E402
 from bnlab.stats import effect_text, seed_stats  # noqa: E402
 
@@ -606,9 +606,49 @@ def plot_sensitivity(results: list[dict], spec: StudySpec, out: Path, fmt: str =
     return [save(fig, out / f"sensitivity.{fmt}")]
 
 
+def plot_slice_curves(runs: pd.DataFrame, slice_runs: pd.DataFrame, label: str, spec: StudySpec, out: Path,
+                      fmt: str = "png", fixed: dict | None = None) -> list[Path]:
+    """The study's runs beside runs of another budget committed with it (a GPU slice at the
+    papers' width and steps): test accuracy against steps, each arm (mean and 95% CI over the
+    study's seeds; the slice's runs dashed, one line each), at the `fixed` setting. Whether a
+    difference from the paper is the budget (the slice's curve at the study's last step) or the
+    width (the two curves at the same step) is read off it."""
+    fin = tuning_runs(runs[runs.status.isin(FINISHED)], spec)
+    fixed = fixed or {}
+    for col in swept_columns(slice_runs):  # a key the study holds at one value: the slice's runs there
+        if col not in (spec.arm_col, "cfg.seed") and col not in fixed and col in fin and fin[col].nunique() == 1:
+            slice_runs = slice_runs[np.isclose(slice_runs[col].astype(float), float(fin[col].iloc[0]))
+                                    if is_num(fin[col].iloc[0]) else slice_runs[col].astype(str) == str(fin[col].iloc[0])]
+    fig, ax = plt.subplots(figsize=(7.2, 4.4))
+    last = float(fin["cfg.trainer.max_steps"].max()) if "cfg.trainer.max_steps" in fin else None
+    drawn = False
+    for arm in spec.arms:
+        mat = _curve_matrix(arm_runs(fin, spec, arm, fixed), "eval:step", "eval:test/acc")
+        if mat is not None:
+            _band(ax, mat.index, mat, arm, f"{arm_name(arm)}, this study")
+        for _, row in arm_runs(slice_runs, spec, arm, fixed).iterrows():
+            c = row["curves"]
+            if c.get("eval:test/acc"):
+                ax.plot(c["eval:step"], c["eval:test/acc"], ls="--", lw=1.1, color=colour(arm),
+                        label=f"{arm_name(arm)}, {label} ({row.get('outcome', row['status'])})")
+                drawn = True
+    if not drawn:
+        plt.close(fig)
+        return []
+    if last:
+        ax.axvline(last, color="#555555", ls=":", lw=1, label=f"this study's budget ({last:,.0f} steps)")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0.0, 1.0)
+    ax.legend(fontsize=7, ncol=2, loc="upper left")
+    ax.set_title(f"{spec.name}: this study's runs and `{label}`" + (f", {_setting_text(fixed)}" if fixed else ""))
+    return [save(fig, out / f"{label}_vs_study{_suffix(fixed)}.{fmt}")]
+
+
 def plot_study(runs: pd.DataFrame, spec: StudySpec, results: list[dict], out: Path,
-               fmt: str = "png") -> list[Path]:
-    """Every figure that applies to the study's runs (or to a folder of runs launched ad hoc)."""
+               fmt: str = "png", slices: dict | None = None) -> list[Path]:
+    """Every figure that applies to the study's runs (or to a folder of runs launched ad hoc),
+    and, for each of `slices` ({label: frame} of runs of another budget), the two side by side."""
     out.mkdir(parents=True, exist_ok=True)
     swept = {c.removeprefix("cfg.") for c in swept_columns(runs)}
     paths: list[Path] = []
@@ -642,6 +682,9 @@ def plot_study(runs: pd.DataFrame, spec: StudySpec, results: list[dict], out: Pa
                 paths += plot_grad_ics(runs, spec, out, fmt, best.get(spec.baseline, {}), fixed)
             if any(k.startswith("eval:probe/landscape/") for c in runs["curves"] for k in c):
                 paths += plot_landscape(runs, spec, out, fmt, best.get(spec.baseline, {}), fixed)
+        for label, slice_runs in (slices or {}).items():
+            for fixed in panels:
+                paths += plot_slice_curves(runs, slice_runs, label, spec, out, fmt, fixed)
         if "ioffe_fig1" in spec.figures:
             paths += plot_ioffe_fig1(runs, spec, results, out, fmt)
         for r in results:

@@ -20,10 +20,10 @@ import pandas as pd
 
 from bnlab.claims import CLAIMS, seeds_text, setting_table
 from bnlab.errors import ConfigError
-from bnlab.frames import OUTCOMES, frame_from_csv
+from bnlab.frames import OUTCOMES
 from bnlab.plots import arm_name
 from bnlab.stats import ALPHA, EQUIVALENCE_RULE, VERDICT_RULE, effect_text
-from bnlab.study import RESULTS, analyse_all, draw
+from bnlab.study import RESULTS, analyse_all, draw, slices
 from bnlab.suites import SUITES
 
 
@@ -230,10 +230,8 @@ def _slices_section(s: dict) -> list[str]:
     say, made on a lent GPU): a table of every run, outside the verdicts, regenerated from the
     committed CSV like everything else."""
     out = []
-    folder = s.get("out")
-    for csv in sorted(Path(folder).glob("*_runs.csv")) if folder else []:
-        runs = frame_from_csv(csv)
-        label = csv.name.removesuffix("_runs.csv")
+    for label, runs in (slices(s) if s.get("out") else {}).items():
+        csv = Path(s["out"]) / f"{label}_runs.csv"
         cols = [c for c in SLICE_COLUMNS if c in runs]
         table = runs[cols].rename(columns=SLICE_COLUMNS)
         if "arm" in table:

@@ -156,10 +156,18 @@ def decide(studies: list[dict]) -> None:
     apply_holm(family)
 
 
+def slices(study: dict) -> dict:
+    """Runs of other budgets committed beside a study (`<label>_runs.csv`: santurkar's GPU
+    slice), as {label: frame}."""
+    out = Path(study["out"])
+    return {f.name.removesuffix("_runs.csv"): frame_from_csv(f) for f in sorted(out.glob("*_runs.csv"))}
+
+
 def draw(study: dict, fmt: str = "png") -> list[Path]:
     from bnlab.plots import plot_study
 
-    study["figures"] = plot_study(study["runs"], study["spec"], study.get("results", []), study["out"], fmt)
+    study["figures"] = plot_study(study["runs"], study["spec"], study.get("results", []), study["out"], fmt,
+                                  slices=slices(study))
     return study["figures"]
 
 

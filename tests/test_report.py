@@ -321,6 +321,13 @@ def test_a_study_with_rates_fixed_in_advance_draws_each_rate_apart(tmp_path, mon
 
     write_csv(runs, tmp_path / "out" / "gpu_slice_runs.csv")
     lines = _slices_section({"name": "sant", "out": tmp_path / "out"})
+    # and drawn beside the study's own runs, per fixed rate
+    from bnlab.study import slices
+
+    plots.plot_study(runs, s, [], tmp_path / "figs", slices=slices({"out": tmp_path / "out"}))
+    ax = drawn["gpu_slice_vs_study_lr0.5.png"].axes[0]
+    dashed = [ln for ln in ax.lines if ln.get_linestyle() == "--"]
+    assert len(dashed) == 10 and all(ln.get_label().startswith(("no BN, gpu_slice", "BN, gpu_slice")) for ln in dashed)
     assert lines[0].startswith("**Runs of `gpu_slice`** (`sant/gpu_slice_runs.csv`: 20 runs on test-cpu")
     rows = [ln for ln in lines[2].splitlines()[2:]]
     assert len(rows) == 20 and sum("| did not learn |" in r for r in rows) == 5
