@@ -331,3 +331,25 @@ def test_a_study_with_rates_fixed_in_advance_draws_each_rate_apart(tmp_path, mon
     assert lines[0].startswith("**Runs of `gpu_slice`** (`sant/gpu_slice_runs.csv`: 20 runs on test-cpu")
     rows = [ln for ln in lines[2].splitlines()[2:]]
     assert len(rows) == 20 and sum("| did not learn |" in r for r in rows) == 5
+
+
+def test_the_dataset_section_gathers_one_datasets_verdicts_with_the_dagger(tmp_path):
+    """The report's CIFAR-10 section: every verdict of the studies on that dataset in one table,
+    each number from unverified data marked, the budgets below; other datasets left out."""
+    from bnlab.claims import study_verdicts
+    from bnlab.frames import budget
+    from bnlab.report import _dataset_section
+
+    claim = {"claim": "smoothness", "id": "beta_smoothness", "kind": "compare", "metric": "landscape_beta",
+             "direction": "lower", "min_effect": 0.0, "matched": {"optim.lr": 0.1},
+             "literature": "Santurkar et al. 2018 Fig. 4(c)"}
+    runs = frame_from_store(_santurkar_like_store(tmp_path))
+    s = spec(tune=[], claims=[claim], confirm_seeds=[])
+    study = {"name": "sant", "ran": True, "spec": s, "results": study_verdicts(runs, s), "budget": budget(runs),
+             "out": tmp_path / "nothing"}
+    # the store says mnist: read as the dataset it names
+    lines = _dataset_section([study], "mnist", "MNIST")
+    row = next(ln for ln in lines if ln.startswith("| `sant` |"))
+    assert "`beta_smoothness`: BN vs no BN" in row and "**supported**" in row
+    assert "no BN 8 → BN 2 †" in row and "Santurkar et al. 2018 Fig. 4(c)" in row
+    assert _dataset_section([study], "cifar10", "CIFAR-10") == []
