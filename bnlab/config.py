@@ -181,6 +181,12 @@ def validate(cfg: DictConfig) -> None:
     _number(cfg, "optim.weight_decay", lo=0)
     pool = train_pool_size(cfg.data)
     _int(cfg, "optim.batch_size", lo=1, hi=pool)
+    milestones = _get(cfg, "optim.lr_milestones")
+    if not isinstance(milestones, (list, ListConfig)) or not all(
+            _is_int(m) and 0 < m for m in milestones) or list(milestones) != sorted(set(milestones)):
+        raise ConfigError("optim.lr_milestones", f"got {milestones!r}; must be a list of increasing "
+                                                 f"positive steps ([] for a constant rate)")
+    _number(cfg, "optim.lr_gamma", lo=0, lo_open=True)
     if opt == "sgd":
         _number(cfg, "optim.momentum", lo=0, hi=1, hi_open=True)
         _bool(cfg, "optim.nesterov")

@@ -24,7 +24,7 @@ from bnlab.errors import StoreWriteError
 from bnlab.layers import init_weights
 from bnlab.models import build_model, count_parameters
 from bnlab.norms import seed_noise
-from bnlab.optimizers import make_optimizer
+from bnlab.optimizers import lr_schedule, make_optimizer
 from bnlab.probes import build_probes
 from bnlab.stopping import StopRequests, Terminated
 from bnlab.store import RunWriter, fingerprint, resolved_config
@@ -117,7 +117,7 @@ def run(cfg: DictConfig, out_dir: str | Path, *, label: str | None = None,
                            augment=cfg.data.augment, batch_size=cfg.optim.batch_size,
                            emit=emit, probes=probes, step_probes=step_probes,
                            target_acc=cfg.data.target_val_acc, checkpoints=checkpoints,
-                           resume_from=resume_from, stop=stop)
+                           resume_from=resume_from, stop=stop, lr_at=lr_schedule(cfg.optim))
             summary = {**result, **base, "wall_time_s": wall_before + time.perf_counter() - wall,
                        "finished_at": _now()}
             summary["wandb_dir"] = mirror.run_dir

@@ -58,6 +58,8 @@ NEUTRAL_DEFAULTS: dict[str, Any] = {
     "trainer.divergence_warmup": 100,
     "trainer.learned_margin": 0.1,
     "trainer.eval_train": 0,
+    # the optimizer's step schedule (bnlab.optimizers.lr_schedule): constant
+    "optim.lr_milestones": [], "optim.lr_gamma": 0.1,
     # the options of the norms added to the zoo (bnlab.norms), at their defaults
     "model.ln.eps": 1e-5, "model.ln.affine": True,
     "model.gn.groups": 8, "model.gn.eps": 1e-5, "model.gn.affine": True,

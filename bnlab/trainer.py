@@ -104,12 +104,15 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, data: Splits, tcfg
           seed: int, augment: bool, batch_size: int, emit: Callable[[dict], None],
           probes: Sequence[Probe] = (), step_probes: Sequence[StepProbe] = (),
           target_acc: float | None = None, checkpoints: "Checkpoints | None" = None,
-          resume_from: dict | None = None, stop: "StopRequests | None" = None) -> dict:
+          resume_from: dict | None = None, stop: "StopRequests | None" = None,
+          lr_at: Callable[[int], float] | None = None) -> dict:
     """Train for `tcfg.max_steps` steps; return the run's result fields (no status I/O here).
 
     With `checkpoints`, the loop saves one when it is due and, when `stop` has a pending
     request (SIGTERM, preemption), saves one and then honours the request. `resume_from`
-    (a loaded checkpoint) continues a run from the step after the one it was saved at."""
+    (a loaded checkpoint) continues a run from the step after the one it was saved at.
+    `lr_at` (step -> rate; bnlab.optimizers.lr_schedule) sets the rate before every step;
+    None leaves the optimizer's rate alone."""
     device = data.train_x.device
     sampler = BatchSampler(len(data.train_x), batch_size, seed, device)
     aug_gen = torch.Generator(device=device).manual_seed(seed + 1) if augment else None
@@ -194,6 +197,9 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, data: Splits, tcfg
                 stop.honour()
             tick = time.perf_counter()
         do_eval = is_eval_step(step, *schedule)
+        if lr_at is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step)
         idx = sampler.next()
         xb, yb = data.train_x[idx], data.train_y[idx]
         if aug_gen is not None:
