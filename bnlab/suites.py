@@ -6,7 +6,7 @@ here, and the report's budget table sums their wall time."""
 MNIST_SUITE = ("ioffe_fig1", "lr_mnist", "init_mnist", "dropout_pilot_mnist", "dropout_mnist", "noisy_bn_mnist")
 # cifar_cnn_cpu (a LeNet-like CNN on a 10,000-image subset) is not in the CIFAR-10 suite: the
 # VGG-11 studies answer its claims on the whole training split, on the paper's architecture.
-CIFAR_SUITE = ("santurkar", "lr_cifar", "init_cifar", "dropout_cifar")
+CIFAR_SUITE = ("santurkar", "resnet20", "lr_cifar", "init_cifar", "dropout_cifar")
 SUITES = {"MNIST suite (`scripts/mnist_suite.sh`)": MNIST_SUITE,
           "CIFAR-10 suite, cpu profile (`scripts/cifar_suite.sh`)": CIFAR_SUITE}
 _BY_NAME = {"mnist": MNIST_SUITE, "cifar": CIFAR_SUITE}

@@ -238,7 +238,7 @@ def test_a_budget_profile_sets_the_budget_and_a_bad_one_is_one_line(tmp_path):
     assert fingerprint(resolved_config(same_budget_by_hand)) == fingerprint(resolved_config(cpu))
 
 
-@pytest.mark.parametrize("study", ["santurkar", "lr_cifar", "init_cifar", "dropout_cifar"])
+@pytest.mark.parametrize("study", ["santurkar", "resnet20", "lr_cifar", "init_cifar", "dropout_cifar"])
 def test_every_cifar_study_composes_and_validates_under_both_profiles(tmp_path, study):
     """The CIFAR-10 suite's studies under `cpu` (the default) and `gpu`, as `bnlab-train
     experiments=<study> profile=gpu --cfg job` composes them: valid, and the gpu profile at
