@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ import pandas as pd
 from bnlab.claims import CLAIMS, seeds_text, setting_table
 from bnlab.errors import ConfigError
 from bnlab.frames import OUTCOMES
-from bnlab.plots import arm_name
+from bnlab.plots import arm_name, fixed_settings
 from bnlab.stats import ALPHA, EQUIVALENCE_RULE, VERDICT_RULE, effect_text
 from bnlab.study import RESULTS, analyse_all, draw, slices
 from bnlab.suites import SUITES
@@ -206,7 +207,11 @@ def _study_section(s: dict) -> list[str]:
         if r["sensitivity"]:
             out += [f"Sensitivity of `{r['id']}` at every shared setting (tuning seeds; effect signed so + = as "
                     f"claimed; Holm within the claim): {r['sensitivity_summary']}.", "", _sensitivity_table(r), ""]
-    table = setting_table(s["runs"][~s["runs"]["cfg.seed"].isin(spec.confirm_seeds)], spec, spec.select_on)
+    # a study that tunes nothing but fixes several settings in advance (santurkar: lr 0.1 and
+    # 0.5) has a row per arm and setting, as one that tunes has per arm and candidate
+    fixed = sorted({k.removeprefix("cfg.") for f in fixed_settings(s["runs"], spec) for k in f})
+    table = setting_table(s["runs"][~s["runs"]["cfg.seed"].isin(spec.confirm_seeds)],
+                          spec if spec.tune else replace(spec, tune=fixed), spec.select_on)
     if not table.empty:
         keep = [c for c in table.columns if c.startswith("cfg.")] + ["runs", *[o for o in OUTCOMES if o in table],
                                                                      "n", "mean", "ci_low", "ci_high"]
