@@ -22,7 +22,7 @@ import pandas as pd  # noqa: E402
 
 from bnlab.claims import (StudySpec, arm_runs, best_settings, confirmation_runs,  # noqa: E402
                           is_num, seeds_text, tuning_runs)
-from bnlab.frames import FINISHED, act_in_series, last_layer, swept_columns  # noqa: E402
+from bnlab.frames import FINISHED, act_in_series, grad_ics_layers, last_layer, swept_columns  # noqa: E402
 from bnlab.stats import effect_text, seed_stats  # noqa: E402
 
 STYLE = {"figure.dpi": 110, "savefig.dpi": 110, "axes.grid": True, "grid.alpha": 0.3,
@@ -443,8 +443,7 @@ def plot_grad_ics(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = "pn
     earlier layers take the optimizer's step on the same minibatch (mean and 95% CI over
     seeds), each arm at `setting` (and the study's `fixed` one)."""
     fin = tuning_runs(runs[runs.status.isin(FINISHED)], spec)
-    every = sorted({int(k.split("/")[2][1:]) for c in fin["curves"] for k in c
-                    if k.startswith("eval:probe/grad_ics/")})
+    every = sorted({i for c in fin["curves"] for i in grad_ics_layers(c)})
     layers = ics_layers(every)
     setting = {**(setting or {}), **(fixed or {})}
     measures = (("l2", "||G − G′||  (their measure)"), ("rel", "||G − G′|| / ||G||"), ("cos", "cos(G, G′)"))

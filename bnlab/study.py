@@ -159,8 +159,10 @@ def decide(studies: list[dict]) -> None:
 def slices(study: dict) -> dict:
     """Runs of other budgets committed beside a study (`<label>_runs.csv`: santurkar's GPU
     slice), as {label: frame}."""
-    out = Path(study["out"])
-    return {f.name.removesuffix("_runs.csv"): frame_from_csv(f) for f in sorted(out.glob("*_runs.csv"))}
+    if "slices" not in study:  # read once: the figures and the report both use them
+        out = Path(study["out"])
+        study["slices"] = {f.name.removesuffix("_runs.csv"): frame_from_csv(f) for f in sorted(out.glob("*_runs.csv"))}
+    return study["slices"]
 
 
 def draw(study: dict, fmt: str = "png") -> list[Path]:
