@@ -1,0 +1,137 @@
+#!/usr/bin/env python
+"""Train one committed run again and compare it with its row in the study's CSV.
+
+    .venv/bin/python scripts/check_rerun.py ioffe_fig1 model.norm=batch optim.lr=2.0 seed=100
+    .venv/bin/python scripts/check_rerun.py dropout_wide_mnist model.norm=none model.dropout=0.5 optim.lr=1.0 seed=0
+
+The overrides pick the run's config (as `bnlab-train experiments=<study> ...` composes it); the
+run is trained into a scratch folder, not the run store, and found among the committed rows by
+its fingerprint (the hash of its scientific config), so a rerun of any other config is refused
+rather than compared with the wrong row. Compared: every metric of the summary (accuracies,
+losses, best step, outcome, steps to each accuracy) and every point of every evaluation curve;
+not compared: wall-clock times and the machine. The trainer is deterministic on one CPU thread,
+so on the same torch build the numbers are the same to the last digit the CSV keeps.
+
+Exit status: 0 every compared number is the same; 1 one differs (each is listed); 2 the
+overrides match no committed run, or the rerun did not finish.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bnlab.frames import frame_from_csv, frame_from_store  # noqa: E402
+
+# what a rerun cannot reproduce: when and where it ran, and how long it took
+NOT_COMPARED = ("run", "path", "started_at", "finished_at", "code_version", "env.", "train_time_s",
+                "step_time_ms", "wall_time_s", "time_to_", "data.root")
+# curves whose values are clock readings
+CLOCK_CURVES = ("time", "seconds")
+REL_TOL = 1e-9
+
+
+def _compared(column: str) -> bool:
+    return not column.startswith("cfg.") and not column.startswith(NOT_COMPARED) and column != "curves"
+
+
+def _same(a, b) -> bool:
+    missing_a = a is None or (isinstance(a, float) and math.isnan(a))
+    missing_b = b is None or (isinstance(b, float) and math.isnan(b))
+    if missing_a or missing_b:
+        return missing_a and missing_b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return math.isclose(float(a), float(b), rel_tol=REL_TOL, abs_tol=1e-12)
+    return str(a) == str(b)
+
+
+def differences(fresh: dict, committed: dict) -> tuple[int, list[str]]:
+    """(how many numbers were compared, one line per difference) between two frame rows."""
+    n, diffs = 0, []
+    for col in sorted(set(fresh) & set(committed)):
+        if not _compared(col):
+            continue
+        n += 1
+        if not _same(fresh[col], committed[col]):
+            diffs.append(f"{col}: rerun {fresh[col]!r}, committed {committed[col]!r}")
+    fc, cc = fresh.get("curves") or {}, committed.get("curves") or {}
+    for key in sorted(set(fc) | set(cc)):
+        if any(word in key for word in CLOCK_CURVES):
+            continue
+        a, b = fc.get(key), cc.get(key)
+        if a is None or b is None:
+            diffs.append(f"curve {key}: only in the {'committed run' if a is None else 'rerun'}")
+            continue
+        if len(a) != len(b):
+            diffs.append(f"curve {key}: {len(a)} points in the rerun, {len(b)} committed")
+            continue
+        n += len(a)
+        bad = [i for i, (x, y) in enumerate(zip(a, b)) if not _same(x, y)]
+        if bad:
+            i = bad[0]
+            diffs.append(f"curve {key}: {len(bad)} of {len(a)} points differ (first: point {i}, "
+                         f"rerun {a[i]!r}, committed {b[i]!r})")
+    return n, diffs
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("study", help="a study in experiments/ whose CSV is committed (results/<study>/runs.csv)")
+    ap.add_argument("overrides", nargs="*", help="KEY=VALUE that pick the run, e.g. model.norm=batch optim.lr=2.0 seed=100")
+    ap.add_argument("--results", default=str(REPO / "results"), help="where the committed CSVs are (default: results/)")
+    ap.add_argument("--scratch", help="train into this folder (default: a temporary one, removed afterwards)")
+    args = ap.parse_args(argv)
+
+    csv = Path(args.results) / args.study / "runs.csv"
+    if not csv.exists():
+        print(f"check_rerun: no committed CSV for study {args.study!r} at {csv}", file=sys.stderr)
+        return 2
+    bad = [o for o in args.overrides if "=" not in o or o.startswith(("hydra.", "paths.", "experiments="))]
+    if bad:
+        print(f"check_rerun: overrides must be KEY=VALUE of the run's config (not hydra.*, paths.*, "
+              f"experiments=); got {' '.join(bad)}", file=sys.stderr)
+        return 2
+    committed = frame_from_csv(csv)
+    with tempfile.TemporaryDirectory(prefix="bnlab-rerun-") as tmp:
+        scratch = Path(args.scratch or tmp)
+        command = [sys.executable, "-m", "bnlab.train", f"experiments={args.study}", *args.overrides,
+                   "hydra.mode=RUN", f"paths.results={scratch}", "tracking.mode=disabled",
+                   "trainer.progress=false", "trainer.num_threads=1"]
+        print("$ " + " ".join(command), flush=True)
+        done = subprocess.run(command, cwd=REPO, env=os.environ.copy())
+        fresh = frame_from_store(scratch)
+        if done.returncode != 0 or fresh.empty:
+            print(f"check_rerun: the rerun did not finish (exit {done.returncode})", file=sys.stderr)
+            return 2
+    run = fresh.iloc[0].to_dict()
+    rows = committed[(committed["fingerprint"] == run["fingerprint"]) & (committed["status"] != "superseded")]
+    if rows.empty:
+        print(f"check_rerun: no committed run of {args.study} has this config (fingerprint {run['fingerprint']}); "
+              f"the overrides must give exactly a committed run's settings (its seed and tuned keys)", file=sys.stderr)
+        return 2
+    row = rows.iloc[0].to_dict()
+    n, diffs = differences(run, row)
+    print(f"committed row: {row['run']} (training code {row.get('code_version')}); rerun: training code "
+          f"{run.get('code_version')}")
+    for key in ("outcome", "best/val/acc", "best/test/acc", "best/step", "train/loss"):
+        if key in run:
+            print(f"  {key}: rerun {run[key]!r}, committed {row.get(key)!r}")
+    if diffs:
+        print(f"{len(diffs)} of {n} compared numbers/curves differ:")
+        for d in diffs:
+            print("  " + d)
+        return 1
+    print(f"the same: {n} numbers compared (summary metrics and every evaluation point; times left out)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
