@@ -98,6 +98,20 @@ def _table(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _beside_literature(r: dict) -> str:
+    """Each arm's mean beside the published number the claim gives on its own metric
+    (`literature_values`), and ours minus theirs: how near the paper we are, in words."""
+    values = r.get("literature_values") or {}
+    parts = []
+    for arm, ours in ((r["baseline"], r.get("baseline_mean")), (r["treatment"], r.get("treatment_mean"))):
+        theirs = values.get(arm)
+        if isinstance(theirs, (int, float)) and isinstance(ours, (int, float)) and math.isfinite(ours):
+            parts.append(f"{arm_name(arm)} {_fmt(ours)} against {theirs:g} (ours − theirs {ours - theirs:+.4f})")
+    if not parts:
+        return ""
+    return f" **Beside the literature** ({values.get('source') or 'source not given'}): " + "; ".join(parts) + "."
+
+
 def _edges_text(r: dict) -> str:
     edges = r.get("edges") or {}
     return "; ".join(f"{arm}: {', '.join(f)}" for arm, f in edges.items())
@@ -201,7 +215,7 @@ def _study_section(s: dict) -> list[str]:
                 f"{_fmt(r['treatment_mean'])}{_unverified_mark(s)}; effect {_effect(r)}; "
                 f"{r['test']}, p = {_fmt(r['p'], 2)}, p_Holm = {_fmt(r.get('p_holm'), 2)} (family of "
                 f"{r.get('family_size', '?')}), effect size {_fmt(r['effect_size'], 2)}. Decided by {r['decided_by']} "
-                f"{seeds_text(r['seeds'])}. Settings: {chosen}."
+                f"{seeds_text(r['seeds'])}. Settings: {chosen}." + _beside_literature(r)
                 + (f" ⚠ **Edge of the grid:** {edges}." if edges else "")
                 + (f" *Note:* {r['note']}" if r.get("note") else ""), ""]
         if r["sensitivity"]:

@@ -353,3 +353,23 @@ def test_the_dataset_section_gathers_one_datasets_verdicts_with_the_dagger(tmp_p
     assert "`beta_smoothness`: BN vs no BN" in row and "**supported**" in row
     assert "no BN 8 → BN 2 †" in row and "Santurkar et al. 2018 Fig. 4(c)" in row
     assert _dataset_section([study], "cifar10", "CIFAR-10") == []
+
+
+def test_a_claim_with_published_numbers_puts_ours_beside_them(store):
+    """A claim that gives the paper's numbers on its own metric (`literature_values`) gets each
+    arm's mean beside them with ours minus theirs; an arm without a number, or a claim without
+    any, gets nothing invented."""
+    from bnlab.report import _beside_literature
+
+    runs = frame_from_store(store)
+    s = spec()
+    source = "Ioffe & Szegedy 2015, Fig. 1(a)"
+    r = claim_result(runs, s, {**ACCURACY, "literature_values": {"none": 0.9735, "batch": 0.98, "source": source}})
+    text = _beside_literature(r)
+    assert f"**Beside the literature** ({source})" in text
+    for arm, name, theirs in (("none", "no BN", 0.9735), ("batch", "BN", 0.98)):
+        ours = r["baseline_mean"] if arm == r["baseline"] else r["treatment_mean"]
+        assert f"{name} " in text and f"against {theirs:g} (ours − theirs {ours - theirs:+.4f})" in text
+    only_bn = _beside_literature({**r, "literature_values": {"batch": 0.98}})
+    assert "no BN" not in only_bn and "against 0.98" in only_bn and "source not given" in only_bn
+    assert _beside_literature({**r, "literature_values": {}}) == ""
