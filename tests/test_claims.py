@@ -401,3 +401,40 @@ def test_sensitivity_rows_are_named_by_what_varies():
     rows = [{**row, "setting": {"cfg.model.dropout_placement": p}} for p in ("after_each_activation", "before_classifier")]
     assert summarize_sensitivity(rows, spec()) == \
         "inconclusive at dropout_placement=after_each_activation, dropout_placement=before_classifier"
+
+
+def _gain_runs(none_gains: list[float], batch_gains: list[float]) -> pd.DataFrame:
+    """Dropout 0 and 0.1 per arm and seed (tuning 0-4, confirmation 100-104); on the
+    confirmation seeds each arm's dropout 0.1 beats its dropout 0 by the given gains."""
+    rows = []
+    for i, seed in enumerate([*range(5), *range(100, 105)]):
+        for arm, gains in (("none", none_gains), ("batch", batch_gains)):
+            base = 0.97 + 0.001 * (i % 5)
+            for p in (0.0, 0.1):
+                rows.append({"cfg.model.norm": arm, "cfg.seed": seed, "cfg.model.dropout": p, "status": "completed",
+                             "best/test/acc": base + (gains[i % 5] if p else 0.0),
+                             "best/val/acc": 0.97 + 0.01 * (p == 0.1), "paired": 1, "outcome": "learned"})
+    return pd.DataFrame(rows)
+
+
+def test_a_gain_claims_precondition_is_measured_and_said_either_way():
+    """`precondition: baseline_benefits`: "BN reduces the need for dropout" presumes the no-BN
+    arm needs it. Its gain's 95% interval above 0 lets the verdict stand, and the reason says so
+    with the interval; an interval that reaches 0 makes the verdict inconclusive, whatever BN does."""
+    claim = {"claim": "dropout", "kind": "gain", "over": "model.dropout", "reference": 0.0,
+             "metric": "best/test/acc", "direction": "lower", "min_effect": 0.002,
+             "precondition": "baseline_benefits"}
+    s = spec(tune=["model.dropout"])
+    needed = claim_result(_gain_runs([0.006, 0.004, 0.005, 0.007, 0.005], [0.0, 0.001, -0.001, 0.0, 0.0005]), s, claim)
+    assert needed["verdict"] == "supported"
+    assert needed["reason"].endswith("the precondition holds: the no-BN arm gains from model.dropout "
+                                     "(+0.0054 [+0.003984, +0.006816])")
+
+    not_needed = claim_result(_gain_runs([0.002, -0.002, 0.001, -0.001, 0.0], [-0.004, -0.006, -0.005, -0.004, -0.006]),
+                              s, claim)
+    assert not_needed["verdict"] == "inconclusive"
+    assert not_needed["reason"].startswith("the precondition fails: the no-BN arm gains nothing measurable")
+    assert "from model.dropout here (+0 [-0.00" in not_needed["reason"]
+    without = claim_result(_gain_runs([0.002, -0.002, 0.001, -0.001, 0.0], [-0.004, -0.006, -0.005, -0.004, -0.006]),
+                           s, {k: v for k, v in claim.items() if k != "precondition"})
+    assert without["verdict"] == "supported", "without the precondition the same runs would support the claim"
