@@ -197,8 +197,8 @@ CLAIMS = {
 
 def load_spec(name: str, experiments_dir: Path = EXPERIMENTS_DIR, profile: str | None = None) -> StudySpec:
     """The analysis block of experiments/<name>.yaml, checked (ConfigError names the key),
-    under a budget profile when the study has them (profiles.<p>: max_steps, seeds and
-    confirm_seeds of that budget)."""
+    under a budget profile when the study has them (profiles.<p>: max_steps, seeds,
+    confirm_seeds, a smaller grid and its own extra grids of that budget)."""
     raw = OmegaConf.to_container(OmegaConf.load(experiments_dir / f"{name}.yaml"))
     a = raw.get("analysis") or {}
     chosen = chosen_profile(raw, profile)
@@ -227,7 +227,9 @@ def load_spec(name: str, experiments_dir: Path = EXPERIMENTS_DIR, profile: str |
                      comparisons=comparisons, arms=arms, figures=[str(f) for f in a.get("figures", [])],
                      profile=chosen, seeds=[int(x) for x in budget.get("seeds", [])],
                      grid=[f"{k}={_override_value(v)}" for k, v in (budget.get("grid") or {}).items()],
-                     sweeps=[[f"{k}={_override_value(v)}" for k, v in extra.items()] for extra in raw.get("sweeps") or []])
+                     # a profile may name its own extra grids (quick: fewer), replacing the study's
+                     sweeps=[[f"{k}={_override_value(v)}" for k, v in extra.items()]
+                             for extra in (budget["sweeps"] if "sweeps" in budget else raw.get("sweeps")) or []])
     for claim in spec.claims:  # every comparison of every claim checked now, before any analysis
         if claim.get("claim") not in CLAIMS:
             raise ConfigError(f"analysis.claims[{claim.get('id', claim.get('claim'))}].claim",

@@ -308,3 +308,21 @@ def test_a_quick_profile_runs_a_smaller_grid_through_bnlab_study(capsys):
     assert commands[0].endswith("optim.lr=1.0,4.0,16.0 seed=0")
     assert "optim.lr=1.0,4.0,16.0 seed=0 model.dropout_placement=before_classifier" in commands[1]
     assert "optim.lr=1.0" not in commands[2] and commands[2].endswith("model.norm=batch optim.lr=32.0")
+
+
+def test_a_profile_may_name_its_own_extra_grids(capsys):
+    """A budget profile's `sweeps` replace the study's extra grids for bnlab-study's phase 1
+    (the quick look at dropout_wide_mnist skips the extra rates); without them the study's
+    own extra grids run, and `sweeps: []` runs none (ioffe_fig1 quick has no BN lr 16)."""
+    from bnlab.claims import load_spec
+    from bnlab.study_command import main as study_main
+
+    full, quick = load_spec("dropout_wide_mnist"), load_spec("dropout_wide_mnist", profile="quick")
+    assert ["model.norm=batch", "optim.lr=32.0"] in full.sweeps and len(full.sweeps) == 7
+    assert quick.sweeps == [["model.dropout_placement=before_classifier", "model.dropout=0.5"]]
+    assert load_spec("ioffe_fig1").sweeps == [["model.norm=batch", "optim.lr=16.0"]]
+    assert load_spec("ioffe_fig1", profile="quick").sweeps == []
+    study_main(["dropout_wide_mnist", "profile=quick", "paths.results=/nonexistent-bnlab-test", "--dry-run"])
+    commands = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("$ bnlab-train")]
+    assert len(commands) == 2 and commands[0].endswith("optim.lr=2.0,8.0 model.dropout=0.0,0.5 seed=0")
+    assert commands[1].endswith("optim.lr=2.0,8.0 seed=0 model.dropout_placement=before_classifier model.dropout=0.5")
