@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bnlab.claims import CLAIMS, seeds_text, setting_table
+from bnlab.claims import CLAIMS, arm_runs, finished, seeds_text, setting_table
 from bnlab.errors import ConfigError
 from bnlab.frames import OUTCOMES
 from bnlab.plots import arm_name, fixed_settings
-from bnlab.stats import ALPHA, EQUIVALENCE_RULE, VERDICT_RULE, effect_text
+from bnlab.stats import ALPHA, EQUIVALENCE_RULE, VERDICT_RULE, effect_text, seed_stats
 from bnlab.study import RESULTS, analyse_all, draw, slices
 from bnlab.suites import SUITES
 
@@ -231,10 +231,75 @@ def _study_section(s: dict) -> list[str]:
                                                                      "n", "mean", "ci_low", "ci_high"]
         out += [f"Validation metric `{spec.select_on}` per arm and setting on the tuning seeds (mean, 95% CI), "
                 f"with every run's outcome counted:", "", _table(table[keep]), ""]
+    out += _ics_and_accuracy(s)
     out += _slices_section(s)
     for f in s.get("figures", []):
         out += [f"![{f.stem}]({s['name']}/{f.name})", ""]
     return out
+
+
+# the ICS measures a study's `ics` claims may use, as the report names them
+ICS_MEASURES = {"act_in_drift": "Ioffe & Szegedy's (activation-input drift)",
+                "grad_ics_l2": "Santurkar et al.'s (raw ||G−G′||)",
+                "grad_ics_rel": "the relative ||G−G′||/||G||", "grad_ics_cos": "the cosine of G and G′"}
+
+
+def _decided_sign(stats_: dict) -> int:
+    """+1 / -1 when the 95% interval lies on one side of 0, 0 when it spans it."""
+    lo, hi = stats_.get("ci_low"), stats_.get("ci_high")
+    if lo is None or hi is None or not (np.isfinite(lo) and np.isfinite(hi)):
+        return 0
+    return 1 if lo > 0 else -1 if hi < 0 else 0
+
+
+def _ics_and_accuracy(s: dict) -> list[str]:
+    """Whether ICS, as each paper measures it, goes with the accuracy benefit: for every arm an
+    `ics` claim compares with the baseline, its ICS reduction (the claim's effect, + = less ICS)
+    beside its test-accuracy gain over the baseline on the same seeds and settings (paired per
+    seed). A measure goes with the benefit when the arms with a measurable change in either
+    change in both, less ICS exactly where more accurate; an arm that changes one without the
+    other makes it "only in part"; one with less ICS and lower accuracy (or the reverse), "not"."""
+    spec, runs = s["spec"], finished(s["runs"])
+    ics = [r for r in s["results"] if r["claim"] == "ics" and r["metric"] in ICS_MEASURES
+           and r["baseline"] == spec.baseline and np.isfinite(r.get("effect", np.nan))]
+    if not ics or "best/test/acc" not in runs:
+        return []
+    rows, verdicts = {}, []
+    for metric in dict.fromkeys(r["metric"] for r in ics):
+        agree, disagree, unmatched, words = [], [], [], []
+        for r in (r for r in ics if r["metric"] == metric):
+            arm = r["treatment"]
+
+            def accuracy(a):
+                setting = {k: v for k, v in (r["chosen"].get(a) or {}).items() if k.startswith("cfg.")}
+                sel = arm_runs(runs, spec, a, setting)
+                return sel[sel["cfg.seed"].isin(r["seeds"])].groupby("cfg.seed")["best/test/acc"].mean()
+
+            gain = seed_stats((accuracy(arm) - accuracy(spec.baseline)).dropna().tolist())
+            rows.setdefault(arm, {"arm": arm_name(arm),
+                                  f"test accuracy − {arm_name(spec.baseline)} [95% CI]":
+                                      f"{gain['mean']:+.4f} [{gain['ci_low']:+.4f}, {gain['ci_high']:+.4f}]"})
+            rows[arm][f"less ICS, {metric} [95% CI]"] = f"{r['effect']:+.4g} [{r['ci_low']:+.4g}, {r['ci_high']:+.4g}]"
+            a, i = _decided_sign(gain), _decided_sign(r)
+            if a and i:
+                (agree if a == i else disagree).append(arm_name(arm))
+            elif a or i:
+                unmatched.append(arm_name(arm))
+            words.append(f"{arm_name(arm)}: {'less' if i > 0 else 'more' if i < 0 else 'no measurable change in'} ICS, "
+                         f"{'higher' if a > 0 else 'lower' if a < 0 else 'no measurably different'} accuracy")
+        answer = ("**does not go with the accuracy benefit**" if disagree else
+                  "**goes with the accuracy benefit only in part**" if agree and unmatched else
+                  "**goes with the accuracy benefit**" if agree else
+                  "**is not seen to go with the accuracy benefit** (no arm changed both measurably)" if unmatched else
+                  "**cannot be told** (no arm changed either measurably)")
+        verdicts.append(f"- By {ICS_MEASURES[metric]} measure (`{metric}`), ICS {answer}: "
+                        + "; ".join(words) + f" (both changed, the same way: {', '.join(agree) or 'none'}; "
+                        f"opposite ways: {', '.join(disagree) or 'none'}; one without the other: "
+                        f"{', '.join(unmatched) or 'none'}).")
+    table = pd.DataFrame(list(rows.values())).fillna("–")
+    return ["**Does ICS go with the accuracy benefit?** Each arm against "
+            f"{arm_name(spec.baseline)}, on the seeds and settings of its ICS claims (paired per seed, 95% "
+            "intervals; a change counts when its interval excludes 0):", "", _table(table), "", *verdicts, ""]
 
 
 SLICE_COLUMNS = {"cfg.model.norm": "arm", "cfg.optim.lr": "lr", "cfg.model.width_multiplier": "width",

@@ -373,3 +373,38 @@ def test_a_claim_with_published_numbers_puts_ours_beside_them(store):
     only_bn = _beside_literature({**r, "literature_values": {"batch": 0.98}})
     assert "no BN" not in only_bn and "against 0.98" in only_bn and "source not given" in only_bn
     assert _beside_literature({**r, "literature_values": {}}) == ""
+
+
+def test_the_report_says_whether_ics_goes_with_the_accuracy_benefit():
+    """Each arm's ICS reduction (its claim's effect) beside its paired test-accuracy gain over
+    the baseline, on that claim's seeds and settings; per measure, one plain answer: goes with
+    it, only in part, not, or cannot be told."""
+    from bnlab.report import _ics_and_accuracy
+
+    gains = {"none": 0.0, "batch": 0.006, "noisy_batch": 0.006, "layer": 0.0}
+    rows = [{"cfg.model.norm": arm, "cfg.seed": seed, "cfg.optim.lr": lr, "status": "completed",
+             "best/test/acc": 0.97 + gains[arm] + 0.001 * (seed % 3) + (0.0004 if arm != "none" and seed % 2 else 0)
+             - (0.05 if lr != 1.0 else 0)}
+            for arm in gains for seed in range(100, 105) for lr in (1.0, 2.0)]
+
+    def ics(arm, metric, effect, half=0.01):
+        return {"claim": "ics", "metric": metric, "baseline": "none", "treatment": arm, "effect": effect,
+                "ci_low": effect - half, "ci_high": effect + half, "seeds": [100, 101, 102, 103, 104],
+                "chosen": {arm: {"cfg.optim.lr": 1.0}, "none": {"cfg.optim.lr": 1.0}}}
+
+    results = [ics("batch", "act_in_drift", 0.04), ics("noisy_batch", "act_in_drift", -0.03),
+               ics("layer", "act_in_drift", 0.0),
+               ics("batch", "grad_ics_l2", 0.03), ics("noisy_batch", "grad_ics_l2", 0.03), ics("layer", "grad_ics_l2", 0.06),
+               ics("batch", "grad_ics_cos", 0.2), ics("noisy_batch", "grad_ics_cos", 0.2)]
+    s = {"spec": spec(arms=list(gains)), "runs": pd.DataFrame(rows), "results": results}
+    text = "\n".join(_ics_and_accuracy(s))
+    # BN's per-seed gains are 0.006, 0.0064, 0.006, 0.0064, 0.006 (the lr 2.0 runs are not its setting)
+    assert "| BN | +0.0062 [+0.0059, +0.0064] | +0.04 [+0.03, +0.05] | +0.03 [+0.02, +0.04] | +0.2 [+0.19, +0.21] |" in text
+    assert "| layer norm | +0.0002 [-0.0001, +0.0004] | +0 [-0.01, +0.01] | +0.06 [+0.05, +0.07] | – |" in text
+    assert "(`act_in_drift`), ICS **does not go with the accuracy benefit**: BN: less ICS, higher accuracy; " \
+           "noisy BN: more ICS, higher accuracy" in text
+    assert "(`grad_ics_l2`), ICS **goes with the accuracy benefit only in part**" in text
+    assert "one without the other: layer norm)" in text
+    assert "(`grad_ics_cos`), ICS **goes with the accuracy benefit**:" in text
+    # a study without ICS claims gets no such section
+    assert _ics_and_accuracy({**s, "results": [r for r in results if r["metric"] == "nothing"]}) == []
