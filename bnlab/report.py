@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bnlab.claims import CLAIMS, arm_runs, finished, seeds_text, setting_table
+from bnlab.claims import CLAIMS, arm_runs, finished, seeds_text, setting_table, where
 from bnlab.errors import ConfigError
-from bnlab.frames import OUTCOMES
+from bnlab.frames import OUTCOMES, swept_columns
 from bnlab.plots import arm_name, fixed_settings
 from bnlab.stats import ALPHA, EQUIVALENCE_RULE, VERDICT_RULE, effect_text, seed_stats
 from bnlab.study import RESULTS, analyse_all, draw, slices
@@ -110,6 +110,37 @@ def _beside_literature(r: dict) -> str:
     if not parts:
         return ""
     return f" **Beside the literature** ({values.get('source') or 'source not given'}): " + "; ".join(parts) + "."
+
+
+def _range_over_settings(r: dict, s: dict) -> str:
+    """A worst-case claim's whole range for each arm: its worst and best setting (mean over
+    seeds), so "flat across inits" or "struggles somewhere" can be read off, not only the worst."""
+    if r.get("kind") != "worst_case" or "runs" not in s:
+        return ""
+    spec = s["spec"]
+    claim = next((c for c in spec.claims if c.get("id", c["claim"]) == r["id"]), {})
+    runs = finished(where(s["runs"], claim))
+    # keys that really vary (a key added later is NaN on older runs: its neutral value, not a setting)
+    keys = [c for c in swept_columns(runs) if c not in (spec.arm_col, "cfg.seed")
+            and runs[c].dropna().map(repr).nunique() > 1]
+    if not keys or r["metric"] not in runs:
+        return ""
+    parts = []
+    for arm in (r["baseline"], r["treatment"]):
+        means = runs[runs[spec.arm_col].astype(str) == arm].groupby(keys, dropna=False)[r["metric"]].mean().dropna()
+        if means.empty:
+            continue
+
+        def words(setting) -> str:
+            setting = setting if isinstance(setting, tuple) else (setting,)
+            return ", ".join(f"{k.removeprefix('cfg.')}={_plain(v)}" for k, v in zip(keys, setting)
+                             if not (isinstance(v, float) and math.isnan(v)))
+        def at(value, setting) -> str:  # ties (several settings at the same mean) are counted
+            others = int(np.isclose(means, value, atol=5e-4).sum()) - 1
+            more = f" and {others} other setting{'s' if others > 1 else ''}" if others else ""
+            return f"{value:.3f} ({words(setting)}{more})"
+        parts.append(f"{arm_name(arm)} from {at(means.min(), means.idxmin())} to {at(means.max(), means.idxmax())}")
+    return (" **Range over the settings** (mean over seeds, worst to best): " + "; ".join(parts) + ".") if parts else ""
 
 
 def _edges_text(r: dict) -> str:
@@ -215,7 +246,7 @@ def _study_section(s: dict) -> list[str]:
                 f"{_fmt(r['treatment_mean'])}{_unverified_mark(s)}; effect {_effect(r)}; "
                 f"{r['test']}, p = {_fmt(r['p'], 2)}, p_Holm = {_fmt(r.get('p_holm'), 2)} (family of "
                 f"{r.get('family_size', '?')}), effect size {_fmt(r['effect_size'], 2)}. Decided by {r['decided_by']} "
-                f"{seeds_text(r['seeds'])}. Settings: {chosen}." + _beside_literature(r)
+                f"{seeds_text(r['seeds'])}. Settings: {chosen}." + _beside_literature(r) + _range_over_settings(r, s)
                 + (f" ⚠ **Edge of the grid:** {edges}." if edges else "")
                 + (f" *Note:* {r['note']}" if r.get("note") else ""), ""]
         if r["sensitivity"]:

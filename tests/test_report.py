@@ -408,3 +408,25 @@ def test_the_report_says_whether_ics_goes_with_the_accuracy_benefit():
     assert "(`grad_ics_cos`), ICS **goes with the accuracy benefit**:" in text
     # a study without ICS claims gets no such section
     assert _ics_and_accuracy({**s, "results": [r for r in results if r["metric"] == "nothing"]}) == []
+
+
+def test_a_worst_case_claim_shows_each_arms_range_over_the_settings():
+    """Beside the worst case, each arm's worst and best setting (mean over seeds), ties counted,
+    keys that vary only because older runs lack them left out."""
+    from bnlab.report import _range_over_settings
+
+    rows = []
+    for seed in range(5):
+        for std in (0.01, 0.1, 1.0):
+            rows.append({"cfg.model.norm": "batch", "cfg.seed": seed, "cfg.init.std": std, "status": "completed",
+                         "best/test/acc": 0.97 - 0.02 * (std == 1.0), "cfg.model.ln.eps": 1e-5 if seed else np.nan})
+            rows.append({"cfg.model.norm": "none", "cfg.seed": seed, "cfg.init.std": std, "status": "completed",
+                         "best/test/acc": 0.96 if std == 0.1 else 0.11, "cfg.model.ln.eps": 1e-5 if seed else np.nan})
+    claim = {"claim": "init", "kind": "worst_case", "over": "init.std", "metric": "best/test/acc",
+             "direction": "higher", "min_effect": 0.01}
+    s = {"spec": spec(tune=["init.std"], claims=[claim], confirm_seeds=[]), "runs": pd.DataFrame(rows)}
+    r = claim_result(s["runs"], s["spec"], claim)
+    assert _range_over_settings(r, s) == (
+        " **Range over the settings** (mean over seeds, worst to best): no BN from 0.110 (init.std=0.01 and 1 other "
+        "setting) to 0.960 (init.std=0.1); BN from 0.950 (init.std=1.0) to 0.970 (init.std=0.01 and 1 other setting).")
+    assert _range_over_settings({**r, "kind": "compare"}, s) == ""
