@@ -39,7 +39,7 @@ from omegaconf import OmegaConf
 from bnlab.frames import FINISHED, OUTCOMES, swept_columns
 from bnlab.resolvers import EXPERIMENTS_DIR
 from bnlab.errors import ConfigError
-from bnlab.stats import ALPHA, apply_holm, compare, equivalence, seed_stats
+from bnlab.stats import ALPHA, apply_holm, compare, effect_text, equivalence, seed_stats
 
 TESTS = ("superiority", "equivalence")
 
@@ -647,7 +647,7 @@ def _precondition(res: dict, claim: dict, baseline_values: pd.Series) -> None:
     if claim.get("precondition") != "baseline_benefits" or res["verdict"] == "inconclusive":
         return
     base = seed_stats(baseline_values.tolist())
-    gain = f"({base['mean']:+.4g} [{base['ci_low']:+.4g}, {base['ci_high']:+.4g}])"
+    gain = f"({effect_text({**base, 'effect': base['mean']})})"
     if not base["ci_low"] > 0:
         res.update(verdict="inconclusive",
                    reason=f"the precondition fails: the no-BN arm gains nothing measurable from "

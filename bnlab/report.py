@@ -310,7 +310,7 @@ def _ics_and_accuracy(s: dict) -> list[str]:
             rows.setdefault(arm, {"arm": arm_name(arm),
                                   f"test accuracy − {arm_name(spec.baseline)} [95% CI]":
                                       f"{gain['mean']:+.4f} [{gain['ci_low']:+.4f}, {gain['ci_high']:+.4f}]"})
-            rows[arm][f"less ICS, {metric} [95% CI]"] = f"{r['effect']:+.4g} [{r['ci_low']:+.4g}, {r['ci_high']:+.4g}]"
+            rows[arm][f"less ICS, {metric} [95% CI]"] = effect_text(r)
             a, i = _decided_sign(gain), _decided_sign(r)
             if a and i:
                 (agree if a == i else disagree).append(arm_name(arm))
