@@ -17,15 +17,12 @@ previous checkpoint. Loaded with `weights_only=True`: tensors and plain values, 
 from __future__ import annotations
 
 import logging
-import random
 import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 
-from bnlab.probes import rng_state, set_rng_state
 from bnlab.store import RUN_FILE, SUMMARY_FILE, atomic_replace, read_json, read_record, store_writes
 
 log = logging.getLogger(__name__)
@@ -123,28 +120,3 @@ def find_resumable(root: Path, fp: str, prefer: Path | None = None) -> tuple[Pat
         if state is not None:
             return run_dir, state
     return None, None
-
-
-# ---------------------------------------------------------------- global RNG state
-
-def global_rng_state(device: torch.device) -> dict:
-    """Python's and NumPy's global generators, and torch's (bnlab.probes.rng_state: CPU and
-    CUDA, which dropout draws from)."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"python": random.getstate(), "torch": rng_state(device),
-            "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                      "has_gauss": int(has_gauss), "cached": float(cached)}}
-
-
-def set_global_rng_state(state: dict, device: torch.device) -> None:
-    random.setstate(_as_tuple(state["python"]))
-    n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
-    set_rng_state(state["torch"], device)
-
-
-def _as_tuple(value):
-    """random.setstate wants tuples; a round trip may hand back lists."""
-    if isinstance(value, (list, tuple)):
-        return tuple(_as_tuple(v) for v in value)
-    return value

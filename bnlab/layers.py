@@ -6,12 +6,13 @@ network, started from the same weights for one seed.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 from typing import Callable
 
 import torch
 from torch import nn
+
+from bnlab.rng import layer_seed
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "sigmoid": nn.Sigmoid,
@@ -29,14 +30,6 @@ def make_act(name: str) -> nn.Module:
 def weight_layers(model: nn.Module) -> list[nn.Module]:
     """The Linear and Conv layers of `model` in forward order (model.modules() order)."""
     return [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
-
-
-def layer_seed(seed: int, index: int) -> int:
-    """The seed of weight layer `index` of a run with `seed`: a function of these two only, so
-    that arms built with different norm layers (and with or without biases) still draw the
-    same weights for every layer they share."""
-    digest = hashlib.sha256(f"bnlab-init/{seed}/{index}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
 def init_weights(model: nn.Module, scheme: str, std: float | None = None, gain: float = 1.0,

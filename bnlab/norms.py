@@ -16,19 +16,19 @@ mu_t ~ U(-mean_range, mean_range) and sigma_t ~ U(scale_low, scale_high); per sa
 m ~ U(mu_t - jitter, mu_t + jitter) and s ~ N(sigma_t, jitter); then a <- s * a + m. So the
 distribution of every activation shifts at every step. Defaults are the paper's (0.5, 1,
 1.25, 0.1). The noise draws from the layer's own generator, seeded from the run's seed and
-the layer's index (`seed_noise`), whose state travels in the module's state_dict: a
+the layer's index (bnlab.rng.seed_noise), whose state travels in the module's state_dict: a
 checkpoint restores it, and a probe that runs the network saves and restores it.
 """
 from __future__ import annotations
 
-import hashlib
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
-NORM_KINDS = ("none", "batch", "layer", "group", "noisy_batch", "noise")
-# The defaults of each norm's options (the config's model.bn, model.ln, model.gn, model.noise).
+# The defaults of each option group (the config's model.bn, model.ln, model.gn, model.noise;
+# conf/norm_options/default.yaml holds the same values for Hydra, and a test keeps them equal).
 DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
     "bn": {"momentum": 0.1, "eps": 1e-5, "affine": True},
     "ln": {"eps": 1e-5, "affine": True},
@@ -111,14 +111,32 @@ def _noise(o):
     return SanturkarNoise(n["mean_range"], n["scale_low"], n["scale_high"], n["jitter"])
 
 
-NORMS: dict[str, Callable[[int, int, dict], nn.Module]] = {
-    "none": lambda features, dims, o: nn.Identity(),
-    "batch": _batch,
-    "layer": _layer,
-    "group": _group,
-    "noisy_batch": lambda features, dims, o: nn.Sequential(_batch(features, dims, o), _noise(o)),
-    "noise": lambda features, dims, o: _noise(o),
+@dataclass(frozen=True)
+class Norm:
+    """One entry of the norm registry: everything the code knows about a norm."""
+
+    build: Callable[[int, int, dict], nn.Module]
+    """(features, dims, merged options) -> the layer; dims is 1 for (N, C), 2 for (N, C, H, W)."""
+    options: tuple[str, ...]
+    """The option groups of DEFAULT_OPTIONS it reads (documentation; every group is passed)."""
+    subtracts_mean: bool
+    """Whether it subtracts a mean, which makes the bias of the layer before it redundant."""
+    label: str
+    """Its name in figures and in the report."""
+    colour: str
+    """Its colour in every figure."""
+
+
+NORMS: dict[str, Norm] = {
+    "none": Norm(lambda features, dims, o: nn.Identity(), (), False, "no BN", "#d62728"),
+    "batch": Norm(_batch, ("bn",), True, "BN", "#1f77b4"),
+    "layer": Norm(_layer, ("ln",), True, "layer norm", "#2ca02c"),
+    "group": Norm(_group, ("gn",), True, "group norm", "#9467bd"),
+    "noisy_batch": Norm(lambda features, dims, o: nn.Sequential(_batch(features, dims, o), _noise(o)),
+                        ("bn", "noise"), True, "noisy BN", "#17becf"),
+    "noise": Norm(lambda features, dims, o: _noise(o), ("noise",), False, "noise only", "#ff7f0e"),
 }
+NORM_KINDS = tuple(NORMS)  # the allowed values of model.norm
 
 
 def make_norm(kind: str, features: int, dims: int = 1, options: dict | None = None) -> nn.Module:
@@ -127,22 +145,14 @@ def make_norm(kind: str, features: int, dims: int = 1, options: dict | None = No
     if kind not in NORMS:
         raise ValueError(f"unknown norm {kind!r}; allowed: {', '.join(NORM_KINDS)}")
     merged = {k: {**v, **((options or {}).get(k) or {})} for k, v in DEFAULT_OPTIONS.items()}
-    return NORMS[kind](features, dims, merged)
+    return NORMS[kind].build(features, dims, merged)
 
 
 def norm_has_shift(kind: str) -> bool:
     """Whether the norm layer makes a preceding layer's bias redundant: every norm that
     subtracts a mean (all but none and noise)."""
-    return kind not in ("none", "noise")
+    return NORMS[kind].subtracts_mean
 
 
 def noise_layers(model: nn.Module) -> list[SanturkarNoise]:
     return [m for m in model.modules() if isinstance(m, SanturkarNoise)]
-
-
-def seed_noise(model: nn.Module, seed: int) -> None:
-    """Seed every noise layer from the run's seed and its index: reproducible, and the
-    same noise for one seed across arms that share the layer."""
-    for index, layer in enumerate(noise_layers(model)):
-        digest = hashlib.sha256(f"bnlab-noise/{seed}/{index}".encode()).digest()
-        layer.reseed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))

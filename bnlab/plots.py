@@ -23,16 +23,15 @@ import pandas as pd  # noqa: E402
 from bnlab.claims import (StudySpec, arm_runs, best_settings, confirmation_runs,  # noqa: E402
                           is_num, seeds_text, tuning_runs)
 from bnlab.frames import FINISHED, act_in_series, grad_ics_layers, last_layer, swept_columns  # noqa: E402
+from bnlab.norms import NORMS  # noqa: E402
 from bnlab.stats import effect_text, seed_stats  # noqa: E402
 
 STYLE = {"figure.dpi": 110, "savefig.dpi": 110, "axes.grid": True, "grid.alpha": 0.3,
          "axes.spines.top": False, "axes.spines.right": False, "font.size": 9,
          "legend.frameon": False, "legend.fontsize": 8}
-# one colour per norm, the same in every figure
-ARM_COLOURS = {"none": "#d62728", "batch": "#1f77b4", "noisy_batch": "#17becf", "noise": "#ff7f0e",
-               "layer": "#2ca02c", "group": "#9467bd"}
-ARM_NAMES = {"none": "no BN", "batch": "BN", "noisy_batch": "noisy BN", "noise": "noise only",
-             "layer": "layer norm", "group": "group norm"}
+# one colour and one name per norm, the same in every figure (from the norm registry)
+ARM_COLOURS = {kind: norm.colour for kind, norm in NORMS.items()}
+ARM_NAMES = {kind: norm.label for kind, norm in NORMS.items()}
 
 
 # What each key means, for axis labels (a key not listed is shown as it is)

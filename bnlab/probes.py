@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bnlab.norms import noise_layers
+from bnlab.rng import rng_state, set_rng_state
 
 
 class Probe(Protocol):
@@ -36,29 +36,15 @@ class StepProbe(Protocol):
                      y: torch.Tensor, rng_state: dict) -> dict[str, float]: ...
 
 
-def _norm_layers(model: nn.Module) -> list[nn.Module]:
-    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-
-
-def rng_state(device: torch.device, model: nn.Module | None = None) -> dict:
-    """The random state a forward pass draws from: the global generators (CPU, and the
-    device's when it is CUDA: dropout) and, given `model`, its noise layers' own generators
-    (noisy_batch, noise)."""
-    state = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    if model is not None:
-        state["noise"] = [layer.get_extra_state() for layer in noise_layers(model)]
-    return state
-
-
-def set_rng_state(state: dict, device: torch.device, model: nn.Module | None = None) -> None:
-    torch.set_rng_state(state["cpu"])
-    if "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
-    if model is not None and "noise" in state:
-        for layer, saved in zip(noise_layers(model), state["noise"]):
-            layer.set_extra_state(saved)
+def _as_in_training_without_dropout(model: nn.Module) -> None:
+    """Train mode for every layer (normalization uses the batch's statistics, noise layers
+    draw their noise), except dropout, which is off: what a probe sees is a function of the
+    weights and the batch. Whatever norm a model uses, nothing here lists it; a probe saves
+    the running statistics (every buffer) first and restores them after."""
+    model.train()
+    for m in model.modules():
+        if isinstance(m, nn.modules.dropout._DropoutNd):
+            m.eval()
 
 
 class ActivationInputProbe:
@@ -98,20 +84,17 @@ class ActivationInputProbe:
             return hook
 
         handles = [a.register_forward_pre_hook(hook_for(j)) for j, a in enumerate(acts)]
-        norms = _norm_layers(model)
-        buffers = [{k: v.clone() for k, v in m.state_dict().items()} for m in norms]
+        buffers = {k: v.clone() for k, v in model.named_buffers()}
         randomness = rng_state(self.batch.device, model)
         was_training = model.training
         try:
-            model.eval()           # dropout off
-            for m in [*norms, *noise_layers(model)]:  # normalization (and its noise) as in training
-                m.train()
+            _as_in_training_without_dropout(model)
             model(self.batch)
         finally:
             for h in handles:
                 h.remove()
-            for m, saved in zip(norms, buffers):
-                m.load_state_dict(saved)
+            for k, v in model.named_buffers():
+                v.copy_(buffers[k])
             set_rng_state(randomness, self.batch.device, model)  # training draws the same noise
             model.train(was_training)
         out = {}
@@ -218,9 +201,7 @@ class LandscapeProbe:
         was_training = model.training
         losses, diffs, ratios = [], [], []
         try:
-            model.eval()
-            for m in [*_norm_layers(model), *noise_layers(model), *_other_norms(model)]:
-                m.train()
+            _as_in_training_without_dropout(model)
             g = self._gradient(model, params)
             g_norm = torch.sqrt(sum((gi ** 2).sum() for gi in g))
             for eta in self.etas:
@@ -254,11 +235,6 @@ class LandscapeProbe:
 
     def _gradient(self, model, params) -> list[torch.Tensor]:
         return [g.detach() for g in self._loss_and_gradient(model, params)[1]]
-
-
-def _other_norms(model: nn.Module) -> list[nn.Module]:
-    """Layer and group norms: no running statistics, the same in train and eval mode."""
-    return [m for m in model.modules() if isinstance(m, (nn.LayerNorm, nn.GroupNorm))]
 
 
 def build_probes(p, data, lr: float) -> tuple[list[Probe], list[StepProbe]]:

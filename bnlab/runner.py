@@ -7,12 +7,10 @@ leaves no run behind; then train, with the run store always written and W&B mirr
 from __future__ import annotations
 
 import logging
-import random
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 import torch
 from omegaconf import DictConfig
 
@@ -23,9 +21,9 @@ from bnlab.environment import environment, resolve_device
 from bnlab.errors import StoreWriteError
 from bnlab.layers import init_weights
 from bnlab.models import build_model, count_parameters
-from bnlab.norms import seed_noise
 from bnlab.optimizers import lr_schedule, make_optimizer
 from bnlab.probes import build_probes
+from bnlab.rng import seed_everything, seed_noise
 from bnlab.stopping import StopRequests, Terminated
 from bnlab.store import RunWriter, fingerprint, resolved_config
 from bnlab.sweep import study_dir
@@ -34,13 +32,6 @@ from bnlab.trainer import train
 
 log = logging.getLogger("bnlab")
 PAIRING_VERSION = 1
-
-
-def seed_everything(seed: int) -> None:
-    """Reset global RNG state: launchers may reuse one process for several jobs."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def _now() -> str:

@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bnlab.checkpoint import global_rng_state, set_global_rng_state
 from bnlab.data import BatchSampler, Splits, augment_batch
 from bnlab.outcomes import learned_rule
-from bnlab.probes import Probe, StepProbe, rng_state
+from bnlab.probes import Probe, StepProbe
+from bnlab.rng import global_rng_state, rng_state, set_global_rng_state
 
 if TYPE_CHECKING:
     from bnlab.checkpoint import Checkpoints

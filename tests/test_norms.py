@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from bnlab.norms import NORM_KINDS, SanturkarNoise, make_norm, noise_layers, norm_has_shift, seed_noise
+from bnlab.norms import NORM_KINDS, SanturkarNoise, make_norm, norm_has_shift
+from bnlab.rng import seed_noise
 
 
 def _data(dims, n=256, c=6):
@@ -101,3 +102,19 @@ def test_bad_norm_options_are_one_line_errors(cfg_factory):
         with pytest.raises(ConfigError) as err:
             validate(cfg_factory(override))
         assert err.value.key == key and "\n" not in str(err.value)
+
+
+def test_the_registry_and_the_config_agree_on_every_norm_option():
+    """The Hydra config's norm options are the registry's defaults, and every option group a
+    norm names exists: adding a norm or an option changes one place and this test says where
+    the other copy is."""
+    from omegaconf import OmegaConf
+
+    from bnlab.norms import DEFAULT_OPTIONS, NORMS
+    from bnlab.resolvers import CONF_DIR
+
+    yaml = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "norm_options" / "default.yaml"))
+    assert yaml == DEFAULT_OPTIONS
+    for kind, norm in NORMS.items():
+        assert set(norm.options) <= set(DEFAULT_OPTIONS), kind
+        assert norm.label and norm.colour.startswith("#"), kind

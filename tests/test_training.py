@@ -256,7 +256,7 @@ def _tiny(norm="batch", kind="mlp"):
     import torch
     from hydra import compose, initialize_config_dir
     from bnlab.models import build_model
-    from bnlab.norms import seed_noise
+    from bnlab.rng import seed_noise
     from bnlab.resolvers import CONF_DIR
 
     extra, shape, _ = TINY_MODELS[kind]
@@ -281,7 +281,8 @@ def _probe_step(model, optimizer, x, y, snapshot=lambda: None):
     """A training step's forward and backward, then the probe (as the trainer does);
     `snapshot` is called just before the probe."""
     import torch.nn.functional as F
-    from bnlab.probes import GradientICSProbe, rng_state
+    from bnlab.probes import GradientICSProbe
+    from bnlab.rng import rng_state
 
     state = rng_state(x.device, model)
     optimizer.zero_grad(set_to_none=True)
