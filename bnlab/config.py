@@ -5,20 +5,21 @@ ConfigError naming the key and what is allowed, which the entry point prints as 
 """
 from __future__ import annotations
 
-import math
 import os
 import re
 import tempfile
 from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from bnlab.data import DATASETS, train_pool_size
+from bnlab.config_checks import boolean as _bool, choice as _choice, get as _get, integer as _int
+from bnlab.config_checks import is_int as _is_int, is_number as _is_number
+from bnlab.config_checks import number as _number
 from bnlab.errors import ConfigError
 from bnlab.layers import ACTIVATIONS, INIT_SCHEMES
 from bnlab.norms import NORM_KINDS
-from bnlab.models import DROPOUT_PLACEMENTS, MODELS, VGG_LAYERS, hidden_widths
+from bnlab.models import DROPOUT_PLACEMENTS, MODEL_NAMES, MODELS, hidden_widths
 
 OPTIMIZERS = ("sgd", "adam")
 TRACKING_MODES = ("offline", "online", "disabled")
@@ -27,70 +28,6 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
 MAX_NAME = 100
 # numpy and torch take seeds below 2**32 (numpy's legacy seeding refuses larger ones)
 MAX_SEED = 2**32 - 1
-
-
-def _get(cfg: DictConfig, key: str):
-    try:
-        return OmegaConf.select(cfg, key, throw_on_missing=True)
-    except OmegaConfBaseException as exc:
-        raise ConfigError(key, f"cannot be resolved ({str(exc).splitlines()[0]})") from None
-
-
-def _choice(cfg, key: str, allowed) -> str:
-    value = _get(cfg, key)
-    if value not in allowed:
-        raise ConfigError(key, f"got {value!r}; allowed: {', '.join(allowed)}")
-    return value
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _number(cfg, key: str, *, lo=None, hi=None, lo_open=False, hi_open=False) -> float:
-    """A finite number within [lo, hi] (open ends where asked)."""
-    value = _get(cfg, key)
-    left = "(" if lo_open else "["
-    right = ")" if hi_open else "]"
-    rng = f"{left}{lo}, {hi}{right}" if hi is not None else (f"> {lo}" if lo_open else f">= {lo}")
-    ok = _is_number(value)
-    if ok and lo is not None:
-        ok = value > lo if lo_open else value >= lo
-    if ok and hi is not None:
-        ok = value < hi if hi_open else value <= hi
-    if not ok:
-        raise ConfigError(key, f"got {value!r}; must be a number {'in ' if hi is not None else ''}{rng}")
-    return value
-
-
-def _int(cfg, key: str, *, lo: int = 1, hi: int | None = None, allow_none: bool = False):
-    value = _get(cfg, key)
-    if value is None and allow_none:
-        return None
-    if not _is_int(value) or value < lo or (hi is not None and value > hi):
-        bound = f"an integer >= {lo}" + (f" and <= {hi}" if hi is not None else "")
-        raise ConfigError(key, f"got {value!r}; must be {bound}" + (" or null" if allow_none else ""))
-    return value
-
-
-def _bool(cfg, key: str) -> bool:
-    value = _get(cfg, key)
-    if not isinstance(value, bool):
-        raise ConfigError(key, f"got {value!r}; must be true or false")
-    return value
-
-
-def _int_list(cfg, key: str, allow_empty: bool = False) -> list[int]:
-    value = _get(cfg, key)
-    if not isinstance(value, (list, ListConfig)) or (len(value) == 0 and not allow_empty) or not all(
-            _is_int(v) and v > 0 for v in value):
-        what = "a list" if allow_empty else "a non-empty list"
-        raise ConfigError(key, f"got {value!r}; must be {what} of positive integers")
-    return list(value)
 
 
 def validate(cfg: DictConfig) -> None:
@@ -123,38 +60,12 @@ def validate(cfg: DictConfig) -> None:
     _int(cfg, "data.train_subset", lo=1, hi=spec.train_size - cfg.data.val_size, allow_none=True)
 
     # model
-    model = _choice(cfg, "model.name", MODELS)
+    model = _choice(cfg, "model.name", MODEL_NAMES)
     _choice(cfg, "model.norm", NORM_KINDS)
     _choice(cfg, "model.activation", tuple(ACTIVATIONS))
     _number(cfg, "model.dropout", lo=0, hi=1, hi_open=True)
     _choice(cfg, "model.dropout_placement", DROPOUT_PLACEMENTS)
-    side = min(spec.shape[1:])
-    if model in ("mlp", "cnn"):
-        _int_list(cfg, "model.widths")
-    if model == "deep_mlp":
-        _int(cfg, "model.depth", lo=1)
-        _int(cfg, "model.width", lo=1)
-    if model == "vgg":
-        _choice(cfg, "model.depth", tuple(VGG_LAYERS))
-        _number(cfg, "model.width_multiplier", lo=0, hi=8, lo_open=True)
-        _int_list(cfg, "model.widths", allow_empty=True)
-        pools = VGG_LAYERS[cfg.model.depth].count("M")
-        if side < 2 ** pools:
-            raise ConfigError("model", f"vgg halves the image {pools} times and needs at least "
-                              f"{2 ** pools}x{2 ** pools}; data={cfg.data.name} has {side}x{side} (use data=cifar10)")
-    if model == "resnet20":
-        _int(cfg, "model.width", lo=1)
-        if _get(cfg, "model.skipinit") not in ("auto", True, False):
-            raise ConfigError("model.skipinit", f"got {_get(cfg, 'model.skipinit')!r}; allowed: auto, true, false")
-    if model == "cnn":
-        channels = _int_list(cfg, "model.channels")
-        stages = side.bit_length() - 1  # each conv stage halves the image with a 2x2 pooling
-        if len(channels) > stages:
-            raise ConfigError("model.channels", f"got {len(channels)} conv stages; a {side}x{side} image "
-                              f"allows at most {stages} (each halves it)")
-        k = _int(cfg, "model.kernel_size", lo=1, hi=side)
-        if k % 2 == 0:
-            raise ConfigError("model.kernel_size", f"got {k}; must be an odd integer >= 1 and <= {side}")
+    MODELS[model].check(cfg, min(spec.shape[1:]))  # its own keys, next to its builder
     _number(cfg, "model.bn.momentum", lo=0, hi=1, lo_open=True)
     _number(cfg, "model.bn.eps", lo=0, lo_open=True)
     _bool(cfg, "model.bn.affine")

@@ -17,16 +17,18 @@ mean, the affine layer's bias is redundant and is dropped, as in the paper.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bnlab.config_checks import choice, get, int_list, integer, number
+from bnlab.errors import ConfigError
 from bnlab.layers import ACTIVATIONS, make_act, weight_layers
 from bnlab.norms import make_norm, norm_has_shift
 
-MODELS = ("mlp", "deep_mlp", "cnn", "vgg", "resnet20")
 DROPOUT_PLACEMENTS = ("after_each_activation", "before_classifier")
 
 
@@ -265,27 +267,80 @@ def build_resnet20(m, in_shape: Sequence[int], num_classes: int) -> ResNet:
     return ResNet(m, in_shape, num_classes, blocks_per_stage=3)
 
 
+# ---------------------------------------------------------------- each model's own config keys
+# check(cfg, side): its keys in the composed config, for images whose smaller side is `side`;
+# run by bnlab.config.validate after the keys every model shares.
+
+def _check_mlp(cfg, side: int) -> None:
+    int_list(cfg, "model.widths")
+
+
+def _check_deep_mlp(cfg, side: int) -> None:
+    integer(cfg, "model.depth", lo=1)
+    integer(cfg, "model.width", lo=1)
+
+
+def _check_cnn(cfg, side: int) -> None:
+    int_list(cfg, "model.widths")
+    channels = int_list(cfg, "model.channels")
+    stages = side.bit_length() - 1  # each conv stage halves the image with a 2x2 pooling
+    if len(channels) > stages:
+        raise ConfigError("model.channels", f"got {len(channels)} conv stages; a {side}x{side} image "
+                          f"allows at most {stages} (each halves it)")
+    k = integer(cfg, "model.kernel_size", lo=1, hi=side)
+    if k % 2 == 0:
+        raise ConfigError("model.kernel_size", f"got {k}; must be an odd integer >= 1 and <= {side}")
+
+
+def _check_vgg(cfg, side: int) -> None:
+    choice(cfg, "model.depth", tuple(VGG_LAYERS))
+    number(cfg, "model.width_multiplier", lo=0, hi=8, lo_open=True)
+    int_list(cfg, "model.widths", allow_empty=True)
+    pools = VGG_LAYERS[cfg.model.depth].count("M")
+    if side < 2 ** pools:
+        raise ConfigError("model", f"vgg halves the image {pools} times and needs at least "
+                          f"{2 ** pools}x{2 ** pools}; data={cfg.data.name} has {side}x{side} (use data=cifar10)")
+
+
+def _check_resnet20(cfg, side: int) -> None:
+    integer(cfg, "model.width", lo=1)
+    if get(cfg, "model.skipinit") not in ("auto", True, False):
+        raise ConfigError("model.skipinit", f"got {get(cfg, 'model.skipinit')!r}; allowed: auto, true, false")
+
+
+# ---------------------------------------------------------------- the model registry
+
+@dataclass(frozen=True)
+class Model:
+    """One entry of the model registry: everything the code knows about a model."""
+
+    build: Callable[..., nn.Module]
+    """(model config, input shape, number of classes) -> the network (the model protocol)."""
+    hidden_widths: Callable[..., list[int]]
+    """model config -> the units (channels) of every hidden layer: the probes' units must
+    exist in the narrowest."""
+    check: Callable[..., None]
+    """(composed config, smaller image side) -> None, or ConfigError for its first bad key."""
+
+
+MODELS: dict[str, Model] = {
+    "mlp": Model(build_mlp, lambda m: list(m.widths), _check_mlp),
+    "deep_mlp": Model(build_deep_mlp, lambda m: [m.width] * m.depth, _check_deep_mlp),
+    "cnn": Model(build_cnn, lambda m: [*m.channels, *m.widths], _check_cnn),
+    "vgg": Model(build_vgg, lambda m: [v for v in vgg_channels(m) if v != "M"] + list(m.widths), _check_vgg),
+    "resnet20": Model(build_resnet20, lambda m: [m.width, 2 * m.width, 4 * m.width], _check_resnet20),
+}
+MODEL_NAMES = tuple(MODELS)  # the allowed values of model.name
+
+
 def hidden_widths(m) -> list[int]:
-    """The units (channels) of every hidden layer a model config builds: the probes' units
-    must exist in the narrowest."""
-    if m.name == "mlp":
-        return list(m.widths)
-    if m.name == "deep_mlp":
-        return [m.width] * m.depth
-    if m.name == "cnn":
-        return [*m.channels, *m.widths]
-    if m.name == "vgg":
-        return [v for v in vgg_channels(m) if v != "M"] + list(m.widths)
-    return [m.width, 2 * m.width, 4 * m.width]
-
-
-BUILDERS = {"mlp": build_mlp, "deep_mlp": build_deep_mlp, "cnn": build_cnn, "vgg": build_vgg,
-            "resnet20": build_resnet20}
+    """The units (channels) of every hidden layer the model config `m` builds."""
+    return MODELS[m.name].hidden_widths(m)
 
 
 def build_model(m, in_shape: Sequence[int], num_classes: int) -> Network:
     """The model named by `m.name` from the `model` config node."""
-    return BUILDERS[m.name](m, in_shape, num_classes)
+    return MODELS[m.name].build(m, in_shape, num_classes)
 
 
 def count_parameters(model: nn.Module) -> int:
