@@ -20,6 +20,7 @@ commands and the throughput ratios (target for parallel vs one at a time: >= 1.7
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import statistics
 import time
@@ -36,7 +37,7 @@ from bnlab.layers import init_weights
 from bnlab.models import build_model
 from bnlab.optimizers import make_optimizer
 from bnlab.resolvers import CONF_DIR
-from bnlab.trainer import train
+from bnlab.trainer import Hooks, LoopSpec, train
 
 
 def minimal_loop(data, norm: str, lr: float, batch_size: int, steps: int, seed: int) -> float:
@@ -73,8 +74,8 @@ def trainer_loop(cfg, data, steps: int) -> float:
     cfg.trainer.max_steps = steps
     cfg.trainer.eval_every = steps
     records = []
-    result = train(model, opt, data, cfg.trainer, seed=cfg.seed, augment=False,
-                   batch_size=cfg.optim.batch_size, emit=records.append)
+    spec = dataclasses.replace(LoopSpec.from_config(cfg), augment=False)  # the step alone, as the other timings
+    result = train(model, opt, data, spec, Hooks(emit=records.append))
     return result["step_time_ms"]
 
 

@@ -28,7 +28,7 @@ from bnlab.stopping import StopRequests, Terminated
 from bnlab.store import RunWriter, fingerprint, resolved_config
 from bnlab.sweep import study_dir
 from bnlab.tracking import open_mirror
-from bnlab.trainer import train
+from bnlab.trainer import Hooks, LoopSpec, train
 
 log = logging.getLogger("bnlab")
 PAIRING_VERSION = 1
@@ -39,7 +39,7 @@ def _now() -> str:
 
 
 def run(cfg: DictConfig, out_dir: str | Path, *, label: str | None = None,
-        launch: str | None = None, resume_from: dict | None = None) -> dict:
+        launch: str | None = None, resume_from: dict | None = None, validated: bool = False) -> dict:
     """Train one configuration into the run directory `out_dir` and return its summary.
 
     Raises InputError (before writing anything) for bad config or missing data. A diverged
@@ -48,8 +48,11 @@ def run(cfg: DictConfig, out_dir: str | Path, *, label: str | None = None,
     `label` names the run (the swept values) and `launch` the sweep it belongs to, for the
     W&B mirror. `resume_from` is the checkpoint of the unfinished run in `out_dir`
     (bnlab.checkpoint.find_resumable): training continues from it in that folder.
+    `validated`: the caller has validated `cfg` already (bnlab.train: the launch's preflight,
+    or the job itself); a direct caller leaves it False and `run` validates.
     """
-    validate(cfg)
+    if not validated:
+        validate(cfg)
     config = resolved_config(cfg)
     if cfg.trainer.num_threads is not None:
         torch.set_num_threads(cfg.trainer.num_threads)
@@ -104,11 +107,9 @@ def run(cfg: DictConfig, out_dir: str | Path, *, label: str | None = None,
                 writer.log(record)
                 mirror.log(record)
 
-            result = train(model, optimizer, data, cfg.trainer, seed=cfg.seed,
-                           augment=cfg.data.augment, batch_size=cfg.optim.batch_size,
-                           emit=emit, probes=probes, step_probes=step_probes,
-                           target_acc=cfg.data.target_val_acc, checkpoints=checkpoints,
-                           resume_from=resume_from, stop=stop, lr_at=lr_schedule(cfg.optim))
+            hooks = Hooks(emit=emit, probes=probes, step_probes=step_probes, lr_at=lr_schedule(cfg.optim),
+                          checkpoints=checkpoints, stop=stop)
+            result = train(model, optimizer, data, LoopSpec.from_config(cfg), hooks, resume_from=resume_from)
             summary = {**result, **base, "wall_time_s": wall_before + time.perf_counter() - wall,
                        "finished_at": _now()}
             summary["wandb_dir"] = mirror.run_dir

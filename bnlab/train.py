@@ -76,6 +76,10 @@ def _compose(compose, overrides: list[str], **kw) -> DictConfig:
 
 
 MAX_PREFLIGHT_JOBS = 2000
+# Set by `main` when its preflight validated every job of the launch: the jobs then skip the
+# check (a config is validated once per job, in the launching process). A larger sweep's jobs
+# beyond MAX_PREFLIGHT_JOBS, and a Hydra app entered without `main`, validate in the job.
+VALIDATED_ENV = "BNLAB_PREFLIGHT_VALIDATED"
 MAX_OVERRIDE_CHARS = 4000
 
 
@@ -180,8 +184,10 @@ def main() -> None:
         if "--cfg" in flags or "-c" in flags:
             _one_config_only(args)
         # Hydra's informational flags (--help, --cfg, --info, ...) go straight to Hydra.
+        os.environ.pop(VALIDATED_ENV, None)  # only this launch's preflight may vouch for its jobs
         if all(f in ("-m", "--multirun") for f in flags):
-            preflight(overrides, multirun=multirun)
+            if len(preflight(overrides, multirun=multirun)) < MAX_PREFLIGHT_JOBS:  # all of them checked
+                os.environ[VALIDATED_ENV] = "1"  # the jobs (joblib workers, SLURM tasks) inherit it
     except InputError as exc:
         print(f"bnlab-train: error: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -281,7 +287,8 @@ def hydra_main(cfg: DictConfig) -> str:
     from bnlab.runner import run
 
     try:
-        validate(cfg)
+        if os.environ.get(VALIDATED_ENV) != "1":  # not vouched for by this launch's preflight
+            validate(cfg)
         fp = fingerprint(resolved_config(cfg))
         root = study_dir(cfg)
         with claim(root, fp) as mine:
@@ -304,7 +311,7 @@ def hydra_main(cfg: DictConfig) -> str:
                 log.info("resuming the unfinished run in %s", unfinished)
                 record_skip(out_dir, "resumed", unfinished, fp)
             summary = run(cfg, unfinished or out_dir, label=label, launch=launch,
-                          resume_from=checkpoint)
+                          resume_from=checkpoint, validated=True)
     except InputError as exc:
         _discard_unstarted(out_dir)
         if multirun:

@@ -1,11 +1,17 @@
 """The shared training loop, used by every run of every study.
 
-Reads top to bottom: between steps, save a checkpoint when one is due (or the run was asked
-to stop); draw a batch (an index into device tensors), step, accumulate the train
-loss/accuracy on the device (no host sync per step), and at interval boundaries stop the
-clock, log, evaluate, probe, and check for divergence. `time_s` counts training time only;
-evaluation, logging and checkpoints are excluded. The loop's state lives in `Progress`, so
-that a checkpoint can carry it and a resumed run continue it exactly.
+`train(model, optimizer, data, spec, hooks)` reads like its table of contents: start (evaluate
+the untrained net, or restore a checkpoint), then for every step: save a checkpoint when one is
+due (or the run was asked to stop), take one optimizer step on a drawn batch (an index into
+device tensors), accumulate the train loss/accuracy on the device (no host sync per step), and
+at interval boundaries stop the clock, log, evaluate, probe and check for divergence; last, the
+run's result. `time_s` counts training time only; evaluation, logging and checkpoints are
+excluded.
+
+What it is given: a `LoopSpec` (plain values: how long, how often, what counts as diverged) and
+`Hooks` (what it calls out to: the sink for records, the probes, the rate schedule, checkpoints,
+stop requests). What it keeps: `Progress`, the loop's state, which a checkpoint carries so that
+a resumed run continues exactly.
 """
 from __future__ import annotations
 
@@ -75,6 +81,74 @@ def is_eval_step(step: int, max_steps: int, every: int, early_every: int | None,
     return bool(early_every) and step <= early_steps and step % early_every == 0
 
 
+@dataclass(frozen=True)
+class LoopSpec:
+    """What one run's loop does and when: plain values, read once from the config
+    (`from_config`), so the loop never reads a config node per step."""
+    max_steps: int
+    """optimizer steps in all (`trainer.max_steps`)"""
+    batch_size: int
+    """training images per step (`optim.batch_size`)"""
+    seed: int
+    """the batch order's seed, and (+1) the augmentation's (`seed`)"""
+    augment: bool = False
+    """random crops and flips of each training batch (`data.augment`)"""
+    log_every: int = 100
+    """steps per logged train loss/accuracy, the mean over the interval (`trainer.log_every`)"""
+    eval_every: int = 1000
+    """steps between evaluations, plus step 0 and the last (`trainer.eval_every`)"""
+    eval_every_early: int | None = None
+    """a finer evaluation interval early in training; None: off (`trainer.eval_every_early`)"""
+    early_steps: int = 0
+    """how long the early interval applies (`trainer.early_steps`)"""
+    eval_batch_size: int = 2000
+    """images per forward pass when evaluating (`trainer.eval_batch_size`)"""
+    eval_train: int = 0
+    """also evaluate the first this many training images: the train-test gap (`trainer.eval_train`)"""
+    divergence_factor: float = 10.0
+    """diverged: a loss above this times the starting loss that is not falling (`trainer.divergence_factor`)"""
+    divergence_warmup: int = 100
+    """steps before the factor rule applies; a non-finite loss counts at once (`trainer.divergence_warmup`)"""
+    learned_margin: float = 0.1
+    """"learned": best validation accuracy at least chance + this (`trainer.learned_margin`)"""
+    target_acc: float | None = None
+    """the validation accuracy whose first reaching is the run's speed (`data.target_val_acc`)"""
+    progress: bool = False
+    """a progress bar when stderr is a terminal (`trainer.progress`)"""
+
+    @classmethod
+    def from_config(cls, cfg) -> "LoopSpec":
+        """The loop's values from a composed (validated) run config."""
+        t = cfg.trainer
+        return cls(max_steps=t.max_steps, batch_size=cfg.optim.batch_size, seed=cfg.seed,
+                   augment=bool(cfg.data.augment), log_every=t.log_every, eval_every=t.eval_every,
+                   eval_every_early=t.eval_every_early, early_steps=t.early_steps,
+                   eval_batch_size=t.eval_batch_size, eval_train=t.get("eval_train", 0) or 0,
+                   divergence_factor=t.divergence_factor, divergence_warmup=t.divergence_warmup,
+                   learned_margin=t.learned_margin, target_acc=cfg.data.target_val_acc,
+                   progress=bool(t.progress))
+
+    def is_eval_step(self, step: int) -> bool:
+        return is_eval_step(step, self.max_steps, self.eval_every, self.eval_every_early, self.early_steps)
+
+
+@dataclass
+class Hooks:
+    """What the loop calls out to. Only `emit` is required."""
+    emit: Callable[[dict], None]
+    """receives every logged record (the run store and the W&B mirror, in bnlab.runner)"""
+    probes: Sequence[Probe] = ()
+    """measured at every evaluation, on the probes' own fixed batch (bnlab.probes)"""
+    step_probes: Sequence[StepProbe] = ()
+    """measured inside an evaluation step, on its own minibatch, before the update"""
+    lr_at: Callable[[int], float] | None = None
+    """step -> rate, set before every step (bnlab.optimizers.lr_schedule); None: left alone"""
+    checkpoints: "Checkpoints | None" = None
+    """saves the loop's state when one is due, and when the run is asked to stop"""
+    stop: "StopRequests | None" = None
+    """pending stop requests (SIGTERM, preemption): save, then honour"""
+
+
 @dataclass
 class Progress:
     """The loop's own state, apart from the model, optimizer and generators: what a
@@ -100,49 +174,194 @@ class Progress:
     correct_sum: int = 0
 
 
-def train(model: nn.Module, optimizer: torch.optim.Optimizer, data: Splits, tcfg, *,
-          seed: int, augment: bool, batch_size: int, emit: Callable[[dict], None],
-          probes: Sequence[Probe] = (), step_probes: Sequence[StepProbe] = (),
-          target_acc: float | None = None, checkpoints: "Checkpoints | None" = None,
-          resume_from: dict | None = None, stop: "StopRequests | None" = None,
-          lr_at: Callable[[int], float] | None = None) -> dict:
-    """Train for `tcfg.max_steps` steps; return the run's result fields (no status I/O here).
+def train(model: nn.Module, optimizer: torch.optim.Optimizer, data: Splits, spec: LoopSpec,
+          hooks: Hooks, resume_from: dict | None = None) -> dict:
+    """Train for `spec.max_steps` steps; return the run's result fields (no status I/O here).
 
-    With `checkpoints`, the loop saves one when it is due and, when `stop` has a pending
-    request (SIGTERM, preemption), saves one and then honours the request. `resume_from`
-    (a loaded checkpoint) continues a run from the step after the one it was saved at.
-    `lr_at` (step -> rate; bnlab.optimizers.lr_schedule) sets the rate before every step;
-    None leaves the optimizer's rate alone."""
-    device = data.train_x.device
-    sampler = BatchSampler(len(data.train_x), batch_size, seed, device)
-    aug_gen = torch.Generator(device=device).manual_seed(seed + 1) if augment else None
-    max_steps, log_every, warmup = tcfg.max_steps, tcfg.log_every, tcfg.divergence_warmup
-    schedule = (max_steps, tcfg.eval_every, tcfg.eval_every_early, tcfg.early_steps)
-    p = Progress()
+    `resume_from` (a loaded checkpoint) continues a run from the step after the one it was
+    saved at; without it the untrained net is evaluated first (step 0)."""
+    loop = _Loop(model, optimizer, data, spec, hooks)
+    if resume_from is None:
+        loop.evaluate_untrained()
+    else:
+        loop.restore(resume_from)
+    loop.run_steps()
+    return loop.result()
 
-    def record(step: int) -> dict:
-        return {"step": step, "samples": step * batch_size, "time_s": round(p.train_time, 6),
-                "lr": optimizer.param_groups[0]["lr"]}
 
-    # the splits every evaluation measures, in eval mode: validation, test, and (eval_train > 0)
-    # the first eval_train training images, whose accuracy minus test's is the train-test gap
-    splits = {"val": (data.val_x, data.val_y), "test": (data.test_x, data.test_y)}
-    if tcfg.get("eval_train", 0):
-        splits["train_eval"] = (data.train_x[:tcfg.eval_train], data.train_y[:tcfg.eval_train])
+class _Loop:
+    """One run's loop: the model, optimizer and generators it steps, the device accumulators
+    of the current logging interval, and its `Progress`."""
 
-    def eval_into(rec: dict, counts: bool = True) -> None:
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, data: Splits,
+                 spec: LoopSpec, hooks: Hooks):
+        self.model, self.optimizer, self.data, self.spec, self.hooks = model, optimizer, data, spec, hooks
+        self.device = device = data.train_x.device
+        self.sampler = BatchSampler(len(data.train_x), spec.batch_size, spec.seed, device)
+        self.aug_gen = torch.Generator(device=device).manual_seed(spec.seed + 1) if spec.augment else None
+        self.p = Progress()
+        # the splits every evaluation measures, in eval mode: validation, test, and (eval_train > 0)
+        # the first eval_train training images, whose accuracy minus test's is the train-test gap
+        self.splits = {"val": (data.val_x, data.val_y), "test": (data.test_x, data.test_y)}
+        if spec.eval_train:
+            self.splits["train_eval"] = (data.train_x[:spec.eval_train], data.train_y[:spec.eval_train])
+        self.loss_acc = torch.zeros((), device=device)
+        self.correct_acc = torch.zeros((), dtype=torch.long, device=device)
+        self.step_record: dict = {}  # what the step probes measured inside the current step
+        self.tick = 0.0  # when the clock last started
+
+    # -- start -------------------------------------------------------------------------------
+    def evaluate_untrained(self) -> None:
+        rec = self._record(0)
+        self._evaluate_into(rec)
+        self.hooks.emit(rec)
+
+    def restore(self, saved: dict) -> None:
+        """Continue from a checkpoint (bnlab.checkpoint): everything the next step depends on."""
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.sampler.load_state_dict(saved["sampler"])
+        if self.aug_gen is not None:
+            self.aug_gen.set_state(saved["augment"])
+        self.p = Progress(**saved["progress"])
+        self.loss_acc.fill_(self.p.loss_sum)
+        self.correct_acc.fill_(self.p.correct_sum)
+        set_global_rng_state(saved["rng"], self.device)  # last: loading must not move the RNGs after it
+        log.info("resuming from the checkpoint at step %d of %d", self.p.step, self.spec.max_steps)
+
+    def _snapshot(self) -> dict:
+        """Everything the next step depends on (see bnlab.checkpoint)."""
+        p = self.p
+        p.loss_sum, p.correct_sum = self.loss_acc.item(), int(self.correct_acc.item())
+        return {"progress": asdict(p), "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "sampler": self.sampler.state_dict(), "rng": global_rng_state(self.device),
+                "augment": self.aug_gen.get_state() if self.aug_gen is not None else None}
+
+    # -- the steps ---------------------------------------------------------------------------
+    def run_steps(self) -> None:
+        spec, p = self.spec, self.p
+        bar = _progress_bar(spec.max_steps, spec.progress)
+        if bar is not None:
+            bar.update(p.step)
+        self.model.train()
+        self._start_clock()
+        for step in range(p.step + 1, spec.max_steps + 1):
+            # Between steps: the state is that of the end of step `step - 1`, all of it logged.
+            self._save_if_due()
+            do_eval = spec.is_eval_step(step)
+            self._step(step, probing=do_eval and bool(self.hooks.step_probes))
+            do_log = step % spec.log_every == 0 or step == spec.max_steps
+            if not (do_log or do_eval):
+                continue
+            self._stop_clock()  # the clock stops while we log and evaluate
+            rec = self._record(step)
+            rec.update(self.step_record)
+            self.step_record = {}
+            if do_log:
+                self._close_interval(rec, step)
+            if do_eval or p.diverged_at is not None:
+                self._evaluate_into(rec, counts=p.diverged_at is None)  # what a broken model does, then stop
+            self.hooks.emit(rec)
+            self._show(rec, bar, step, do_eval)
+            if p.diverged_at is not None:
+                log.warning("training loss %.4g at step %d (started at %.4g, limit %.4g): run diverged",
+                            p.last_train["train/loss"], step, p.initial_loss, p.loss_limit)
+                break
+            self.tick = time.perf_counter()
+        if bar is not None:
+            bar.close()
+
+    def _start_clock(self) -> None:
+        _sync(self.device)
+        self.tick = time.perf_counter()
+
+    def _stop_clock(self) -> None:
+        _sync(self.device)
+        self.p.train_time += time.perf_counter() - self.tick
+
+    def _save_if_due(self) -> None:
+        """A checkpoint when one is due, or when a stop is requested (then the stop is honoured)."""
+        checkpoints, stop = self.hooks.checkpoints, self.hooks.stop
+        stopping = stop is not None and stop.requested
+        if stopping or (checkpoints is not None and checkpoints.due()):
+            self._stop_clock()  # the clock stops while we save
+            if checkpoints is not None and checkpoints.enabled:
+                checkpoints.save(self._snapshot())
+            if stopping:
+                stop.honour()
+            self.tick = time.perf_counter()
+
+    def _step(self, step: int, probing: bool) -> None:
+        """One optimizer step on the next batch; the step probes measure inside it."""
+        model, optimizer, data, p = self.model, self.optimizer, self.data, self.p
+        if self.hooks.lr_at is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = self.hooks.lr_at(step)
+        idx = self.sampler.next()
+        xb, yb = data.train_x[idx], data.train_y[idx]
+        if self.aug_gen is not None:
+            xb = augment_batch(xb, self.aug_gen)
+        rng_before = rng_state(self.device, model) if probing else None
+        logits = model(xb)
+        loss = F.cross_entropy(logits, yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if probing:  # inside the step, on its own minibatch; the clock stops meanwhile
+            _sync(self.device)
+            paused = time.perf_counter()
+            for probe in self.hooks.step_probes:
+                self.step_record.update(probe.measure_step(model, optimizer, xb, yb, rng_before))
+            _sync(self.device)
+            self.tick += time.perf_counter() - paused
+        optimizer.step()
+        if p.initial_loss is None:
+            # the loss of the first minibatch, before any update: where this run started.
+            # Divergence is judged against it, so a run that starts high (a huge init) and
+            # falls is never "diverged".
+            p.initial_loss = loss.item()
+            p.loss_limit = self.spec.divergence_factor * max(p.initial_loss, math.log(data.num_classes)) \
+                if math.isfinite(p.initial_loss) else -math.inf
+        self.loss_acc += loss.detach()
+        self.correct_acc += (logits.argmax(1) == yb).sum()
+        p.interval += 1
+        p.step = step
+
+    # -- logging, evaluation, divergence -----------------------------------------------------
+    def _record(self, step: int) -> dict:
+        return {"step": step, "samples": step * self.spec.batch_size, "time_s": round(self.p.train_time, 6),
+                "lr": self.optimizer.param_groups[0]["lr"]}
+
+    def _close_interval(self, rec: dict, step: int) -> None:
+        """The interval's mean train loss/accuracy into `rec`, and the divergence check."""
+        p = self.p
+        train_loss = self.loss_acc.item() / p.interval
+        rec["train/loss"] = train_loss
+        rec["train/acc"] = self.correct_acc.item() / (p.interval * self.spec.batch_size)
+        p.last_train.update({k: rec[k] for k in ("train/loss", "train/acc")})
+        self.loss_acc.zero_()
+        self.correct_acc.zero_()
+        p.interval = 0
+        # Diverged: a non-finite loss at any time; or, after the warm-up, a loss far above
+        # where the run started that is not falling. A falling loss is never divergence.
+        blown = not math.isfinite(train_loss) or (
+            step > self.spec.divergence_warmup and train_loss > p.loss_limit and train_loss >= p.previous_loss)
+        p.previous_loss = train_loss
+        if blown:
+            p.diverged_at = step
+
+    def _evaluate_into(self, rec: dict, counts: bool = True) -> None:
         """Evaluate into `rec`. An evaluation that does not count (the one made where a
         diverged run is stopped) is recorded, but is never the run's best or its target."""
-        for split, (x, y) in splits.items():
+        p, target = self.p, self.spec.target_acc
+        for split, (x, y) in self.splits.items():
             if len(x):
-                rec[f"{split}/loss"], rec[f"{split}/acc"] = evaluate(model, x, y, tcfg.eval_batch_size)
-        for probe in probes:
-            rec.update(probe.measure(model))
+                rec[f"{split}/loss"], rec[f"{split}/acc"] = evaluate(self.model, x, y, self.spec.eval_batch_size)
+        for probe in self.hooks.probes:
+            rec.update(probe.measure(self.model))
         p.last_eval.update({k: v for k, v in rec.items() if k.startswith(("val/", "test/", "train_eval/"))})
         if not counts:
             return
-        if (target_acc is not None and p.to_target["steps_to_target"] is None
-                and rec.get("val/acc", -1.0) >= target_acc):
+        if target is not None and p.to_target["steps_to_target"] is None and rec.get("val/acc", -1.0) >= target:
             p.to_target.update(steps_to_target=rec["step"], time_to_target_s=rec["time_s"],
                                samples_to_target=rec["samples"])
         if rec["step"] > 0:
@@ -152,143 +371,36 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, data: Splits, tcfg
                            "test/acc": rec.get("test/acc"), "test/loss": rec.get("test/loss"),
                            "train_eval/acc": rec.get("train_eval/acc")})
 
-    loss_acc = torch.zeros((), device=device)
-    correct_acc = torch.zeros((), dtype=torch.long, device=device)
-
-    def snapshot() -> dict:
-        """Everything the next step depends on (see bnlab.checkpoint)."""
-        p.loss_sum, p.correct_sum = loss_acc.item(), int(correct_acc.item())
-        return {"progress": asdict(p), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "sampler": sampler.state_dict(), "rng": global_rng_state(device),
-                "augment": aug_gen.get_state() if aug_gen is not None else None}
-
-    if resume_from is None:
-        rec = record(0)
-        eval_into(rec)
-        emit(rec)
-    else:
-        model.load_state_dict(resume_from["model"])
-        optimizer.load_state_dict(resume_from["optimizer"])
-        sampler.load_state_dict(resume_from["sampler"])
-        if aug_gen is not None:
-            aug_gen.set_state(resume_from["augment"])
-        p = Progress(**resume_from["progress"])
-        loss_acc.fill_(p.loss_sum)
-        correct_acc.fill_(p.correct_sum)
-        set_global_rng_state(resume_from["rng"], device)  # last: loading must not move the RNGs after it
-        log.info("resuming from the checkpoint at step %d of %d", p.step, max_steps)
-
-    bar = _progress_bar(max_steps, tcfg.progress)
-    if bar is not None:
-        bar.update(p.step)
-    step_record: dict = {}
-    model.train()
-    _sync(device)
-    tick = time.perf_counter()
-    for step in range(p.step + 1, max_steps + 1):
-        # Between steps: the state is that of the end of step `step - 1`, all of it logged.
-        stopping = stop is not None and stop.requested
-        if stopping or (checkpoints is not None and checkpoints.due()):
-            _sync(device)
-            p.train_time += time.perf_counter() - tick  # the clock stops while we save
-            if checkpoints is not None and checkpoints.enabled:
-                checkpoints.save(snapshot())
-            if stopping:
-                stop.honour()
-            tick = time.perf_counter()
-        do_eval = is_eval_step(step, *schedule)
-        if lr_at is not None:
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step)
-        idx = sampler.next()
-        xb, yb = data.train_x[idx], data.train_y[idx]
-        if aug_gen is not None:
-            xb = augment_batch(xb, aug_gen)
-        probing = do_eval and bool(step_probes)
-        rng_before = rng_state(device, model) if probing else None
-        logits = model(xb)
-        loss = F.cross_entropy(logits, yb)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if probing:  # inside the step, on its own minibatch; the clock stops meanwhile
-            _sync(device)
-            paused = time.perf_counter()
-            for probe in step_probes:
-                step_record.update(probe.measure_step(model, optimizer, xb, yb, rng_before))
-            _sync(device)
-            tick += time.perf_counter() - paused
-        optimizer.step()
-        if p.initial_loss is None:
-            # the loss of the first minibatch, before any update: where this run started.
-            # Divergence is judged against it, so a run that starts high (a huge init) and
-            # falls is never "diverged".
-            p.initial_loss = loss.item()
-            p.loss_limit = tcfg.divergence_factor * max(p.initial_loss, math.log(data.num_classes)) \
-                if math.isfinite(p.initial_loss) else -math.inf
-        loss_acc += loss.detach()
-        correct_acc += (logits.argmax(1) == yb).sum()
-        p.interval += 1
-        p.step = step
-
-        do_log = step % log_every == 0 or step == max_steps
-        if not (do_log or do_eval):
-            continue
-        _sync(device)
-        p.train_time += time.perf_counter() - tick  # the clock stops while we log and evaluate
-
-        rec = record(step)
-        rec.update(step_record)
-        step_record = {}
-        if do_log:
-            train_loss = loss_acc.item() / p.interval
-            rec["train/loss"], rec["train/acc"] = train_loss, correct_acc.item() / (p.interval * batch_size)
-            p.last_train.update({k: rec[k] for k in ("train/loss", "train/acc")})
-            loss_acc.zero_()
-            correct_acc.zero_()
-            p.interval = 0
-            # Diverged: a non-finite loss at any time; or, after the warm-up, a loss far above
-            # where the run started that is not falling. A falling loss is never divergence.
-            blown = not math.isfinite(train_loss) or (
-                step > warmup and train_loss > p.loss_limit and train_loss >= p.previous_loss)
-            p.previous_loss = train_loss
-            if blown:
-                p.diverged_at = step
-        if do_eval or p.diverged_at is not None:
-            eval_into(rec, counts=p.diverged_at is None)  # record what a broken model does, then stop
-        emit(rec)
+    def _show(self, rec: dict, bar, step: int, do_eval: bool) -> None:
         if bar is not None:
             bar.update(step - bar.n)
             bar.set_postfix({k: f"{v:.4f}" for k, v in rec.items() if k in ("train/loss", "val/acc")})
         elif do_eval:
-            log.info("step %d/%d  train/loss %s  val/acc %s", step, max_steps,
+            log.info("step %d/%d  train/loss %s  val/acc %s", step, self.spec.max_steps,
                      _short(rec.get("train/loss")), _short(rec.get("val/acc")))
-        if p.diverged_at is not None:
-            log.warning("training loss %.4g at step %d (started at %.4g, limit %.4g): run diverged",
-                        train_loss, step, p.initial_loss, p.loss_limit)
-            break
-        tick = time.perf_counter()
-    if bar is not None:
-        bar.close()
 
-    best_val = p.best["val/acc"] if p.best["val/acc"] >= 0 else None
-    trained_val = p.trained_best_val if p.trained_best_val >= 0 else None
-    learned = p.diverged_at is None and learned_rule(trained_val, p.last_train.get("train/loss"), p.initial_loss,
-                                                     data.num_classes, tcfg.learned_margin)
-    result = {
-        "status": "diverged" if p.diverged_at is not None else "completed",
-        "learned": learned,
-        "steps": p.step,
-        "diverged_at_step": p.diverged_at,
-        "initial_loss": p.initial_loss,
-        "train_time_s": p.train_time,
-        "step_time_ms": 1000 * p.train_time / max(p.step, 1),
-        **p.last_train, **p.last_eval,
-        "best/val/acc": best_val,
-        "best/step": p.best["step"],
-        "best/test/acc": p.best.get("test/acc"),
-        # eval-mode accuracy on training images at the best-validation evaluation (eval_train > 0)
-        **({"best/train_eval/acc": p.best.get("train_eval/acc")} if "train_eval" in splits else {}),
-        "target_val_acc": target_acc,
-        **p.to_target,
-    }
-    return result
+    # -- the end -----------------------------------------------------------------------------
+    def result(self) -> dict:
+        """The run's result fields: outcome, steps, times, last and best metrics, speed."""
+        p, spec = self.p, self.spec
+        best_val = p.best["val/acc"] if p.best["val/acc"] >= 0 else None
+        trained_val = p.trained_best_val if p.trained_best_val >= 0 else None
+        learned = p.diverged_at is None and learned_rule(trained_val, p.last_train.get("train/loss"),
+                                                         p.initial_loss, self.data.num_classes, spec.learned_margin)
+        return {
+            "status": "diverged" if p.diverged_at is not None else "completed",
+            "learned": learned,
+            "steps": p.step,
+            "diverged_at_step": p.diverged_at,
+            "initial_loss": p.initial_loss,
+            "train_time_s": p.train_time,
+            "step_time_ms": 1000 * p.train_time / max(p.step, 1),
+            **p.last_train, **p.last_eval,
+            "best/val/acc": best_val,
+            "best/step": p.best["step"],
+            "best/test/acc": p.best.get("test/acc"),
+            # eval-mode accuracy on training images at the best-validation evaluation (eval_train > 0)
+            **({"best/train_eval/acc": p.best.get("train_eval/acc")} if "train_eval" in self.splits else {}),
+            "target_val_acc": spec.target_acc,
+            **p.to_target,
+        }

@@ -134,14 +134,14 @@ def test_paired_arms_share_weights_batches_and_dropout_masks(mnist_root, cfg_fac
     seen = {}
     real_train = train_mod.train
 
-    def spy(model, optimizer, data, tcfg, **kw):
+    def spy(model, optimizer, data, *args, **kw):
         norm = "batch" if any(isinstance(m, nn.BatchNorm1d) for m in model.modules()) else "none"
         seen[norm] = {"weights": [l.weight.detach().clone() for l in model.weight_layers], "masks": []}
         hooks = [m.register_forward_hook(lambda _m, _i, out: seen[norm]["masks"].append((out == 0).clone())
                                          if model.training else None)
                  for m in model.modules() if isinstance(m, nn.Dropout)]
         try:
-            return real_train(model, optimizer, data, tcfg, **kw)
+            return real_train(model, optimizer, data, *args, **kw)
         finally:
             for h in hooks:
                 h.remove()
@@ -432,3 +432,54 @@ def test_eval_train_beyond_the_training_images_is_one_line_before_training(cfg_f
     with pytest.raises(ConfigError) as e:
         validate(cfg_factory("data.train_subset=1000", "trainer.eval_train=1001"))
     assert e.value.key == "trainer.eval_train" and "<= 1000" in str(e.value)
+
+
+_COUNT_VALIDATIONS = """
+import json, sys
+import bnlab.config, bnlab.train
+seen = []
+real = bnlab.config.validate
+def counting(cfg):
+    seen.append(int(cfg.seed))
+    return real(cfg)
+bnlab.config.validate = counting
+bnlab.train.MAX_PREFLIGHT_JOBS = int(sys.argv[1])
+sys.argv = ["bnlab-train", *sys.argv[2:]]
+try:
+    bnlab.train.main()
+finally:
+    print("VALIDATED", json.dumps(seen))
+"""
+
+
+@pytest.mark.parametrize("argv, preflight_max, expected", [
+    (["seed=3"], 2000, [3]),                           # a single run: its preflight only
+    (["-m", "seed=0,1"], 2000, [0, 1]),                # a sweep: each job once, in the launching process
+    (["-m", "seed=0,1"], 1, [0, 0, 1]),                # preflight saw only a part: the jobs check themselves
+])
+def test_a_config_is_validated_once_per_job(mnist_root, tmp_path, argv, preflight_max, expected):
+    """Issue 19: `validate` ran three times per job (preflight, the Hydra job, `run`)."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import data_root
+
+    tiny = ["trainer.max_steps=2", "trainer.eval_every=2", "trainer.log_every=1", "tracking.mode=disabled",
+            "trainer.progress=false", "probes.act_input.enabled=false", "hydra/launcher=basic",
+            f"paths.results={tmp_path}", f"paths.data={data_root()}"]
+    env = {k: v for k, v in os.environ.items() if k != "BNLAB_PREFLIGHT_VALIDATED"}
+    out = subprocess.run([sys.executable, "-c", _COUNT_VALIDATIONS, str(preflight_max), *argv, *tiny],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    seen = json.loads(out.stdout.rsplit("VALIDATED ", 1)[1])
+    assert seen == expected
+    assert len(list(tmp_path.glob("runs/default/**/summary.json"))) == len(set(expected))
+
+
+def test_run_validates_for_a_direct_caller(cfg_factory, tmp_path):
+    from bnlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="optim.lr"):
+        run(cfg_factory("optim.lr=-1"), tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
