@@ -151,6 +151,10 @@ def validate(cfg: DictConfig) -> None:
         _int(cfg, "probes.act_input.batch_size", lo=1)
 
     _bool(cfg, "probes.grad_ics.enabled")
+    _bool(cfg, "probes.act_stats.enabled")
+    _int(cfg, "probes.act_stats.batch_size", lo=2)
+    _bool(cfg, "probes.bn_recalibration.enabled")
+    _int(cfg, "probes.bn_recalibration.batches", lo=1)
     _bool(cfg, "probes.landscape.enabled")
     _int(cfg, "probes.landscape.batch_size", lo=1)
     _int(cfg, "probes.landscape.points", lo=2)

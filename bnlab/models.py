@@ -10,6 +10,7 @@ The model protocol — what the probes and the init see of a model, and all they
     weight_layers        the Linear and Conv layers in forward order, the classifier last
     hidden_activations   the activation module of every hidden layer, in forward order
                          (conv and dense; in a ResNet, both of every block's)
+    hidden_norms         the norm layer feeding each of them, or None (no norm, or none found)
     probe_activation     the one Ioffe & Szegedy's Fig. 1(b,c) watches: the last hidden one
     classifier           the final Linear layer
 Every hidden block is `affine -> norm -> activation [-> dropout]`. When the norm subtracts a
@@ -30,6 +31,9 @@ from bnlab.layers import ACTIVATIONS, make_act, weight_layers
 from bnlab.norms import make_norm, norm_has_shift
 
 DROPOUT_PLACEMENTS = ("after_each_activation", "before_classifier")
+# which hidden layers of the MLP carry the norm: every one (the paper's BN), the first only, the
+# last only. The input is standardized in every arm (bnlab.data), so norm=none is "input only".
+NORM_LAYERS = ("all", "first", "last")
 
 
 class Block(nn.Sequential):
@@ -66,6 +70,19 @@ class Network(nn.Module):
         """The activation module of every hidden layer, in forward order (module order)."""
         acts = tuple(ACTIVATIONS.values())
         return [m for m in self.modules() if isinstance(m, acts)]
+
+    @property
+    def hidden_norms(self) -> list[nn.Module | None]:
+        """The norm layer feeding each hidden activation (aligned with hidden_activations), or
+        None where there is none: the module registered just before the activation in the
+        same parent, unless that is a weight layer or an Identity."""
+        weights = (nn.Linear, nn.Conv2d, nn.Identity)
+        before: dict[int, nn.Module | None] = {}
+        for parent in self.modules():
+            children = list(parent.children())
+            for prev, child in zip([None, *children], children):
+                before[id(child)] = None if prev is None or isinstance(prev, weights) else prev
+        return [before.get(id(a)) for a in self.hidden_activations]
 
     @property
     def probe_activation(self) -> nn.Module:
@@ -113,13 +130,20 @@ def _block_dropout(i: int, n_blocks: int, p: float, placement: str) -> float:
     return p if i == n_blocks - 1 else 0.0
 
 
+def _has_norm(i: int, n_blocks: int, placement: str) -> bool:
+    """Whether dense block i of n carries the norm (model.norm_layers; NORM_LAYERS)."""
+    return placement == "all" or (placement == "first" and i == 0) or (placement == "last" and i == n_blocks - 1)
+
+
 def _dense_blocks(in_features: int, widths: Sequence[int], m) -> list[Block]:
-    bias = not norm_has_shift(m.norm)
+    # the MLP's model.norm_layers places the norm; the dense heads of the conv nets have it everywhere
+    placement = m.get("norm_layers", "all")
     blocks, prev = [], in_features
     for i, width in enumerate(widths):
+        normed = _has_norm(i, len(widths), placement)
         blocks.append(Block(
-            nn.Linear(prev, width, bias=bias),
-            _norm_or_none(m, width, 1),
+            nn.Linear(prev, width, bias=not (normed and norm_has_shift(m.norm))),
+            _norm_or_none(m, width, 1) if normed else None,
             make_act(m.activation),
             _block_dropout(i, len(widths), m.dropout, m.dropout_placement),
         ))
@@ -273,6 +297,7 @@ def build_resnet20(m, in_shape: Sequence[int], num_classes: int) -> ResNet:
 
 def _check_mlp(cfg, side: int) -> None:
     int_list(cfg, "model.widths")
+    choice(cfg, "model.norm_layers", NORM_LAYERS)
 
 
 def _check_deep_mlp(cfg, side: int) -> None:

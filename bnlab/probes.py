@@ -10,6 +10,10 @@ Neither leaves a trace: a probed run trains exactly like an unprobed one (tested
 ActivationInputProbe: Ioffe & Szegedy's Figure 1(b,c), percentiles of the input to the
 activation of fixed units, for every hidden layer.
 GradientICSProbe: Santurkar et al.'s Definition 2.1 of internal covariate shift.
+LandscapeProbe: Santurkar et al.'s loss landscape, gradient predictiveness, beta-smoothness.
+Built here from the config, with their own modules: ActivationStatsProbe (bnlab.activation_stats:
+moments, Gaussianity, decorrelation) and BNRecalibration (bnlab.recalibration: the readout with
+BN statistics re-estimated on clean training batches).
 """
 from __future__ import annotations
 
@@ -20,6 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bnlab.activation_stats import ActivationStatsProbe
+from bnlab.norms import NORMS
+from bnlab.recalibration import BNRecalibration
 from bnlab.rng import rng_state, set_rng_state
 
 
@@ -237,21 +244,29 @@ class LandscapeProbe:
         return [g.detach() for g in self._loss_and_gradient(model, params)[1]]
 
 
-def build_probes(p, data, lr: float) -> tuple[list[Probe], list[StepProbe]]:
-    """The probes the `probes` config node enables: (evaluation probes, step probes).
-    Activation-input percentiles run on fixed held-out images; the landscape probe on a
-    fixed batch of training images (at the run's learning rate `lr`); the gradient-ICS probe
-    on the training step's own minibatch."""
+def build_probes(cfg, data) -> tuple[list[Probe], list[StepProbe]]:
+    """The probes the run config's `probes` node enables: (evaluation probes, step probes).
+    Activation-input percentiles and activation statistics run on fixed held-out images; the
+    landscape probe on a fixed batch of training images (at the run's learning rate); the
+    gradient-ICS probe on the training step's own minibatch; the recalibrated readout
+    (bnlab.recalibration) on fixed batches of training images drawn from the run's seed."""
+    p = cfg.probes
     probes: list[Probe] = []
     step_probes: list[StepProbe] = []
+    held_out = data.val_x if len(data.val_x) else data.train_x
     if p.act_input.enabled:
-        pool = data.val_x if len(data.val_x) else data.train_x
-        probes.append(ActivationInputProbe(pool[:p.act_input.batch_size], p.act_input.units,
+        probes.append(ActivationInputProbe(held_out[:p.act_input.batch_size], p.act_input.units,
                                            p.act_input.percentiles))
+    if p.act_stats.enabled:
+        probes.append(ActivationStatsProbe(held_out[:p.act_stats.batch_size],
+                                           normalizes=NORMS[cfg.model.norm].subtracts_mean))
     if p.landscape.enabled:
         n = p.landscape.batch_size
-        probes.append(LandscapeProbe(data.train_x[:n], data.train_y[:n], lr, p.landscape.low,
+        probes.append(LandscapeProbe(data.train_x[:n], data.train_y[:n], cfg.optim.lr, p.landscape.low,
                                      p.landscape.high, p.landscape.points))
     if p.grad_ics.enabled:
         step_probes.append(GradientICSProbe())
+    if p.bn_recalibration.enabled:
+        probes.append(BNRecalibration(data, p.bn_recalibration.batches, cfg.optim.batch_size, cfg.seed,
+                                      cfg.trainer.eval_batch_size))
     return probes, step_probes

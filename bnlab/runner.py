@@ -66,7 +66,7 @@ def run(cfg: DictConfig, out_dir: str | Path, *, label: str | None = None,
     seed_noise(model, cfg.seed)  # noisy_batch / noise layers: their own generators
     optimizer = make_optimizer(cfg.optim, model)
     params = count_parameters(model)
-    probes, step_probes = build_probes(cfg.probes, data, lr=cfg.optim.lr)
+    probes, step_probes = build_probes(cfg, data)
     # Building the arms consumed the global RNG differently (a bias here, a norm layer
     # there): reseed so that both arms draw the same dropout masks in the same order.
     seed_everything(cfg.seed)

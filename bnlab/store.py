@@ -58,6 +58,8 @@ NEUTRAL_DEFAULTS: dict[str, Any] = {
     "trainer.divergence_warmup": 100,
     "trainer.learned_margin": 0.1,
     "trainer.eval_train": 0,
+    # the MLP's norm placement (bnlab.models.NORM_LAYERS): every hidden layer, as before the key
+    "model.norm_layers": "all",
     # the optimizer's step schedule (bnlab.optimizers.lr_schedule): constant
     "optim.lr_milestones": [], "optim.lr_gamma": 0.1,
     # the options of the norms added to the zoo (bnlab.norms), at their defaults
@@ -68,6 +70,9 @@ NEUTRAL_DEFAULTS: dict[str, Any] = {
     # the landscape probe (off by default: a disabled probe is dropped from the fingerprint)
     "probes.landscape.enabled": False, "probes.landscape.batch_size": 256, "probes.landscape.points": 4,
     "probes.landscape.low": 0.5, "probes.landscape.high": 4.0,
+    # the activation-statistics probe and the recalibrated readout (off by default, likewise)
+    "probes.act_stats.enabled": False, "probes.act_stats.batch_size": 1000,
+    "probes.bn_recalibration.enabled": False, "probes.bn_recalibration.batches": 100,
 }
 # Keys that no longer exist: dropped wherever an old config still holds them.
 RETIRED_KEYS = ("probes.grad_ics.batch_size",)

@@ -27,8 +27,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from bnlab.data import BatchSampler, Splits, augment_batch
+from bnlab.evaluation import evaluate
 from bnlab.outcomes import learned_rule
 from bnlab.probes import Probe, StepProbe
+from bnlab.recalibration import PREFIX as RECAL_PREFIX
 from bnlab.rng import global_rng_state, rng_state, set_global_rng_state
 
 if TYPE_CHECKING:
@@ -36,22 +38,9 @@ if TYPE_CHECKING:
     from bnlab.stopping import StopRequests
 
 log = logging.getLogger(__name__)
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of `model` in eval mode over (x, y)."""
-    was_training = model.training
-    model.eval()
-    loss_sum = torch.zeros((), device=x.device)
-    correct = torch.zeros((), dtype=torch.long, device=x.device)
-    for i in range(0, len(x), batch_size):
-        logits = model(x[i:i + batch_size])
-        loss_sum += F.cross_entropy(logits, y[i:i + batch_size], reduction="sum")
-        correct += (logits.argmax(1) == y[i:i + batch_size]).sum()
-    model.train(was_training)
-    n = max(len(x), 1)
-    return loss_sum.item() / n, correct.item() / n
+RECAL_VAL = RECAL_PREFIX + "val/acc"
+# the keys of an evaluation that a run's summary carries as its last values
+EVAL_PREFIXES = ("val/", "test/", "train_eval/", RECAL_PREFIX)
 
 
 def _sync(device: torch.device) -> None:
@@ -159,6 +148,8 @@ class Progress:
     # before its next evaluation has that as its best), and the best after step 0 (did it learn?)
     best: dict = field(default_factory=lambda: {"val/acc": -1.0, "step": 0})
     trained_best_val: float = -1.0
+    # the same for the recalibrated readout (bnlab.recalibration), when a probe records it
+    best_recal: dict = field(default_factory=lambda: {"val/acc": -1.0, "step": 0})
     # speed: the first evaluation at which val/acc reaches the dataset's target
     to_target: dict = field(default_factory=lambda: {"steps_to_target": None, "time_to_target_s": None,
                                                      "samples_to_target": None})
@@ -358,7 +349,7 @@ class _Loop:
                 rec[f"{split}/loss"], rec[f"{split}/acc"] = evaluate(self.model, x, y, self.spec.eval_batch_size)
         for probe in self.hooks.probes:
             rec.update(probe.measure(self.model))
-        p.last_eval.update({k: v for k, v in rec.items() if k.startswith(("val/", "test/", "train_eval/"))})
+        p.last_eval.update({k: v for k, v in rec.items() if k.startswith(EVAL_PREFIXES)})
         if not counts:
             return
         if target is not None and p.to_target["steps_to_target"] is None and rec.get("val/acc", -1.0) >= target:
@@ -370,6 +361,9 @@ class _Loop:
             p.best.update({"val/acc": rec["val/acc"], "val/loss": rec["val/loss"], "step": rec["step"],
                            "test/acc": rec.get("test/acc"), "test/loss": rec.get("test/loss"),
                            "train_eval/acc": rec.get("train_eval/acc")})
+        if rec.get(RECAL_VAL, -1.0) > p.best_recal["val/acc"]:
+            p.best_recal.update({"val/acc": rec[RECAL_VAL], "step": rec["step"],
+                                 "test/acc": rec.get(RECAL_PREFIX + "test/acc")})
 
     def _show(self, rec: dict, bar, step: int, do_eval: bool) -> None:
         if bar is not None:
@@ -401,6 +395,8 @@ class _Loop:
             "best/test/acc": p.best.get("test/acc"),
             # eval-mode accuracy on training images at the best-validation evaluation (eval_train > 0)
             **({"best/train_eval/acc": p.best.get("train_eval/acc")} if "train_eval" in self.splits else {}),
+            # the recalibrated readout at its own best validation evaluation (bnlab.recalibration)
+            **({f"best/{RECAL_PREFIX}{k}": v for k, v in p.best_recal.items()} if p.best_recal["val/acc"] >= 0 else {}),
             "target_val_acc": spec.target_acc,
             **p.to_target,
         }

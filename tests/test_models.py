@@ -174,3 +174,26 @@ def test_vgg_and_deep_mlp_follow_the_model_protocol():
     deep = _model("model=deep_mlp", "model.depth=12", "model.norm=batch", shape=(1, 28, 28))
     assert len(deep.weight_layers) == 13 and len(deep.hidden_activations) == 12
     assert all(layer.bias is None for layer in deep.weight_layers[:-1]), "no bias before BN"
+
+
+@pytest.mark.parametrize("placement, normed", [("all", [0, 1, 2]), ("first", [0]), ("last", [2])])
+def test_norm_placement_puts_bn_in_the_chosen_hidden_layers_only(cfg_factory, placement, normed):
+    """Issue 21's placement arms: a layer without the norm keeps its bias; the rest is the same net."""
+    model = build_model(cfg_factory("model.norm=batch", f"model.norm_layers={placement}").model, (1, 28, 28), 10)
+    assert [i for i, b in enumerate(model.blocks) if isinstance(b.norm, nn.BatchNorm1d)] == normed
+    assert [b[0].bias is None for b in model.blocks] == [i in normed for i in range(3)]
+    assert [n is not None for n in model.hidden_norms] == [i in normed for i in range(3)]
+    reference = build_model(cfg_factory("model.norm=none").model, (1, 28, 28), 10)
+    assert [tuple(w.weight.shape) for w in model.weight_layers] == [tuple(w.weight.shape) for w in reference.weight_layers]
+
+
+def test_norm_placement_is_checked_and_neutral(cfg_factory):
+    from bnlab.config import validate
+    from bnlab.errors import ConfigError
+    from bnlab.store import fingerprint, resolved_config
+
+    with pytest.raises(ConfigError, match="model.norm_layers.*allowed: all, first, last"):
+        validate(cfg_factory("model.norm_layers=middle"))
+    with_key = resolved_config(cfg_factory("model.norm=batch"))
+    without = {**with_key, "model": {k: v for k, v in with_key["model"].items() if k != "norm_layers"}}
+    assert fingerprint(with_key) == fingerprint(without)
