@@ -21,7 +21,7 @@ judged on one or more *comparisons*, a baseline arm against a treatment arm:
   least `min_effect` (none → batch: "BN helps");
 - `equivalence`: the two arms differ by less than a margin stated in advance (batch →
   noisy_batch: "noisy BN trains about as well as BN", Santurkar et al.): supported when the 95%
-  interval of the difference lies inside ±margin (bnlab.stats.equivalence).
+  interval of the difference lies inside ±margin (bnlab.analysis.stats.equivalence).
 The study's `analysis.comparisons` list applies to every claim; a claim may list its own. A
 study with one comparison may still name it with `baseline:`/`treatment:`. Every comparison of
 every claim is one verdict in the report's Holm family.
@@ -36,10 +36,10 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from bnlab.frames import FINISHED, OUTCOMES, swept_columns
+from bnlab.analysis.frames import FINISHED, OUTCOMES, swept_columns
 from bnlab.resolvers import EXPERIMENTS_DIR
 from bnlab.errors import ConfigError
-from bnlab.stats import ALPHA, apply_holm, compare, effect_text, equivalence, seed_stats
+from bnlab.analysis.stats import ALPHA, apply_holm, compare, effect_text, equivalence, seed_stats
 
 TESTS = ("superiority", "equivalence")
 

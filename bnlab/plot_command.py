@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 from bnlab.claims import list_studies, load_spec
-from bnlab.stats import effect_text
+from bnlab.analysis.stats import effect_text
 from bnlab.errors import ConfigError
-from bnlab.study import RESULTS, analyse_all, decide, draw, load_study
+from bnlab.analysis.study import RESULTS, analyse_all, decide, draw, load_study
 
 
 def main(argv=None) -> None:

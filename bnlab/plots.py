@@ -1,4 +1,4 @@
-"""Figures, made from a study frame only (bnlab.frames) and the verdicts computed from it
+"""Figures, made from a study frame only (bnlab.analysis.frames) and the verdicts computed from it
 (bnlab.claims): no training, no network.
 
 Each function takes the frame (one row per run, with its `curves`) and writes one figure;
@@ -9,7 +9,6 @@ SVG or PDF on request.
 """
 from __future__ import annotations
 
-import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,55 +21,12 @@ import pandas as pd  # noqa: E402
 
 from bnlab.claims import (StudySpec, arm_runs, best_settings, confirmation_runs,  # noqa: E402
                           is_num, seeds_text, tuning_runs)
-from bnlab.frames import FINISHED, act_in_series, grad_ics_layers, last_layer, swept_columns  # noqa: E402
-from bnlab.norms import NORMS  # noqa: E402
-from bnlab.stats import effect_text, seed_stats  # noqa: E402
+from bnlab.analysis.frames import FINISHED, act_in_series, grad_ics_layers, last_layer, swept_columns  # noqa: E402
+from bnlab.analysis.stats import effect_text, seed_stats  # noqa: E402
+from bnlab.views.style import STYLE, arm_name, colour, label  # noqa: E402
 
-STYLE = {"figure.dpi": 110, "savefig.dpi": 110, "axes.grid": True, "grid.alpha": 0.3,
-         "axes.spines.top": False, "axes.spines.right": False, "font.size": 9,
-         "legend.frameon": False, "legend.fontsize": 8}
-# one colour and one name per norm, the same in every figure (from the norm registry)
-ARM_COLOURS = {kind: norm.colour for kind, norm in NORMS.items()}
-ARM_NAMES = {kind: norm.label for kind, norm in NORMS.items()}
-
-
-# What each key means, for axis labels (a key not listed is shown as it is)
-LABELS = {
-    "best/test/acc": "best test accuracy", "best/val/acc": "best validation accuracy",
-    "test/acc": "final test accuracy", "val/acc": "validation accuracy",
-    "steps_to_target": "steps to the target validation accuracy",
-    "time_to_target_s": "training seconds to the target validation accuracy",
-    "act_in_drift": "activation-input drift (Ioffe's ICS)",
-    "grad_ics_l2": "||G − G′|| (Santurkar et al.'s ICS)",
-    "grad_ics_rel": "||G − G′|| / ||G||", "grad_ics_cos": "cos(G, G′)",
-    "landscape_loss_range": "loss range along the gradient", "landscape_grad_range": "gradient predictiveness (range)",
-    "landscape_beta": "effective β-smoothness",
-    "optim.lr": "learning rate", "init.std": "init σ", "model.dropout": "dropout rate",
-    "data.train_subset": "training images",
-    "step_time_ms": "ms per training step",
-    "best/gap": "train − test accuracy (gap)", "best/train_eval/acc": "training accuracy (eval mode)",
-    "model.dropout_placement": "dropout placement",
-}
 KIND_LABELS = {"compare": "{m}", "worst_case": "worst {m} over the grid", "gain": "gain in {m}",
                "max_usable": "log2 of the largest usable {m}"}
-
-
-def label(key: str) -> str:
-    return LABELS.get(str(key).removeprefix("cfg."), str(key))
-
-
-# for arms that are not norms (an ad-hoc sweep whose arm key is, say, optim.lr): a colour
-# picked from the arm's name, so the same value has the same colour in every figure
-OTHER_COLOURS = ("#8c564b", "#e377c2", "#bcbd22", "#7f7f7f", "#393b79", "#637939", "#8c6d31", "#843c39")
-
-
-def colour(arm) -> str:
-    arm = str(arm)
-    return ARM_COLOURS.get(arm) or OTHER_COLOURS[zlib.crc32(arm.encode()) % len(OTHER_COLOURS)]
-
-
-def arm_name(arm) -> str:
-    return ARM_NAMES.get(str(arm), str(arm))
 
 
 def save(fig, path: Path) -> Path:

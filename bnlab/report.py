@@ -1,5 +1,5 @@
 """bnlab-report: results/REPORT.md, every study's CSV and figures, from the run store (or the
-committed CSVs), through the one per-study pipeline in bnlab.study.
+committed CSVs), through the one per-study pipeline in bnlab.analysis.study.
 
     bnlab-report            # every study in experiments/: CSV + figures + REPORT.md
     bnlab-plot <study>      # one study's CSV + figures (see bnlab.plot_command)
@@ -21,11 +21,12 @@ import pandas as pd
 
 from bnlab.claims import CLAIMS, arm_runs, finished, seeds_text, setting_table, where
 from bnlab.errors import ConfigError
-from bnlab.frames import OUTCOMES, swept_columns
-from bnlab.plots import arm_name, fixed_settings
-from bnlab.stats import ALPHA, EQUIVALENCE_RULE, VERDICT_RULE, effect_text, seed_stats
-from bnlab.study import RESULTS, analyse_all, draw, slices
-from bnlab.suites import SUITES
+from bnlab.analysis.frames import OUTCOMES, swept_columns
+from bnlab.plots import fixed_settings
+from bnlab.views.style import arm_name
+from bnlab.analysis.stats import ALPHA, EQUIVALENCE_RULE, VERDICT_RULE, effect_text, seed_stats
+from bnlab.analysis.study import RESULTS, analyse_all, draw, slices
+from bnlab.analysis.suites import SUITES
 
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from bnlab.claims import best_settings, edge_flags, spec_for_runs
-from bnlab.frames import FINISHED, OUTCOMES, outcome, swept_columns
+from bnlab.analysis.frames import FINISHED, OUTCOMES, outcome, swept_columns
 from bnlab.resolvers import REPO_ROOT
 from bnlab.store import load_runs
 from bnlab.sweep import SWEEP_FILE, progress_line, sweep_progress

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bnlab.claims import StudySpec, best_settings, gain_choice, list_studies, load_spec, where
 from bnlab.errors import ConfigError
-from bnlab.frames import frame_from_store
+from bnlab.analysis.frames import frame_from_store
 
 
 def _value(v) -> str:
@@ -137,7 +137,7 @@ def main(argv=None) -> None:
     if args.dry_run and not store.is_dir():
         print("phase 2 (confirm) is decided from phase 1's runs, which do not exist yet")
         return
-    from bnlab.study import current_runs
+    from bnlab.analysis.study import current_runs
 
     runs = frame_from_store(store)
     if not runs.empty:

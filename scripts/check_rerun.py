@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bnlab.frames import MACHINE_COLUMNS, frame_from_csv, frame_from_store  # noqa: E402
+from bnlab.analysis.frames import MACHINE_COLUMNS, frame_from_csv, frame_from_store  # noqa: E402
 
 # what a rerun cannot reproduce: where it ran (the machine's columns), when, and how long it took
 NOT_COMPARED = MACHINE_COLUMNS + ("run", "started_at", "finished_at", "code_version", "env.", "train_time_s",

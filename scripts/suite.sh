@@ -25,7 +25,7 @@ BIN=${BIN:-.venv/bin}
 suite=${1:?usage: scripts/suite.sh <mnist|cifar> [--quick | --profile P] [study ...]}
 shift
 # the suite's studies, in order: bnlab/suites.py (the report's budget table sums the same list)
-studies=$("$BIN/python" -c "import sys; from bnlab.suites import studies_of; print(*studies_of(sys.argv[1]))" "$suite") || exit 2
+studies=$("$BIN/python" -c "import sys; from bnlab.analysis.suites import studies_of; print(*studies_of(sys.argv[1]))" "$suite") || exit 2
 read -r -a STUDIES <<< "$studies"
 read -r -a extra <<< "${BNLAB_OVERRIDES:-}"
 results=results

@@ -8,7 +8,7 @@ import sys
 
 import pandas as pd
 
-from bnlab.frames import frame_from_store, write_csv
+from bnlab.analysis.frames import frame_from_store, write_csv
 from bnlab.resolvers import REPO_ROOT
 
 RUN = ["model.norm=batch", "seed=0", "trainer.max_steps=40", "trainer.eval_every=20"]

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from bnlab.claims import Comparison, best_settings, claim_result, edge_flags, per_seed_values, setting_table
-from bnlab.frames import act_in_drift, frame_from_csv, frame_from_store, write_csv
+from bnlab.analysis.frames import act_in_drift, frame_from_csv, frame_from_store, write_csv
 
 from synthetic import ACCURACY, THREE_ARM_CLAIM, dropout_cell_runs, make_store, spec, write_run
 
@@ -258,7 +258,7 @@ def test_csv_round_trip_same_verdicts_and_no_machine_paths(store, tmp_path):
 
 
 def test_a_run_that_diverged_before_its_first_evaluation_scores_the_untrained_net():
-    from bnlab.frames import derive
+    from bnlab.analysis.frames import derive
 
     runs = pd.DataFrame([{"status": "diverged", "best/val/acc": np.nan, "best/test/acc": np.nan,
                           "curves": {"eval:step": [0, 100], "eval:val/acc": [0.098, 0.1], "eval:test/acc": [0.101, 0.1]}}])
@@ -320,7 +320,7 @@ def test_comparisons_in_a_study_file_are_checked_with_one_line_errors(tmp_path):
 
 
 def test_equivalence_statistics():
-    from bnlab.stats import equivalence
+    from bnlab.analysis.stats import equivalence
 
     base = [0.980, 0.975, 0.985, 0.978, 0.982]
     close = [b - 0.0005 + d for b, d in zip(base, (0.0002, -0.0001, 0.0001, -0.0002, 0.0))]
@@ -341,7 +341,7 @@ def test_equivalence_statistics():
 
 
 def test_steps_and_seconds_to_each_accuracy_come_from_the_curve_and_a_claim_can_pick_the_fastest_rate(tmp_path):
-    from bnlab.frames import to_accuracy
+    from bnlab.analysis.frames import to_accuracy
 
     curves = {"eval:step": [0, 100, 200, 300], "eval:val/acc": [0.1, 0.94, 0.96, 0.975],
               "eval:time_s": [0.0, 0.5, 1.0, 1.5]}

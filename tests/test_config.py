@@ -247,7 +247,7 @@ def test_every_cifar_study_composes_and_validates_under_both_profiles(tmp_path, 
 
     from bnlab.config import validate
     from bnlab.resolvers import CONF_DIR
-    from bnlab.suites import CIFAR_SUITE
+    from bnlab.analysis.suites import CIFAR_SUITE
 
     assert study in CIFAR_SUITE
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
@@ -270,7 +270,7 @@ def test_every_cifar_study_composes_and_validates_under_both_profiles(tmp_path, 
 def test_the_suite_script_knows_its_suites_and_refuses_others():
     from bnlab.claims import list_studies
     from bnlab.resolvers import REPO_ROOT
-    from bnlab.suites import SUITES, studies_of
+    from bnlab.analysis.suites import SUITES, studies_of
 
     assert set(studies_of("cifar")) <= set(list_studies()) and set(studies_of("mnist")) <= set(list_studies())
     assert {s for suite in SUITES.values() for s in suite} == set(studies_of("mnist")) | set(studies_of("cifar"))
@@ -284,7 +284,7 @@ def test_a_study_is_read_under_its_budget_profile():
     profile's budget, seeds and confirmation seeds; a profile the study lacks is one line."""
     from bnlab.claims import load_spec
     from bnlab.errors import ConfigError
-    from bnlab.study import has_profiles
+    from bnlab.analysis.study import has_profiles
 
     full, quick = load_spec("ioffe_fig1"), load_spec("ioffe_fig1", profile="quick")
     assert (full.profile, full.max_steps, full.seeds, full.confirm_seeds) == ("full", 50000, [], [100, 101, 102, 103, 104])

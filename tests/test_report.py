@@ -9,12 +9,13 @@ import pytest
 
 import bnlab.plots as plots
 from bnlab.claims import claim_result
-from bnlab.frames import frame_from_store
+from bnlab.analysis.frames import frame_from_store
 from bnlab.plot_command import main as plot_main
 from bnlab.report import main as report_main
-from bnlab.stats import effect_text
+from bnlab.analysis.stats import effect_text
 from bnlab.status import main as status_main
-from bnlab.study import load_study
+from bnlab.analysis.study import load_study
+from bnlab.views.style import ARM_COLOURS
 
 from synthetic import ACCURACY, make_store, spec, write_run
 
@@ -124,9 +125,9 @@ def test_a_three_arm_study_in_the_report_and_figures(tmp_path, monkeypatch):
     """none, batch, noisy_batch: one verdict row per comparison (the equivalence with its
     margin), and every figure draws each arm in its own norm's colour."""
     from bnlab.claims import load_spec
-    from bnlab.frames import budget
+    from bnlab.analysis.frames import budget
     from bnlab.report import write_report
-    from bnlab.study import decide
+    from bnlab.analysis.study import decide
     from synthetic import THREE_ARM_STUDY, make_three_arm_store
 
     (tmp_path / "experiments").mkdir()
@@ -149,8 +150,8 @@ def test_a_three_arm_study_in_the_report_and_figures(tmp_path, monkeypatch):
     ax = drawn["convergence.png"].axes[0]
     lines = {ln.get_label().split(" (")[0]: ln.get_color() for ln in ax.lines if not ln.get_label().startswith("_")}
     assert {k: v for k, v in lines.items() if not k.startswith("target")} == {
-        "no BN": plots.ARM_COLOURS["none"], "BN": plots.ARM_COLOURS["batch"],
-        "noisy BN": plots.ARM_COLOURS["noisy_batch"]}
+        "no BN": ARM_COLOURS["none"], "BN": ARM_COLOURS["batch"],
+        "noisy BN": ARM_COLOURS["noisy_batch"]}
     ax = drawn["best_test_acc_vs_lr.png"].axes[0]
     assert {ln.get_label() for ln in ax.lines} >= {"no BN", "BN", "noisy BN"}
     sens = drawn["sensitivity.png"]
@@ -187,8 +188,8 @@ def test_runs_made_before_a_key_existed_still_belong_to_their_study():
     """A study whose older runs lack a key that newer runs record (NaN in the frame) keeps
     them when the key is at its neutral value; a real difference still leaves a run out."""
     from bnlab.resolvers import REPO_ROOT
-    from bnlab.frames import frame_from_csv
-    from bnlab.study import current_runs
+    from bnlab.analysis.frames import frame_from_csv
+    from bnlab.analysis.study import current_runs
 
     runs = frame_from_csv(REPO_ROOT / "results" / "mnist_mlp" / "runs.csv")
     runs["cfg.probes.landscape.enabled"] = pd.Series([np.nan] * len(runs), dtype=object)  # older runs: no such key
@@ -238,7 +239,7 @@ def test_a_study_tuning_the_rate_per_cell_draws_each_cell_at_its_own_rate(tmp_pa
 
 def test_a_report_read_under_a_profile_says_so_at_the_top(tmp_path):
     from bnlab.report import write_report
-    from bnlab.study import analyse_all
+    from bnlab.analysis.study import analyse_all
 
     studies = analyse_all(tmp_path, tmp_path / "no-runs", profile="quick")
     assert {s["name"] for s in studies} >= {"ioffe_fig1", "dropout_mnist"} and "santurkar" not in {s["name"] for s in studies}
@@ -277,7 +278,7 @@ def test_a_study_with_rates_fixed_in_advance_draws_each_rate_apart(tmp_path, mon
     rates in advance (nothing tuned) draws convergence, ICS and landscape figures per rate,
     never averaging the two; the frame holds the landscape measures and each layer's ICS,
     and a smoothness claim is judged on them."""
-    from bnlab.frames import frame_from_store
+    from bnlab.analysis.frames import frame_from_store
 
     runs = frame_from_store(_santurkar_like_store(tmp_path))
     assert runs["landscape_beta"].round(6).isin([2.0, 8.0]).all(), "mean over the evaluations"
@@ -308,7 +309,7 @@ def test_a_study_with_rates_fixed_in_advance_draws_each_rate_apart(tmp_path, mon
     assert r["effect"] == pytest.approx(6.0) and r["verdict"] == "supported"
 
     # runs on the JPEG-rebuilt CIFAR-10 copy record verified: false; the report marks their numbers
-    from bnlab.frames import budget
+    from bnlab.analysis.frames import budget
     from bnlab.report import _unverified_mark
 
     b = budget(runs)
@@ -316,13 +317,13 @@ def test_a_study_with_rates_fixed_in_advance_draws_each_rate_apart(tmp_path, mon
     assert _unverified_mark({"budget": budget(frame_from_store(make_store(tmp_path / "mnist")))}) == ""
 
     # runs of another profile committed beside a study (a GPU slice) are listed, outside the verdicts
-    from bnlab.frames import write_csv
+    from bnlab.analysis.frames import write_csv
     from bnlab.report import _slices_section
 
     write_csv(runs, tmp_path / "out" / "gpu_slice_runs.csv")
     lines = _slices_section({"name": "sant", "out": tmp_path / "out"})
     # and drawn beside the study's own runs, per fixed rate
-    from bnlab.study import slices
+    from bnlab.analysis.study import slices
 
     plots.plot_study(runs, s, [], tmp_path / "figs", slices=slices({"out": tmp_path / "out"}))
     ax = drawn["gpu_slice_vs_study_lr0.5.png"].axes[0]
@@ -337,7 +338,7 @@ def test_the_dataset_section_gathers_one_datasets_verdicts_with_the_dagger(tmp_p
     """The report's CIFAR-10 section: every verdict of the studies on that dataset in one table,
     each number from unverified data marked, the budgets below; other datasets left out."""
     from bnlab.claims import study_verdicts
-    from bnlab.frames import budget
+    from bnlab.analysis.frames import budget
     from bnlab.report import _dataset_section
 
     claim = {"claim": "smoothness", "id": "beta_smoothness", "kind": "compare", "metric": "landscape_beta",

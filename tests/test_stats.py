@@ -3,7 +3,7 @@ data (paired, Welch, ranks for censored or degenerate values), the verdict rule,
 import numpy as np
 import pytest
 
-from bnlab.stats import apply_holm, compare, holm, rank_permutation_p, seed_stats
+from bnlab.analysis.stats import apply_holm, compare, holm, rank_permutation_p, seed_stats
 
 RNG = np.random.default_rng(0)
 

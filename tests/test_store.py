@@ -174,7 +174,7 @@ def test_a_damaged_metrics_line_is_skipped_and_the_rest_still_read(tmp_path, cap
 
 
 def test_a_damaged_run_is_counted_in_the_study_frame(tmp_path):
-    from bnlab.frames import frame_from_store, outcome_counts
+    from bnlab.analysis.frames import frame_from_store, outcome_counts
 
     _write_run(tmp_path / "s" / "a", status="completed")
     _write_run(tmp_path / "s" / "b", status="completed", lr=0.3)

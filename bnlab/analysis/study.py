@@ -19,9 +19,9 @@ from omegaconf import OmegaConf
 
 from bnlab.claims import (StudySpec, confirmation_runs, is_num, list_studies, load_spec, spec_for_runs,
                           study_verdicts)
-from bnlab.frames import budget, frame_from_csv, frame_from_store, relative, write_csv
+from bnlab.analysis.frames import budget, frame_from_csv, frame_from_store, relative, write_csv
 from bnlab.resolvers import REPO_ROOT
-from bnlab.stats import apply_holm
+from bnlab.analysis.stats import apply_holm
 
 RESULTS = REPO_ROOT / "results"
 

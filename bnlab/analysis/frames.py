@@ -1,0 +1,362 @@
+"""Runs (from the run store or a committed CSV) -> one study frame, with derived metrics.
+
+A study frame is a pandas DataFrame with one row per run: `cfg.*` config columns, `status`,
+`outcome`, the summary metrics, derived metrics (ICS measures) and a `curves` column (a dict
+of lists: the logged curves). `frame_from_store` and `frame_from_csv` give the same columns,
+so every figure and verdict can be rebuilt from either. Nothing here knows about claims.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bnlab.resolvers import REPO_ROOT
+from bnlab.store import NON_SCIENTIFIC_KEYS, RUN_FILE, load_runs, read_json, read_metrics
+from bnlab.outcomes import learned_rule
+
+FINISHED = ("completed", "diverged")
+# What a run's outcome says, in the order a reader sees counts.
+# superseded: an earlier run of a config retrained with force=true (kept, not analysed)
+OUTCOMES = ("learned", "did not learn", "diverged", "failed", "damaged", "incomplete", "superseded")
+# Curves kept per run in the frame and the CSV: evaluation records and the train-loss trace.
+EVAL_KEYS = ("step", "samples", "time_s", "val/acc", "val/loss", "test/acc", "test/loss")
+# Columns that would carry the paths of the machine that made the runs: never in a CSV.
+MACHINE_COLUMNS = ("path", "wandb_dir", "cfg.paths.", "cfg.data.root", "data.root")
+# The study file's own text (its claims with their literature, its description, profiles and
+# extra grids): the same on every row, and in experiments/<study>.yaml; most of a CSV's bytes
+STUDY_TEXT_COLUMNS = ("cfg.analysis.", "cfg.description", "cfg.profiles.", "cfg.sweeps")
+
+
+def _round(v, digits=5):
+    if isinstance(v, float) and math.isfinite(v):
+        return float(f"{v:.{digits}g}")
+    return None if isinstance(v, float) else v
+
+
+def curves_of(metrics: pd.DataFrame) -> dict:
+    """The curves of one run as plain lists (JSON-able): evaluations and train loss."""
+    if metrics.empty:
+        return {}
+    out = {}
+    ev = metrics[metrics["val/acc"].notna()] if "val/acc" in metrics else metrics.iloc[0:0]
+    for k in [*EVAL_KEYS, *sorted(c for c in metrics if c.startswith("probe/"))]:
+        if k in ev:
+            out[f"eval:{k}"] = [_round(v) for v in ev[k].tolist()]
+    tr = metrics[metrics["train/loss"].notna()] if "train/loss" in metrics else metrics.iloc[0:0]
+    for k in ("step", "time_s", "train/loss", "train/acc"):
+        if k in tr:
+            out[f"train:{k}"] = [_round(v) for v in tr[k].tolist()]
+    return out
+
+
+# ------------------------------------------------------------------ derived metrics
+
+_ACT_KEY = re.compile(r"^eval:probe/act_in/(?:(b\d+)/)?(u\d+)/p(\d+(?:\.\d+)?)$")
+
+
+def act_in_series(curves: dict) -> dict:
+    """{(layer, unit): {percentile: array over evaluations}} from the activation-input probe
+    (layer 'last' for runs made before every hidden layer was probed)."""
+    out: dict = {}
+    for k, v in curves.items():
+        m = _ACT_KEY.match(k)
+        if m:
+            layer, unit, pct = m.group(1) or "last", m.group(2), float(m.group(3))
+            out.setdefault((layer, unit), {})[pct] = np.asarray([np.nan if x is None else x for x in v], float)
+    return out
+
+
+def last_layer(series: dict) -> str | None:
+    layers = sorted({layer for layer, _ in series}, key=lambda s: (s == "last", int(s[1:]) if s[1:].isdigit() else 0))
+    return layers[-1] if layers else None
+
+
+def act_in_drift(curves: dict, every: int | None = None, layers: str = "all") -> float | None:
+    """How far the activation-input distributions move during training (Ioffe Fig. 1b,c):
+    for each probed (layer, unit) and each of the 15th, 50th and 85th percentiles, the mean
+    absolute change between consecutive evaluations on the regular grid (steps that are
+    multiples of `every`, so finer early evaluations do not change the measure), divided by
+    that unit's mean 15-85th percentile width; averaged over percentiles, units and layers
+    (`layers="last"`: the last hidden layer only). Location and spread both count."""
+    series = act_in_series(curves)
+    steps = np.asarray(curves.get("eval:step", []), dtype=float)
+    keep = (steps % every == 0) if every and len(steps) else np.ones(len(steps), bool)
+    if layers == "last":
+        last = last_layer(series)
+        series = {k: v for k, v in series.items() if k[0] == last}
+    drifts = []
+    for pcts in series.values():
+        if not {15.0, 50.0, 85.0} <= set(pcts):
+            continue
+        p15, p85 = pcts[15.0][keep[:len(pcts[15.0])]], pcts[85.0][keep[:len(pcts[85.0])]]
+        width = np.nanmean(p85 - p15) if len(p15) else np.nan
+        if not (np.isfinite(width) and width > 0):
+            continue
+        for p in (15.0, 50.0, 85.0):
+            x = pcts[p][keep[:len(pcts[p])]]
+            if len(x) >= 2 and np.all(np.isfinite(x)):
+                drifts.append(np.mean(np.abs(np.diff(x))) / width)
+    return float(np.mean(drifts)) if drifts else None
+
+
+def eval_mean(curves: dict, prefix: str, suffix: str = "") -> float | None:
+    """Mean over evaluations (and over every series `eval:<prefix>...<suffix>`: layers) of
+    a probe's finite values; None when the run has none."""
+    series = [np.asarray([np.nan if x is None else x for x in v], dtype=float) for k, v in curves.items()
+              if k.startswith(f"eval:{prefix}") and k.endswith(suffix)]
+    values = np.concatenate(series) if series else np.array([])
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if len(values) else None
+
+
+def grad_ics(curves: dict, measure: str = "l2", layer: int | None = None) -> float | None:
+    """Santurkar et al.'s ICS summarised per run: the mean over evaluations (and layers, or
+    weight layer `layer` alone) of the probe's `l2` (||G - G'||, their measure), `rel`
+    (||G - G'|| / ||G||) or `cos`."""
+    return eval_mean(curves, "probe/grad_ics/" + (f"l{layer}/" if layer is not None else ""), f"/{measure}")
+
+
+def grad_ics_layers(curves: dict) -> list[int]:
+    """The weight layers a run's gradient-ICS probe measured (1 = the second weight layer)."""
+    return sorted({int(k.split("/")[2][1:]) for k in curves if k.startswith("eval:probe/grad_ics/")})
+
+
+# Santurkar et al. (2018, Sec. 3.2) landscape along the gradient (bnlab.probes.LandscapeProbe),
+# each summarised per run as its mean over evaluations
+LANDSCAPE = ("loss_range", "grad_range", "beta")
+
+
+def _until_divergence(curves: dict, target: float) -> tuple[float | None, float | None]:
+    """to_accuracy without the evaluation at which a diverged run stopped."""
+    cut = {k: v[:-1] for k, v in curves.items() if k.startswith("eval:")}
+    return to_accuracy(cut, target)
+
+
+def _fill_best_from_start(runs: pd.DataFrame) -> None:
+    """The trainer's rule for a run's best evaluation counts the untrained net at step 0 (it
+    wins ties), so a run that diverged before its next evaluation — the evaluation where it
+    stopped never counts — scores chance accuracy rather than a missing value. Summaries
+    written while the trainer left step 0 out are brought to the same rule here."""
+    if "best/val/acc" not in runs:
+        return
+    for i, row in runs.iterrows():
+        if row.get("status") not in FINISHED:
+            continue
+        c = row["curves"]
+        start_val = (c.get("eval:val/acc") or [None])[0]
+        start_test = (c.get("eval:test/acc") or [None])[0]
+        if (c.get("eval:step") or [None])[0] != 0 or start_val is None:
+            continue
+        best = row.get("best/val/acc")
+        if pd.isna(best) or start_val >= float(best):
+            runs.at[i, "best/val/acc"] = start_val
+            runs.at[i, "best/test/acc"] = start_test
+            runs.at[i, "best/step"] = 0
+
+
+# validation accuracies whose first crossing is read off every run's curve ("steps and
+# seconds to 95%, 97%, 98%"): steps_to_val_0.97, time_to_val_0.97_s; None if never reached
+SPEED_TARGETS = (0.95, 0.97, 0.98)
+
+
+def to_accuracy(curves: dict, target: float) -> tuple[float | None, float | None]:
+    """(step, training seconds) of the first evaluation whose validation accuracy is at least
+    `target`, from the curve; (None, None) when the run never reached it (or diverged first:
+    a diverged run's last evaluation does not count, as for its best)."""
+    steps, accs, times = (curves.get(f"eval:{k}") or [] for k in ("step", "val/acc", "time_s"))
+    for i, (step, acc) in enumerate(zip(steps, accs)):
+        if acc is not None and acc >= target:
+            return float(step), (float(times[i]) if i < len(times) and times[i] is not None else None)
+    return None, None
+
+
+def derive(runs: pd.DataFrame) -> pd.DataFrame:
+    """Add the derived metrics (from each run's curves) and the outcome column."""
+    runs = runs.copy()  # one block: the columns added below would fragment a frame read column by column
+    _fill_best_from_start(runs)
+    for t in SPEED_TARGETS:
+        reached = [to_accuracy(c, t) if s != "diverged" else _until_divergence(c, t)
+                   for c, s in zip(runs["curves"], runs.get("status", pd.Series([None] * len(runs))))]
+        runs[f"steps_to_val_{t:g}"] = [r[0] for r in reached]
+        runs[f"time_to_val_{t:g}_s"] = [r[1] for r in reached]
+    every = runs["cfg.trainer.eval_every"] if "cfg.trainer.eval_every" in runs else pd.Series([None] * len(runs))
+    runs["act_in_drift"] = [act_in_drift(c, e) for c, e in zip(runs["curves"], every)]
+    runs["act_in_drift_last"] = [act_in_drift(c, e, "last") for c, e in zip(runs["curves"], every)]
+    for m in ("l2", "rel", "cos"):
+        runs[f"grad_ics_{m}"] = [grad_ics(c, m) for c in runs["curves"]]
+    # per weight layer too (their Fig. 3 shows layers across depth): the raw measure and the cosine
+    extra = {}
+    for i in sorted({i for c in runs["curves"] for i in grad_ics_layers(c)}):
+        for m in ("l2", "cos"):
+            extra[f"grad_ics_{m}_l{i}"] = [grad_ics(c, m, i) for c in runs["curves"]]
+    if any(k.startswith("eval:probe/landscape/") for c in runs["curves"] for k in c):
+        for m in LANDSCAPE:
+            extra[f"landscape_{m}"] = [eval_mean(c, f"probe/landscape/{m}") for c in runs["curves"]]
+    if extra:  # at once: one column at a time fragments a wide frame
+        runs = pd.concat([runs.drop(columns=[k for k in extra if k in runs]),
+                          pd.DataFrame(extra, index=runs.index)], axis=1)
+    # the train-test gap at the best-validation evaluation (runs with trainer.eval_train > 0):
+    # eval-mode accuracy on training images minus test accuracy; NaN where not measured
+    if "best/train_eval/acc" in runs:
+        runs["best/gap"] = pd.to_numeric(runs["best/train_eval/acc"], errors="coerce") - pd.to_numeric(
+            runs["best/test/acc"], errors="coerce")
+    runs["outcome"] = [outcome(r) for _, r in runs.iterrows()]
+    return runs
+
+
+def _num(v):
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def outcome(row) -> str:
+    """learned | did not learn | diverged | failed | damaged | incomplete. A completed run that never
+    rose clearly above chance, or ended with a higher training loss than it started with,
+    "did not learn". Runs made before the trainer recorded `learned` are judged by the same
+    rule from their summary (the starting loss taken as chance level, ln C)."""
+    status = row.get("status")
+    if status != "completed":
+        return status if status in OUTCOMES else "incomplete"
+    learned = row.get("learned")
+    if isinstance(learned, (bool, np.bool_)) or (learned is not None and not pd.isna(learned)):
+        return "learned" if bool(learned) else "did not learn"
+    classes = 10
+    start = _num(row.get("initial_loss")) or math.log(classes)
+    margin = _num(row.get("cfg.trainer.learned_margin")) or 0.1
+    ok = learned_rule(_num(row.get("best/val/acc")), _num(row.get("train/loss")), start, classes, margin)
+    return "learned" if ok else "did not learn"
+
+
+def outcome_counts(runs: pd.DataFrame) -> dict:
+    col = runs["outcome"] if "outcome" in runs else pd.Series(dtype=str)
+    return {o: int((col == o).sum()) for o in OUTCOMES}
+
+
+# ------------------------------------------------------------------ loading and saving
+
+def frame_from_store(root: str | Path) -> pd.DataFrame:
+    """Every run under `root`, with curves, derived metrics and the hardware it ran on."""
+    root = Path(root)
+    runs = load_runs(root)
+    if runs.empty:
+        return runs
+    curves, hw = [], []
+    for path in runs["path"]:
+        curves.append(curves_of(read_metrics(path)))
+        env = (read_json(Path(path) / RUN_FILE) or {}).get("env", {})
+        hw.append({"env.device": env.get("device"), "env.device_name": env.get("device_name"),
+                   "env.torch": env.get("torch"), "env.torch_threads": env.get("torch_threads")})
+    runs = pd.concat([runs.reset_index(drop=True), pd.DataFrame(hw)], axis=1)
+    runs["curves"] = curves
+    runs["run"] = [relative(p, root) for p in runs["path"]]
+    return derive(runs)
+
+
+def relative(path: str, root: Path | None = None) -> str:
+    """A run's folder as the repository (or, outside it, the store root) sees it: never a
+    path of the machine that made it."""
+    p = Path(path).resolve()
+    for base in (REPO_ROOT, root.resolve().parent if root is not None else None):
+        if base is None:
+            continue
+        try:
+            return str(p.relative_to(base))
+        except ValueError:
+            continue
+    return p.name
+
+
+def curves_path(csv: Path) -> Path:
+    """Where a study CSV's curves are: beside it, runs.csv -> runs.curves.jsonl.gz."""
+    return csv.with_name(f"{csv.stem}.curves.jsonl.gz")
+
+
+def write_csv(runs: pd.DataFrame, path: Path) -> None:
+    """The study's aggregate CSV: one row per run, scalars only, and no column that holds a
+    path of this machine; the curves (most of the bytes) go beside it, compressed, one line
+    per run keyed by `run` (runs.curves.jsonl.gz, byte-for-byte the same for the same runs)."""
+    import gzip
+
+    def absolute_path(col) -> bool:  # a safety net for fields added later
+        return runs[col].map(lambda v: isinstance(v, str) and (v.startswith("/") or v[1:3] == ":\\")).any()
+
+    keep = [c for c in runs.columns if c != "curves" and not c.startswith(MACHINE_COLUMNS + STUDY_TEXT_COLUMNS)
+            and not absolute_path(c)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    runs[keep].to_csv(tmp, index=False)
+    lines = "".join(json.dumps({"run": r, "curves": c}, separators=(",", ":")) + "\n"
+                    for r, c in zip(runs["run"], runs["curves"]))
+    curves = curves_path(path)
+    curves_tmp = curves.with_name(curves.name + ".tmp")
+    with open(curves_tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
+        gz.write(lines.encode())
+    tmp.replace(path)
+    curves_tmp.replace(curves)
+
+
+def frame_from_csv(path: str | Path) -> pd.DataFrame:
+    """A study frame from its CSV and the curves beside it (or, in CSVs written before the
+    curves moved out, from its `curves` column)."""
+    import gzip
+
+    path = Path(path)
+    runs = pd.read_csv(path, low_memory=False).copy()  # copy(): one block per dtype, not per column
+    if "curves" in runs:
+        runs["curves"] = [json.loads(c) if isinstance(c, str) else {} for c in runs["curves"]]
+    else:
+        beside = curves_path(path)
+        by_run = {}
+        if beside.exists():
+            with gzip.open(beside, "rt") as f:
+                by_run = {d["run"]: d["curves"] for d in map(json.loads, f)}
+        runs["curves"] = [by_run.get(r, {}) for r in runs["run"]]
+    runs["path"] = runs["run"]
+    return derive(runs)
+
+
+def swept_columns(runs: pd.DataFrame) -> list[str]:
+    """`cfg.*` columns that take more than one value across the runs, leaving out keys that
+    say where or how a run was made rather than what it computed (NON_SCIENTIFIC_KEYS)."""
+    skip = tuple(f"cfg.{k}" for k in NON_SCIENTIFIC_KEYS)
+    return [c for c in runs.columns
+            if c.startswith("cfg.") and not c.startswith(skip) and runs[c].map(repr).nunique() > 1]
+
+
+def budget(runs: pd.DataFrame, arm_col: str = "cfg.model.norm", timing: pd.DataFrame | None = None) -> dict:
+    """What produced a study's numbers: outcomes, steps, seeds, data, hardware. The cost of a
+    step per arm is averaged over `timing` (default: every finished run)."""
+    fin = runs[runs["status"].isin(FINISHED)]
+    timed = fin if timing is None or timing.empty else timing[timing["status"].isin(FINISHED)]
+
+    def uniq(col):
+        return sorted({str(v) for v in runs[col].dropna()}) if col in runs else []
+    return {
+        "runs": len(runs), "finished": len(fin), **outcome_counts(runs),
+        "seeds": int(runs["cfg.seed"].nunique()) if "cfg.seed" in runs else 0,
+        "max_steps": uniq("cfg.trainer.max_steps"), "batch_size": uniq("cfg.optim.batch_size"),
+        "dataset": uniq("cfg.data.name"), "train_subset": uniq("cfg.data.train_subset"),
+        # runs whose data did not match the canonical checksums (the JPEG-rebuilt CIFAR-10 copy)
+        "unverified": int((runs["data.verified"].map(str) == "False").sum()) if "data.verified" in runs else 0,
+        "device": uniq("env.device_name") or uniq("env.device"), "threads": uniq("env.torch_threads"),
+        "torch": uniq("env.torch"),
+        # the days the runs finished on (UTC)
+        "made": sorted({str(v)[:10] for v in runs["finished_at"].dropna()}) if "finished_at" in runs else [],
+        # the training-code versions the finished runs were made with (bnlab.environment)
+        "code_versions": {str(k): int(n) for k, n in fin["code_version"].value_counts().items()}
+        if "code_version" in fin else {},
+        "paired": bool(len(runs)) and "paired" in runs and bool(runs["paired"].notna().all()),
+        "step_time_ms": {str(a): float(g["step_time_ms"].astype(float).mean())
+                         for a, g in timed.groupby(arm_col)} if "step_time_ms" in timed and arm_col in timed else {},
+        "timed_runs": len(timed),
+        "train_hours": float(runs["train_time_s"].astype(float).sum() / 3600) if "train_time_s" in runs else 0.0,
+        "run_hours": float(runs["wall_time_s"].astype(float).sum() / 3600) if "wall_time_s" in runs else 0.0,
+    }

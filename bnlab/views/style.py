@@ -1,0 +1,55 @@
+"""The one look of every figure and table: matplotlib's style, each arm's colour and name,
+and what each key means in words.
+
+Hands downstream (bnlab.views.figures, bnlab.views.report): `STYLE` (rc settings), `colour(arm)`
+and `arm_name(arm)` (a norm's from the norm registry, bnlab.norms.NORMS; any other arm's colour
+picked from its name), and `label(key)` (an axis label; a key not listed is shown as it is).
+"""
+from __future__ import annotations
+
+import zlib
+
+from bnlab.norms import NORMS
+
+STYLE = {"figure.dpi": 110, "savefig.dpi": 110, "axes.grid": True, "grid.alpha": 0.3,
+         "axes.spines.top": False, "axes.spines.right": False, "font.size": 9,
+         "legend.frameon": False, "legend.fontsize": 8}
+# one colour and one name per norm, the same in every figure (from the norm registry)
+ARM_COLOURS = {kind: norm.colour for kind, norm in NORMS.items()}
+ARM_NAMES = {kind: norm.label for kind, norm in NORMS.items()}
+
+
+# What each key means, for axis labels (a key not listed is shown as it is)
+LABELS = {
+    "best/test/acc": "best test accuracy", "best/val/acc": "best validation accuracy",
+    "test/acc": "final test accuracy", "val/acc": "validation accuracy",
+    "steps_to_target": "steps to the target validation accuracy",
+    "time_to_target_s": "training seconds to the target validation accuracy",
+    "act_in_drift": "activation-input drift (Ioffe's ICS)",
+    "grad_ics_l2": "||G − G′|| (Santurkar et al.'s ICS)",
+    "grad_ics_rel": "||G − G′|| / ||G||", "grad_ics_cos": "cos(G, G′)",
+    "landscape_loss_range": "loss range along the gradient", "landscape_grad_range": "gradient predictiveness (range)",
+    "landscape_beta": "effective β-smoothness",
+    "optim.lr": "learning rate", "init.std": "init σ", "model.dropout": "dropout rate",
+    "data.train_subset": "training images",
+    "step_time_ms": "ms per training step",
+    "best/gap": "train − test accuracy (gap)", "best/train_eval/acc": "training accuracy (eval mode)",
+    "model.dropout_placement": "dropout placement",
+}
+
+def label(key: str) -> str:
+    return LABELS.get(str(key).removeprefix("cfg."), str(key))
+
+
+# for arms that are not norms (an ad-hoc sweep whose arm key is, say, optim.lr): a colour
+# picked from the arm's name, so the same value has the same colour in every figure
+OTHER_COLOURS = ("#8c564b", "#e377c2", "#bcbd22", "#7f7f7f", "#393b79", "#637939", "#8c6d31", "#843c39")
+
+
+def colour(arm) -> str:
+    arm = str(arm)
+    return ARM_COLOURS.get(arm) or OTHER_COLOURS[zlib.crc32(arm.encode()) % len(OTHER_COLOURS)]
+
+
+def arm_name(arm) -> str:
+    return ARM_NAMES.get(str(arm), str(arm))
