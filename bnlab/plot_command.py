@@ -16,10 +16,11 @@ import sys
 import time
 from pathlib import Path
 
-from bnlab.claims import list_studies, load_spec
+from bnlab.analysis.spec import list_studies, load_spec
 from bnlab.analysis.stats import effect_text
 from bnlab.errors import ConfigError
-from bnlab.analysis.study import RESULTS, analyse_all, decide, draw, load_study
+from bnlab.analysis.study import RESULTS, analyse_all, decide, load_study
+from bnlab.views.figures import draw
 
 
 def main(argv=None) -> None:

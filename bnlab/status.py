@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bnlab.claims import best_settings, edge_flags, spec_for_runs
+from bnlab.analysis.selection import best_settings, edge_flags
+from bnlab.analysis.spec import spec_for_runs
 from bnlab.analysis.frames import FINISHED, OUTCOMES, outcome, swept_columns
 from bnlab.resolvers import REPO_ROOT
 from bnlab.store import load_runs

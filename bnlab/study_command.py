@@ -6,7 +6,7 @@
 
 Phase 1 (tune): `bnlab-train experiments=<study>`: the study's grid on its tuning seeds.
 Phase 2 (confirm): for each arm, the setting chosen on validation data from the tuning runs
-(bnlab.claims.best_settings; for a `gain` claim the chosen value and its reference) runs on
+(bnlab.analysis.selection.best_settings; for a `gain` claim the chosen value and its reference) runs on
 the study's `analysis.confirm_seeds`. A study whose claims choose nothing (whole-grid
 measures, pre-specified settings) has no phase 2. Both phases are ordinary sweeps, so a
 relaunch trains only what is missing; the confirmation settings are recomputed each time
@@ -23,7 +23,8 @@ import time
 import numpy as np
 from pathlib import Path
 
-from bnlab.claims import StudySpec, best_settings, gain_choice, list_studies, load_spec, where
+from bnlab.analysis.selection import best_settings, gain_choice, where
+from bnlab.analysis.spec import StudySpec, list_studies, load_spec
 from bnlab.errors import ConfigError
 from bnlab.analysis.frames import frame_from_store
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A suite of studies (bnlab/suites.py): each through `bnlab-study` (tune, then confirm), one
+# A suite of studies (bnlab/analysis/suites.py): each through `bnlab-study` (tune, then confirm), one
 # after the other, two jobs at a time (one torch thread each) on this machine.
 #
 #   BNLAB_DATA=<data root> scripts/suite.sh mnist                 # the MNIST suite
@@ -24,7 +24,7 @@ cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
 suite=${1:?usage: scripts/suite.sh <mnist|cifar> [--quick | --profile P] [study ...]}
 shift
-# the suite's studies, in order: bnlab/suites.py (the report's budget table sums the same list)
+# the suite's studies, in order: bnlab/analysis/suites.py (the report's budget table sums the same list)
 studies=$("$BIN/python" -c "import sys; from bnlab.analysis.suites import studies_of; print(*studies_of(sys.argv[1]))" "$suite") || exit 2
 read -r -a STUDIES <<< "$studies"
 read -r -a extra <<< "${BNLAB_OVERRIDES:-}"

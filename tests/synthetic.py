@@ -3,7 +3,7 @@ analysis tests)."""
 import numpy as np
 import pandas as pd
 
-from bnlab.claims import StudySpec
+from bnlab.analysis.spec import StudySpec
 from bnlab.store import RunWriter, fingerprint
 
 ACCURACY = {"claim": "accuracy", "kind": "compare", "metric": "best/test/acc", "direction": "higher",

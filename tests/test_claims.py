@@ -8,7 +8,10 @@ from omegaconf import OmegaConf
 import pandas as pd
 import pytest
 
-from bnlab.claims import Comparison, best_settings, claim_result, edge_flags, per_seed_values, setting_table
+from bnlab.analysis.kinds import per_seed_values
+from bnlab.analysis.selection import best_settings, edge_flags, setting_table
+from bnlab.analysis.spec import Comparison
+from bnlab.analysis.verdicts import claim_result
 from bnlab.analysis.frames import act_in_drift, frame_from_csv, frame_from_store, write_csv
 
 from synthetic import ACCURACY, THREE_ARM_CLAIM, dropout_cell_runs, make_store, spec, write_run
@@ -209,7 +212,7 @@ def test_a_gain_tunes_the_learning_rate_per_cell_and_placements_share_the_refere
 
 def test_a_gain_claim_is_checked_when_the_study_is_loaded(tmp_path):
     from bnlab.errors import ConfigError
-    from bnlab.claims import load_spec
+    from bnlab.analysis.spec import load_spec
 
     base = {"name": "g", "analysis": {"tune": ["model.dropout"], "claims": [
         {"claim": "dropout", "kind": "gain", "over": "model.dropout", "reference": 0.0, "metric": "best/test/acc"}]}}
@@ -270,7 +273,8 @@ def test_a_run_that_diverged_before_its_first_evaluation_scores_the_untrained_ne
 # ------------------------------------------------------------------ studies with more than two arms
 
 def test_three_arm_study_gets_one_verdict_per_comparison_including_an_equivalence(tmp_path):
-    from bnlab.claims import load_spec, study_verdicts
+    from bnlab.analysis.spec import load_spec
+    from bnlab.analysis.verdicts import study_verdicts
     from synthetic import THREE_ARM_STUDY, make_three_arm_store
 
     (tmp_path / "experiments").mkdir()
@@ -301,7 +305,7 @@ def test_three_arm_study_gets_one_verdict_per_comparison_including_an_equivalenc
 
 
 def test_comparisons_in_a_study_file_are_checked_with_one_line_errors(tmp_path):
-    from bnlab.claims import load_spec
+    from bnlab.analysis.spec import load_spec
     from bnlab.errors import ConfigError
     from synthetic import THREE_ARM_STUDY
 
@@ -379,7 +383,8 @@ def test_steps_and_seconds_to_each_accuracy_come_from_the_curve_and_a_claim_can_
 
 
 def test_a_claim_about_some_runs_only_and_a_study_with_an_extra_grid(store):
-    from bnlab.claims import load_spec, where
+    from bnlab.analysis.selection import where
+    from bnlab.analysis.spec import load_spec
 
     runs = frame_from_store(store)
     assert len(where(runs, {"where": {"model.name": "mlp"}})) == len(runs)
@@ -392,7 +397,7 @@ def test_a_claim_about_some_runs_only_and_a_study_with_an_extra_grid(store):
 
 
 def test_sensitivity_rows_are_named_by_what_varies():
-    from bnlab.claims import summarize_sensitivity
+    from bnlab.analysis.verdicts import summarize_sensitivity
 
     row = {"verdict": "inconclusive", "p": 0.5, "effect": 0.001}
     rows = [{**row, "setting": {"cfg.model.dropout": 0.0, "cfg.model.dropout_placement": "after_each_activation",

@@ -268,7 +268,7 @@ def test_every_cifar_study_composes_and_validates_under_both_profiles(tmp_path, 
 
 
 def test_the_suite_script_knows_its_suites_and_refuses_others():
-    from bnlab.claims import list_studies
+    from bnlab.analysis.spec import list_studies
     from bnlab.resolvers import REPO_ROOT
     from bnlab.analysis.suites import SUITES, studies_of
 
@@ -282,7 +282,7 @@ def test_the_suite_script_knows_its_suites_and_refuses_others():
 def test_a_study_is_read_under_its_budget_profile():
     """The analysis reads a study under the profile its runs were made with: the quick
     profile's budget, seeds and confirmation seeds; a profile the study lacks is one line."""
-    from bnlab.claims import load_spec
+    from bnlab.analysis.spec import load_spec
     from bnlab.errors import ConfigError
     from bnlab.analysis.study import has_profiles
 
@@ -298,7 +298,7 @@ def test_a_study_is_read_under_its_budget_profile():
 def test_a_quick_profile_runs_a_smaller_grid_through_bnlab_study(capsys):
     """A profile's `grid` narrows the study's grid for bnlab-study's phase 1 (the main grid
     and each extra one), except a key an extra grid sets itself; the full profile has none."""
-    from bnlab.claims import load_spec
+    from bnlab.analysis.spec import load_spec
     from bnlab.study_command import main as study_main
 
     assert load_spec("dropout_mnist").grid == []
@@ -314,7 +314,7 @@ def test_a_profile_may_name_its_own_extra_grids(capsys):
     """A budget profile's `sweeps` replace the study's extra grids for bnlab-study's phase 1
     (the quick look at dropout_wide_mnist skips the extra rates); without them the study's
     own extra grids run, and `sweeps: []` runs none (ioffe_fig1 quick has no BN lr 16)."""
-    from bnlab.claims import load_spec
+    from bnlab.analysis.spec import load_spec
     from bnlab.study_command import main as study_main
 
     full, quick = load_spec("dropout_wide_mnist"), load_spec("dropout_wide_mnist", profile="quick")

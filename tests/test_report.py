@@ -7,11 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import bnlab.plots as plots
-from bnlab.claims import claim_result
+import bnlab.views.figures as plots
+from bnlab.analysis.selection import fixed_settings
+from bnlab.analysis.verdicts import claim_result
 from bnlab.analysis.frames import frame_from_store
 from bnlab.plot_command import main as plot_main
-from bnlab.report import main as report_main
+from bnlab.views.report import main as report_main
 from bnlab.analysis.stats import effect_text
 from bnlab.status import main as status_main
 from bnlab.analysis.study import load_study
@@ -124,9 +125,9 @@ def test_plot_command_errors_are_one_line(tmp_path):
 def test_a_three_arm_study_in_the_report_and_figures(tmp_path, monkeypatch):
     """none, batch, noisy_batch: one verdict row per comparison (the equivalence with its
     margin), and every figure draws each arm in its own norm's colour."""
-    from bnlab.claims import load_spec
+    from bnlab.analysis.spec import load_spec
     from bnlab.analysis.frames import budget
-    from bnlab.report import write_report
+    from bnlab.views.report import write_report
     from bnlab.analysis.study import decide
     from synthetic import THREE_ARM_STUDY, make_three_arm_store
 
@@ -238,7 +239,7 @@ def test_a_study_tuning_the_rate_per_cell_draws_each_cell_at_its_own_rate(tmp_pa
 
 
 def test_a_report_read_under_a_profile_says_so_at_the_top(tmp_path):
-    from bnlab.report import write_report
+    from bnlab.views.report import write_report
     from bnlab.analysis.study import analyse_all
 
     studies = analyse_all(tmp_path, tmp_path / "no-runs", profile="quick")
@@ -286,8 +287,8 @@ def test_a_study_with_rates_fixed_in_advance_draws_each_rate_apart(tmp_path, mon
     assert (one["grad_ics_l2_l1"], one["grad_ics_l2_l2"], one["grad_ics_l2"]) == (2.0, 6.0, 4.0)
     assert one["grad_ics_cos_l2"] == pytest.approx(0.5)
     s = spec(tune=[], claims=[], confirm_seeds=[])
-    assert plots.fixed_settings(runs, s) == [{"cfg.optim.lr": 0.1}, {"cfg.optim.lr": 0.5}]
-    assert plots.fixed_settings(runs, spec()) == [{}], "a tuned study draws each arm at its chosen setting"
+    assert fixed_settings(runs, s) == [{"cfg.optim.lr": 0.1}, {"cfg.optim.lr": 0.5}]
+    assert fixed_settings(runs, spec()) == [{}], "a tuned study draws each arm at its chosen setting"
 
     drawn = {}
     monkeypatch.setattr(plots, "save", lambda fig, path: drawn.setdefault(path.name, fig) and path)
@@ -310,7 +311,7 @@ def test_a_study_with_rates_fixed_in_advance_draws_each_rate_apart(tmp_path, mon
 
     # runs on the JPEG-rebuilt CIFAR-10 copy record verified: false; the report marks their numbers
     from bnlab.analysis.frames import budget
-    from bnlab.report import _unverified_mark
+    from bnlab.views.report import _unverified_mark
 
     b = budget(runs)
     assert b["unverified"] == 20 and _unverified_mark({"budget": b}) == " †"
@@ -318,7 +319,7 @@ def test_a_study_with_rates_fixed_in_advance_draws_each_rate_apart(tmp_path, mon
 
     # runs of another profile committed beside a study (a GPU slice) are listed, outside the verdicts
     from bnlab.analysis.frames import write_csv
-    from bnlab.report import _slices_section
+    from bnlab.views.report import _slices_section
 
     write_csv(runs, tmp_path / "out" / "gpu_slice_runs.csv")
     lines = _slices_section({"name": "sant", "out": tmp_path / "out"})
@@ -337,9 +338,9 @@ def test_a_study_with_rates_fixed_in_advance_draws_each_rate_apart(tmp_path, mon
 def test_the_dataset_section_gathers_one_datasets_verdicts_with_the_dagger(tmp_path):
     """The report's CIFAR-10 section: every verdict of the studies on that dataset in one table,
     each number from unverified data marked, the budgets below; other datasets left out."""
-    from bnlab.claims import study_verdicts
+    from bnlab.analysis.verdicts import study_verdicts
     from bnlab.analysis.frames import budget
-    from bnlab.report import _dataset_section
+    from bnlab.views.report import _dataset_section
 
     claim = {"claim": "smoothness", "id": "beta_smoothness", "kind": "compare", "metric": "landscape_beta",
              "direction": "lower", "min_effect": 0.0, "matched": {"optim.lr": 0.1},
@@ -360,7 +361,7 @@ def test_a_claim_with_published_numbers_puts_ours_beside_them(store):
     """A claim that gives the paper's numbers on its own metric (`literature_values`) gets each
     arm's mean beside them with ours minus theirs; an arm without a number, or a claim without
     any, gets nothing invented."""
-    from bnlab.report import _beside_literature
+    from bnlab.views.report import _beside_literature
 
     runs = frame_from_store(store)
     s = spec()
@@ -380,7 +381,7 @@ def test_the_report_says_whether_ics_goes_with_the_accuracy_benefit():
     """Each arm's ICS reduction (its claim's effect) beside its paired test-accuracy gain over
     the baseline, on that claim's seeds and settings; per measure, one plain answer: goes with
     it, only in part, not, or cannot be told."""
-    from bnlab.report import _ics_and_accuracy
+    from bnlab.views.report import _ics_and_accuracy
 
     gains = {"none": 0.0, "batch": 0.006, "noisy_batch": 0.006, "layer": 0.0}
     rows = [{"cfg.model.norm": arm, "cfg.seed": seed, "cfg.optim.lr": lr, "status": "completed",
@@ -414,7 +415,7 @@ def test_the_report_says_whether_ics_goes_with_the_accuracy_benefit():
 def test_a_worst_case_claim_shows_each_arms_range_over_the_settings():
     """Beside the worst case, each arm's worst and best setting (mean over seeds), ties counted,
     keys that vary only because older runs lack them left out."""
-    from bnlab.report import _range_over_settings
+    from bnlab.views.report import _range_over_settings
 
     rows = []
     for seed in range(5):

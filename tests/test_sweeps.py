@@ -147,7 +147,7 @@ def test_status_lists_runs_aggregated_over_seeds(mnist_root, tmp_path, capsys):
 def test_an_ad_hoc_sweep_is_plotted_and_confirmation_jobs_follow_the_tuning(mnist_root, tmp_path, capsys):
     """A sweep launched from the command line, with no study file, is a folder bnlab-plot
     draws; and bnlab-study's phase 2 reruns each arm's chosen lr on the confirmation seeds."""
-    from bnlab.claims import load_spec
+    from bnlab.analysis.spec import load_spec
     from bnlab.analysis.frames import frame_from_store
     from bnlab.plot_command import main as plot_main
     from bnlab.study_command import confirmation_jobs

@@ -1,6 +1,8 @@
 """The one per-study pipeline behind `bnlab-plot` and `bnlab-report`:
 
-    load (run store, else the committed CSV) -> frame -> verdicts -> Holm over the family -> figures
+    load (run store, else the committed CSV) -> frame -> verdicts -> Holm over the family
+
+(the figures are drawn from what it hands over: bnlab.views.figures.draw)
 
 so that a figure and the verdict printed beside it always come from the same numbers.
 
@@ -17,8 +19,9 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
-from bnlab.claims import (StudySpec, confirmation_runs, is_num, list_studies, load_spec, spec_for_runs,
-                          study_verdicts)
+from bnlab.analysis.selection import confirmation_runs
+from bnlab.analysis.spec import StudySpec, is_num, list_studies, load_spec, spec_for_runs
+from bnlab.analysis.verdicts import study_verdicts
 from bnlab.analysis.frames import budget, frame_from_csv, frame_from_store, relative, write_csv
 from bnlab.resolvers import REPO_ROOT
 from bnlab.analysis.stats import apply_holm
@@ -139,7 +142,7 @@ def load_study(target: str, results_dir: Path = RESULTS, runs_root: Path | None 
 
 def has_profiles(name: str) -> list[str]:
     """The budget profiles experiments/<name>.yaml defines."""
-    from bnlab.claims import profiles_of
+    from bnlab.analysis.spec import profiles_of
     from bnlab.resolvers import EXPERIMENTS_DIR
 
     return [str(p) for p in profiles_of(OmegaConf.to_container(OmegaConf.load(EXPERIMENTS_DIR / f"{name}.yaml")))]
@@ -165,14 +168,6 @@ def slices(study: dict) -> dict:
     return study["slices"]
 
 
-def draw(study: dict, fmt: str = "png") -> list[Path]:
-    from bnlab.plots import plot_study
-
-    study["figures"] = plot_study(study["runs"], study["spec"], study.get("results", []), study["out"], fmt,
-                                  slices=slices(study))
-    return study["figures"]
-
-
 def analyse_all(results_dir: Path = RESULTS, runs_root: Path | None = None, profile: str | None = None) -> list[dict]:
     """Every study in experiments/ that tests a claim, loaded and decided as one family; with
     `profile`, only the studies that define that budget profile, read under it."""
@@ -183,4 +178,4 @@ def analyse_all(results_dir: Path = RESULTS, runs_root: Path | None = None, prof
     return studies
 
 
-__all__ = ["StudySpec", "RESULTS", "load_study", "decide", "draw", "analyse_all", "current_runs"]
+__all__ = ["StudySpec", "RESULTS", "load_study", "decide", "analyse_all", "current_runs"]

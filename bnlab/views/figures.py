@@ -1,5 +1,6 @@
 """Figures, made from a study frame only (bnlab.analysis.frames) and the verdicts computed from it
-(bnlab.claims): no training, no network.
+(bnlab.analysis.verdicts), with the runs and settings bnlab.analysis.selection picks: no
+training, no network, no selection of its own.
 
 Each function takes the frame (one row per run, with its `curves`) and writes one figure;
 `plot_study` makes every figure that applies to a study (or to a folder of runs launched ad
@@ -9,7 +10,6 @@ SVG or PDF on request.
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import matplotlib
@@ -19,14 +19,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bnlab.claims import (StudySpec, arm_runs, best_settings, confirmation_runs,  # noqa: E402
-                          is_num, seeds_text, tuning_runs)
+from bnlab.analysis.kinds import KIND_LABELS  # noqa: E402
+from bnlab.analysis.selection import (arm_runs, at_best_of, best_settings, decided_runs,  # noqa: E402
+                                      fixed_settings, seeds_text, tuning_runs)
+from bnlab.analysis.spec import StudySpec, is_num  # noqa: E402
 from bnlab.analysis.frames import FINISHED, act_in_series, grad_ics_layers, last_layer, swept_columns  # noqa: E402
 from bnlab.analysis.stats import effect_text, seed_stats  # noqa: E402
 from bnlab.views.style import STYLE, arm_name, colour, label  # noqa: E402
-
-KIND_LABELS = {"compare": "{m}", "worst_case": "worst {m} over the grid", "gain": "gain in {m}",
-               "max_usable": "log2 of the largest usable {m}"}
 
 
 def save(fig, path: Path) -> Path:
@@ -70,17 +69,6 @@ def _band(ax, x, mat: pd.DataFrame, arm, label):
     return line
 
 
-def decided_runs(runs: pd.DataFrame, spec: StudySpec) -> tuple[pd.DataFrame, dict, str]:
-    """The runs a reader should see for each arm at its chosen setting: the confirmation
-    runs when there are any, else the tuning runs."""
-    fin = runs[runs.status.isin(FINISHED)]
-    best = best_settings(fin, spec)
-    conf = confirmation_runs(fin, spec)
-    if len(conf) and all(len(arm_runs(conf, spec, a, best.get(a, {}))) for a in spec.arms):
-        return conf, best, "confirmation seeds"
-    return tuning_runs(fin, spec), best, "tuning seeds"
-
-
 def plot_convergence(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = "png",
                      fixed: dict | None = None) -> list[Path]:
     """Isolation plot of training: each arm at its own best setting (or, in a study that fixes
@@ -122,30 +110,6 @@ def plot_convergence(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = 
     spread = "each seed thin" if n_seeds <= FEW_SEEDS else "95% CI over seeds"
     fig.suptitle(f"{spec.name}: {chosen}, {which}, mean and {spread}")
     return [save(fig, out / f"convergence{_suffix(fixed)}.{fmt}")]
-
-
-MAX_FIXED_PANELS = 6
-
-
-def fixed_settings(runs: pd.DataFrame, spec: StudySpec) -> list[dict]:
-    """The settings a study's per-arm figures are drawn at, one figure each. A study that
-    tunes (or an ad-hoc folder) draws each arm at its chosen setting: [{}]. A study that fixes
-    its settings in advance and sweeps them (santurkar: lr 0.1 and lr 0.5, each a question of
-    its own) draws each combination of those keys apart, never averaging over them."""
-    if spec.tune or spec.adhoc:
-        return [{}]
-    fin = tuning_runs(runs[runs.status.isin(FINISHED)], spec)
-    keys = [c for c in swept_columns(fin) if c not in (spec.arm_col, "cfg.seed")]
-    if not keys:
-        return [{}]
-    combos = fin[keys].drop_duplicates().sort_values(keys)
-    if len(combos) > MAX_FIXED_PANELS:
-        return [{}]
-    return [{k: _native(v) for k, v in row.items()} for _, row in combos.iterrows()]
-
-
-def _native(v):
-    return v.item() if hasattr(v, "item") else v
 
 
 def _suffix(fixed: dict | None) -> str:
@@ -209,18 +173,6 @@ def plot_metric_vs(runs: pd.DataFrame, spec: StudySpec, key: str, metric: str, o
     ax.set_title(f"{spec.name}: {label(metric)} against {label(key)}"
                  + (f"\n(each value at its best {', '.join(label(k) for k in others)} on validation)" if others else ""))
     return [save(fig, out / f"{metric.replace('/', '_')}_vs_{key.split('.')[-1]}.{fmt}")]
-
-
-def at_best_of(runs: pd.DataFrame, spec: StudySpec, key: str, others: list[str]) -> pd.DataFrame:
-    """For each value of `key`, only the runs at the setting of the `others` keys that the
-    study's own selection (best_settings: best mean validation accuracy) picks at that value:
-    a figure over `key` that does not average over, say, learning rates nobody would choose."""
-    within = replace(spec, tune=others)
-    keep = []
-    for x, g in runs.groupby(f"cfg.{key}", sort=True):
-        for arm, setting in best_settings(g, within).items():
-            keep.append(arm_runs(g, spec, arm, setting))
-    return pd.concat(keep) if keep else runs.iloc[0:0]
 
 
 def plot_metric_by(runs: pd.DataFrame, spec: StudySpec, key: str, metric: str, out: Path,
@@ -646,3 +598,12 @@ def plot_study(runs: pd.DataFrame, spec: StudySpec, results: list[dict], out: Pa
                 paths += plot_claim(r, spec, out, fmt)
         paths += plot_sensitivity(results, spec, out, fmt)
     return paths
+
+
+def draw(study: dict, fmt: str = "png") -> list[Path]:
+    """Every figure of a loaded and decided study (bnlab.analysis.study), into its folder."""
+    from bnlab.analysis.study import slices
+
+    study["figures"] = plot_study(study["runs"], study["spec"], study.get("results", []), study["out"], fmt,
+                                  slices=slices(study))
+    return study["figures"]

@@ -19,14 +19,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bnlab.claims import CLAIMS, arm_runs, finished, seeds_text, setting_table, where
+from bnlab.analysis.selection import arm_runs, finished, fixed_settings, seeds_text, setting_table, where
+from bnlab.analysis.spec import CLAIMS
 from bnlab.errors import ConfigError
 from bnlab.analysis.frames import OUTCOMES, swept_columns
-from bnlab.plots import fixed_settings
 from bnlab.views.style import arm_name
 from bnlab.analysis.stats import ALPHA, EQUIVALENCE_RULE, VERDICT_RULE, effect_text, seed_stats
-from bnlab.analysis.study import RESULTS, analyse_all, draw, slices
+from bnlab.analysis.study import RESULTS, analyse_all, slices
 from bnlab.analysis.suites import SUITES
+from bnlab.views.figures import draw
 
 
 

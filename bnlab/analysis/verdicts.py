@@ -1,0 +1,192 @@
+"""Per-seed values -> verdicts, with the preconditions and the sensitivity of each verdict.
+
+The design:
+- **tune, then confirm**: each arm's setting is chosen on validation data (`select_on`) from
+  the *tuning* runs; the chosen settings run again on the confirmation seeds, and a claim that
+  depends on a choice is decided by those alone (bnlab.analysis.selection, kinds);
+- **sensitivity**: every such claim is also judged at each setting both arms share (matched
+  learning rates), on the tuning seeds, Holm-adjusted within the claim;
+- **edges**: a chosen setting at the edge of its grid is flagged: it is not shown to be best.
+
+Hands downstream (bnlab.analysis.study, then bnlab.views): `study_verdicts(runs, spec)`, one
+verdict per claim and comparison, before the family's Holm adjustment (bnlab.analysis.study).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bnlab.analysis.kinds import _compare_at, _gain, per_seed_values
+from bnlab.analysis.selection import finished, gain_choice, gain_pools, tuning_runs, where, arm_runs
+from bnlab.analysis.spec import Comparison, StudySpec, is_num
+from bnlab.analysis.stats import ALPHA, apply_holm, compare, effect_text, equivalence, seed_stats
+
+def _paired(runs: pd.DataFrame, values: dict, spec: StudySpec) -> bool:
+    """Paired analysis when both arms have exactly the same seeds and every run is paired."""
+    b, t = (values[a] for a in spec.pair)
+    if len(b) < 2 or set(b.index) != set(t.index):
+        return False
+    return "paired" in runs and bool(runs["paired"].notna().all())
+
+
+def decide(runs: pd.DataFrame, spec: StudySpec, claim: dict, pv: dict) -> dict:
+    b, t = (pv["values"][a].sort_index() for a in spec.pair)
+    cb, ct = (pv["censored"][a].reindex(pv["values"][a].sort_index().index).fillna(0) for a in spec.pair)
+    paired = _paired(runs, pv["values"], spec)
+    if paired:  # align by seed
+        t, ct = t.reindex(b.index), ct.reindex(b.index)
+    if claim.get("test") == "equivalence":
+        return equivalence(b.tolist(), t.tolist(), float(claim["margin"]), paired=paired,
+                           censored_baseline=cb.tolist(), censored_treatment=ct.tolist())
+    return compare(b.tolist(), t.tolist(), claim.get("direction", "higher"), float(claim.get("min_effect", 0)),
+                   paired=paired, censored_baseline=cb.tolist(), censored_treatment=ct.tolist())
+
+
+def claim_result(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> dict:
+    """The headline verdict of one claim (before the report's Holm adjustment), its
+    per-seed values and the verdict at every matched setting."""
+    if claim.get("kind") != "gain":  # a gain claim picks its treated and reference runs itself (gain_pools)
+        runs = where(runs, claim)
+    pv = per_seed_values(runs, spec, claim)
+    res = decide(runs, spec, claim, pv)
+    if pv["provisional"] and res["verdict"] != "inconclusive":
+        res.update(verdict="inconclusive", reason=pv["provisional"] + f" (they alone say {res['verdict']})")
+    _precondition(res, claim, pv["values"][spec.baseline])
+    res.update(claim=claim["claim"], id=claim.get("id", claim["claim"]), kind=claim.get("kind", "compare"),
+               metric=claim.get("metric", claim.get("over")), note=claim.get("note", ""),
+               direction=claim.get("direction", "higher"), chosen=pv["chosen"], edges=pv["edges"],
+               decided_by=pv["decided_by"], seeds=pv["seeds"], chosen_on=pv["chosen_on"],
+               provisional=pv["provisional"], literature=claim.get("literature", ""), url=claim.get("url", ""),
+               literature_values=dict(claim.get("literature_values") or {}),
+               baseline_values=pv["values"][spec.baseline].sort_index().tolist(),
+               treatment_values=pv["values"][spec.treatment].sort_index().tolist(),
+               baseline_censored=pv["censored"][spec.baseline].sort_index().tolist(),
+               treatment_censored=pv["censored"][spec.treatment].sort_index().tolist(),
+               sensitivity=sensitivity(runs, spec, claim), baseline=spec.baseline, treatment=spec.treatment,
+               test_kind=claim.get("test", "superiority"),
+               comparison=comparison_text(Comparison(spec.baseline, spec.treatment, claim.get("test", "superiority"),
+                                                     claim.get("margin"))))
+    res["sensitivity_summary"] = summarize_sensitivity(res["sensitivity"], spec)
+    return res
+
+
+def _precondition(res: dict, claim: dict, baseline_values: pd.Series) -> None:
+    """"BN reduces the need for X" presumes the no-BN arm needs X: with `precondition:
+    baseline_benefits`, the no-BN arm's gain must be measurably > 0, else the verdict is
+    inconclusive (there is no need for BN to reduce)."""
+    if claim.get("precondition") != "baseline_benefits" or res["verdict"] == "inconclusive":
+        return
+    base = seed_stats(baseline_values.tolist())
+    gain = f"({effect_text({**base, 'effect': base['mean']})})"
+    if not base["ci_low"] > 0:
+        res.update(verdict="inconclusive",
+                   reason=f"the precondition fails: the no-BN arm gains nothing measurable from "
+                          f"{claim.get('over', 'it')} here {gain}, so there is no need for BN to reduce")
+    else:  # said, so a reader sees the verdict rests on a need that was measured
+        res["reason"] += f"; the precondition holds: the no-BN arm gains from {claim.get('over', 'it')} {gain}"
+
+
+def sensitivity(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> list[dict]:
+    """The claim judged at every setting both arms share (tuning seeds), Holm-adjusted
+    within the claim. Whole-grid kinds (max_usable, worst_case) have none: the tuned key is
+    what they measure."""
+    kind = claim.get("kind", "compare")
+    tuning = tuning_runs(runs, spec)
+    rows = []
+    if kind == "compare" and spec.tune:
+        cols = [f"cfg.{k}" for k in spec.tune]
+        for key, g in finished(tuning).groupby(cols, sort=True):
+            key = key if isinstance(key, tuple) else (key,)
+            setting = dict(zip(cols, key))
+            if g[spec.arm_col].astype(str).nunique() < 2:
+                continue
+            unlearned = [arm for arm in spec.pair
+                         if (arm_runs(g, spec, arm, {})["outcome"] != "learned").any()] if "outcome" in g else []
+            if claim.get("only_learned") and unlearned:
+                names = " and ".join(unlearned)
+                rows.append({"setting": setting, "verdict": "not comparable", "p": np.nan, "test": "none",
+                             "effect": np.nan, "ci_low": np.nan, "ci_high": np.nan, "baseline_mean": np.nan,
+                             "treatment_mean": np.nan, "n_baseline": 0, "n_treatment": 0, "bound": None,
+                             "reason": f"{spec.arm_key}={names}: some runs did not learn or diverged here, and "
+                                       f"this measure means nothing in a net that did not train"})
+                continue
+            pv = _compare_at(g, spec, claim["metric"], {arm: setting for arm in spec.pair}, claim)
+            rows.append({"setting": setting, **decide(g, spec, claim, pv)})
+    elif kind == "gain":
+        over, metric = f"cfg.{claim['over']}", claim["metric"]
+        treated, _ = gain_pools(tuning, claim)
+        for value in sorted(treated[over].astype(float).unique()):
+            # each value of `over` against the reference, each at its own tuned setting
+            choice = gain_choice(runs, spec, claim, value)
+            values = {arm: _gain(tuning, spec, arm, choice[arm], metric, claim) if arm in choice
+                      else pd.Series(dtype=float) for arm in spec.pair}
+            pv = {"values": values, "censored": {a: pd.Series(0.0, index=v.index) for a, v in values.items()}}
+            row = {"setting": {over: value}, **decide(tuning, spec, claim, pv)}
+            _precondition(row, claim, values[spec.baseline])
+            rows.append(row)
+    apply_holm(rows)
+    return rows
+
+
+def reversed_(r: dict) -> bool:
+    """Significantly in the direction opposite to the claim (after Holm when adjusted); an
+    equivalence has no direction to reverse."""
+    if r.get("margin") is not None:
+        return False
+    p = r.get("p_holm", r.get("p", np.nan))
+    return bool(np.isfinite(p) and p < ALPHA and r.get("effect", np.nan) < 0)
+
+
+def summarize_sensitivity(rows: list[dict], spec: StudySpec) -> str:
+    """"holds at …; reversed at …; not supported at …; inconclusive at …": reversed is
+    significant the other way after Holm; not supported, an interval below the smallest effect
+    that matters without that."""
+    if not rows:
+        return ""
+    groups: dict[str, list[str]] = {}
+    # keys with one value in every row (a claim's `where`: dropout 0) say nothing about where it holds
+    varying = [k for k in rows[0]["setting"] if len(rows) < 2 or len({str(r["setting"].get(k)) for r in rows}) > 1]
+    for r in rows:
+        label = ", ".join(f"{k.removeprefix('cfg.').split('.')[-1]} {v:g}" if is_num(v)
+                          else f"{k.removeprefix('cfg.').split('.')[-1]}={v}"
+                          for k, v in r["setting"].items() if k in varying)
+        if r["verdict"] == "not comparable":
+            g = "not comparable (an arm did not learn) at"
+        elif r.get("margin") is not None:  # an equivalence
+            g = {"supported": "equivalent at", "not supported": "differ by more than the margin at"}.get(
+                r["verdict"], "inconclusive at")
+        elif r["verdict"] == "supported":
+            g = "holds at"
+        elif reversed_(r):
+            g = "reversed at"
+        elif r["verdict"] == "not supported":
+            g = "not supported at"
+        else:
+            g = "inconclusive at"
+        groups.setdefault(g, []).append(label)
+    order = ("holds at", "equivalent at", "reversed at", "not supported at", "differ by more than the margin at",
+             "inconclusive at",
+             "not comparable (an arm did not learn) at")
+    return "; ".join(f"{g} {', '.join(groups[g])}" for g in order if g in groups)
+
+
+def comparison_text(comparison: Comparison, name=str) -> str:
+    """"BN vs no BN" (superiority) or "noisy BN ≈ BN (±0.01)" (equivalence); `name` spells an arm."""
+    if comparison.test == "equivalence":
+        return f"{name(comparison.treatment)} ≈ {name(comparison.baseline)} (±{comparison.margin:g})"
+    return f"{name(comparison.treatment)} vs {name(comparison.baseline)}"
+
+
+def study_verdicts(runs: pd.DataFrame, spec: StudySpec) -> list[dict]:
+    """One verdict per claim and comparison. A claim judged on one comparison keeps its own id
+    (figures claim_<id>.png); on several, each verdict's id adds the comparison
+    (accuracy_noisy_batch_vs_batch)."""
+    out = []
+    for claim in spec.claims:
+        own_id = claim.get("id", claim["claim"])
+        comparisons = spec.claim_comparisons(claim)
+        for comp in comparisons:
+            judged = {**claim, "id": own_id if len(comparisons) == 1 else f"{own_id}_{comp.id}",
+                      "test": comp.test, "margin": comp.margin}
+            out.append({**claim_result(runs, spec.for_comparison(comp), judged), "claim_id": own_id})
+    return out
