@@ -408,7 +408,7 @@ def test_eval_train_measures_the_train_test_gap_without_changing_training(mnist_
     """trainer.eval_train evaluates training images in eval mode (dropout off, BN on its
     running statistics) at every evaluation; training itself is bit-for-bit the same, and the
     frame's best/gap is that accuracy minus test accuracy at the best-validation evaluation."""
-    from bnlab.frames import frame_from_store
+    from bnlab.analysis.frames import frame_from_store
 
     base = ["model.norm=batch", "model.dropout=0.5", "data.train_subset=300", "trainer.max_steps=300",
             "trainer.eval_every=100", "optim.lr=1.0"]
