@@ -58,8 +58,9 @@ TRAINING_CODE = ("bnlab", "conf", "hydra_plugins", "pyproject.toml")
 # Modules that only read finished runs (analysis, figures, the report, status): an edit to
 # them is not a new training-code version.
 ANALYSIS_ONLY = frozenset(f"bnlab/{m}.py" for m in (
-    "bench", "claims", "dry_run", "frames", "plot_command", "plots", "report", "stats", "status", "study",
-    "study_command", "suites"))
+    "bench", "dry_run", "plot_command", "status", "study_command"))
+# ... and every module of the two wings that read the store (bnlab/analysis, bnlab/views)
+ANALYSIS_FOLDERS = ("bnlab/analysis/", "bnlab/views/")
 
 
 def training_files(root=None) -> list:
@@ -71,7 +72,8 @@ def training_files(root=None) -> list:
         candidates = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
         for p in candidates:
             rel = p.relative_to(root).as_posix()
-            if p.suffix not in (".py", ".yaml", ".toml") or "__pycache__" in p.parts or rel in ANALYSIS_ONLY:
+            if p.suffix not in (".py", ".yaml", ".toml") or "__pycache__" in p.parts or rel in ANALYSIS_ONLY \
+                    or rel.startswith(ANALYSIS_FOLDERS):
                 continue
             files.append(rel)
     return sorted(files)

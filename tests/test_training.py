@@ -197,8 +197,8 @@ def test_the_code_version_changes_with_the_training_code_only(tmp_path):
         clean = environment.code_version(clone)
         assert clean and len(clean) == 12 and int(clean, 16) >= 0
         (clone / "README.md").write_text("edited")
-        claims = clone / "bnlab" / "claims.py"
-        claims.write_text(claims.read_text() + "\n# an analysis edit\n")
+        for analysis in (clone / "bnlab" / "analysis" / "verdicts.py", clone / "bnlab" / "views" / "report.py"):
+            analysis.write_text(analysis.read_text() + "\n# an analysis edit\n")
         subprocess.run([*git, "commit", "-qam", "docs and analysis"], check=True)
         assert environment.code_version(clone) == clean, "a commit of docs or analysis is not new training code"
         trainer = clone / "bnlab" / "trainer.py"
