@@ -118,6 +118,7 @@ analysis:
     - {baseline: batch, treatment: noisy_batch, test: equivalence}
   claims:
     - claim: accuracy
+      family: study
       kind: compare
       metric: best/test/acc
       direction: higher

@@ -432,8 +432,8 @@ def test_a_gain_claims_precondition_is_measured_and_said_either_way():
     s = spec(tune=["model.dropout"])
     needed = claim_result(_gain_runs([0.006, 0.004, 0.005, 0.007, 0.005], [0.0, 0.001, -0.001, 0.0, 0.0005]), s, claim)
     assert needed["verdict"] == "supported"
-    assert needed["reason"].endswith("the precondition holds: the no-BN arm gains from model.dropout "
-                                     "(+0.0054 [+0.003984, +0.006816])")
+    assert needed["precondition"] == ("the precondition holds: the no-BN arm gains from model.dropout "
+                                      "(+0.0054 [+0.003984, +0.006816])")
 
     not_needed = claim_result(_gain_runs([0.002, -0.002, 0.001, -0.001, 0.0], [-0.004, -0.006, -0.005, -0.004, -0.006]),
                               s, claim)

@@ -21,6 +21,16 @@ from bnlab.views.style import ARM_COLOURS
 from synthetic import ACCURACY, make_store, spec, write_run
 
 
+def assert_links_exist(page):
+    """Every relative link of a Markdown page (figures and pages) names a file that exists."""
+    import re
+    text = page.read_text()
+    links = [m for m in re.findall(r"\]\(([^)\s]+)\)", text) if not m.startswith(("http://", "https://"))]
+    assert links, f"{page} links nothing"
+    missing = [m for m in links if not (page.parent / m).exists()]
+    assert not missing, f"{page}: dead links {missing}"
+
+
 @pytest.fixture
 def store(tmp_path):
     """The synthetic study of tests/synthetic.py: tuning seeds 0-4, confirmation seeds 100-104."""
@@ -68,16 +78,20 @@ def test_report_from_runs_then_from_csv_alone(store, tmp_path):
     # a quick check launched with another budget is not part of the study's evidence
     write_run(results / "runs", "mnist_mlp", "batch", 0.5, 9, 0.5, 0.5)
     report_main(["--results", str(results)])
-    text = (results / "REPORT.md").read_text()
+    report = (results / "REPORT.md").read_text()
+    assert "| `mnist_mlp` | 35 |" in report and "[`mnist_mlp`](mnist_mlp/README.md)" in report
+    assert_links_exist(results / "REPORT.md")
+    page = results / "mnist_mlp" / "README.md"  # the study's own page holds its every row
+    text = page.read_text()
+    assert_links_exist(page)
     assert "Left out: 1 run(s)" in text and "trainer.max_steps" in text
     row = next(ln for ln in text.splitlines() if ln.startswith("| 3. Accuracy is higher `accuracy`"))
-    assert "**supported**" in row and "paired t" in row and "p_Holm" in row
+    # mnist_mlp's accuracy is exploratory (the primary accuracy test is ioffe_fig1's): no verdict word
+    assert "**exploratory**" in row and "**supported**" not in row and "paired t" in row
     assert "confirmation seeds: 100–104 (chosen on seeds 0–4)" in row
-    assert "not run yet" in text  # the studies without runs say so
-    assert "## Budgets and wall time" in text and "| `mnist_mlp` | 35 |" in text
+    assert "not run yet" in report  # the studies without runs say so
+    assert "## Budgets and wall time" in report
     assert "Sensitivity of `accuracy`" in text
-    for link in [ln.split("](")[1].rstrip(")") for ln in text.splitlines() if ln.startswith("![")]:
-        assert (results / link).exists(), link
     csv = results / "mnist_mlp" / "runs.csv"
     assert csv.exists() and len(pd.read_csv(csv)) == 35
     assert "/secret/" not in csv.read_text() and str(tmp_path) not in csv.read_text()
@@ -91,8 +105,8 @@ def test_report_from_runs_then_from_csv_alone(store, tmp_path):
         f.unlink()
     report_main(["--results", str(results), "--runs-root", str(tmp_path / "no-runs-here")])
     assert (results / "mnist_mlp" / "convergence.png").exists()
-    assert (results / "REPORT.md").read_text().split("## Verdicts")[1].split("**How")[0] == \
-        text.split("## Verdicts")[1].split("**How")[0]
+    again = page.read_text()
+    assert again.split("| claim: comparison")[1].split("- Budget")[0] == text.split("| claim: comparison")[1].split("- Budget")[0]
 
 
 def test_plot_and_status_on_a_folder_of_runs_launched_ad_hoc(tmp_path, capsys):
@@ -159,11 +173,12 @@ def test_a_three_arm_study_in_the_report_and_figures(tmp_path, monkeypatch):
     assert any("equivalence" in ax.get_title() for ax in sens.axes)
     path = tmp_path / "REPORT.md"
     write_report([study], path)
-    text = path.read_text()
+    text = (tmp_path / "figs" / "README.md").read_text()  # the study's page
     rows = [ln for ln in text.splitlines() if ln.startswith("| 3. Accuracy is higher")]
     assert len(rows) == 2
-    assert "`accuracy_batch_vs_none`: BN vs no BN | **supported**" in rows[0]
-    assert "`accuracy_noisy_batch_vs_batch`: noisy BN ≈ BN (equivalence within ±0.005) | **supported**" in rows[1]
+    assert "`accuracy_batch_vs_none`: BN vs no BN | **supported** (this study's own family, m = 2)" in rows[0]
+    assert ("`accuracy_noisy_batch_vs_batch`: noisy BN ≈ BN (equivalence within ±0.005) | **supported** "
+            "(this study's own family, m = 2)") in rows[1]
     assert "paired t, TOST" in rows[1] and "equivalent at" in rows[1]
     assert "**Claim `accuracy_noisy_batch_vs_batch`**, noisy BN ≈ BN" in text and "equivalence margin ±0.005" in text
     assert "| optim.lr | BN | noisy BN | effect [95% CI]" in text  # the sensitivity table names its arms
@@ -335,26 +350,32 @@ def test_a_study_with_rates_fixed_in_advance_draws_each_rate_apart(tmp_path, mon
     assert len(rows) == 20 and sum("| did not learn |" in r for r in rows) == 5
 
 
-def test_the_dataset_section_gathers_one_datasets_verdicts_with_the_dagger(tmp_path):
-    """The report's CIFAR-10 section: every verdict of the studies on that dataset in one table,
-    each number from unverified data marked, the budgets below; other datasets left out."""
+def test_the_first_screen_has_every_primary_and_each_familys_rows_in_plain_words(tmp_path):
+    """The report's first tables: the twelve primary hypotheses (a missing one says "not run
+    yet"), then a family's rows, each with its verdict, the † of unverified data, the cited work
+    linked, a plain sentence made from the numbers, and the study's page."""
+    from bnlab.analysis.stats import apply_holm
     from bnlab.analysis.verdicts import study_verdicts
     from bnlab.analysis.frames import budget
-    from bnlab.views.report import _dataset_section
+    from bnlab.views.report import _family_section, _primary_table
 
-    claim = {"claim": "smoothness", "id": "beta_smoothness", "kind": "compare", "metric": "landscape_beta",
-             "direction": "lower", "min_effect": 0.0, "matched": {"optim.lr": 0.1},
+    claim = {"claim": "smoothness", "id": "beta_smoothness", "family": "mechanism", "kind": "compare",
+             "metric": "landscape_beta", "direction": "lower", "min_effect": 0.0, "matched": {"optim.lr": 0.1},
              "literature": "Santurkar et al. 2018 Fig. 4(c)"}
     runs = frame_from_store(_santurkar_like_store(tmp_path))
     s = spec(tune=[], claims=[claim], confirm_seeds=[])
     study = {"name": "sant", "ran": True, "spec": s, "results": study_verdicts(runs, s), "budget": budget(runs),
-             "out": tmp_path / "nothing"}
-    # the store says mnist: read as the dataset it names
-    lines = _dataset_section([study], "mnist", "MNIST")
-    row = next(ln for ln in lines if ln.startswith("| `sant` |"))
-    assert "`beta_smoothness`: BN vs no BN" in row and "**supported**" in row
-    assert "no BN 8 → BN 2 †" in row and "Santurkar et al. 2018 Fig. 4(c)" in row
-    assert _dataset_section([study], "cifar10", "CIFAR-10") == []
+             "out": tmp_path / "sant"}
+    apply_holm(study["results"])
+    lines = _family_section([study], "mechanism", tmp_path)
+    row = next(ln for ln in lines if ln.startswith("| `beta_smoothness`"))
+    assert "BN vs no BN (landscape_beta, at learning rate 0.1)" in row and "**supported**" in row and "†" in row
+    assert "Holds here: BN 2 against no BN 8 (effective β-smoothness, mean over seeds)" in row
+    assert "[Santurkar et al. 2018](https://arxiv.org/abs/1805.11604) Fig. 4(c)" in row
+    assert "[`sant`](sant/README.md)" in row
+    assert _family_section([study], "cost", tmp_path)[0].endswith("no study has run a test of it yet.")
+    primary = [ln for ln in _primary_table([study], tmp_path) if ln.startswith("| ") and "| **" in ln]
+    assert len(primary) == 12 and all("**not run yet**" in ln for ln in primary)
 
 
 def test_a_claim_with_published_numbers_puts_ours_beside_them(store):
@@ -432,3 +453,28 @@ def test_a_worst_case_claim_shows_each_arms_range_over_the_settings():
         " **Range over the settings** (mean over seeds, worst to best): no BN from 0.110 (init.std=0.01 and 1 other "
         "setting) to 0.960 (init.std=0.1); BN from 0.950 (init.std=1.0) to 0.970 (init.std=0.01 and 1 other setting).")
     assert _range_over_settings({**r, "kind": "compare"}, s) == ""
+
+
+def test_the_speed_survival_curve_counts_the_runs_that_reached_the_target(store, tmp_path, monkeypatch):
+    """reached_target.png: per arm, the fraction of the deciding runs at or above the target by
+    each step — it ends at the fraction that ever got there, read from the frame's own
+    steps_to column, and rises first at the fastest run's step."""
+    drawn = {}
+    monkeypatch.setattr(plots, "save", lambda fig, path: drawn.setdefault(path.name, fig) and path)
+    runs = frame_from_store(store)
+    claim = {"claim": "speed", "kind": "compare", "metric": "steps_to_val_0.97", "direction": "lower",
+             "min_effect": 0.0}
+    r = claim_result(runs, spec(), claim)
+    plots.plot_reached_target(runs, spec(), [r], tmp_path)
+    ax = drawn["reached_target.png"].axes[0]
+    for arm, name in (("none", "no BN"), ("batch", "BN")):
+        line = next(ln for ln in ax.lines if ln.get_label().split(" (")[0].split(",")[0] == name)
+        setting = r["chosen"][arm]
+        sel = runs[(runs["cfg.model.norm"] == arm) & runs["cfg.seed"].isin(r["seeds"])]
+        for k, v in setting.items():
+            sel = sel[sel[k] == v]
+        steps = pd.to_numeric(sel["steps_to_val_0.97"], errors="coerce")
+        assert line.get_ydata()[-1] == pytest.approx(steps.notna().mean())
+        if steps.notna().any():
+            first = next(x for x, y in zip(line.get_xdata(), line.get_ydata()) if y > 0)
+            assert first == steps.min()

@@ -66,6 +66,17 @@ def where(runs: pd.DataFrame, claim: dict) -> pd.DataFrame:
     return runs
 
 
+def arm_where(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> pd.DataFrame:
+    """The runs a claim lets each arm choose from: an arm named in its `arm_where` ({batch:
+    {model.dropout: 0.0}}: BN without dropout) keeps only its runs at those values; the other
+    arms keep all theirs."""
+    for arm, setting in (claim.get("arm_where") or {}).items():
+        mine = runs[spec.arm_col].astype(str) == str(arm)
+        keep = arm_runs(runs, spec, arm, {f"cfg.{k}": v for k, v in setting.items()}).index
+        runs = runs[~mine | runs.index.isin(keep)]
+    return runs
+
+
 def usable_runs(runs: pd.DataFrame, claim: dict) -> pd.DataFrame:
     """The runs a claim's metric is read from: finished ones; with `only_learned` (probe
     measures such as ICS, meaningless in a net that never trained), only those that learned."""
@@ -135,6 +146,7 @@ def best_settings(runs: pd.DataFrame, spec: StudySpec, claim: dict | None = None
     if tuning.empty:
         return {}
     claim = claim or {}
+    tuning = arm_where(tuning, spec, claim)
     table = setting_table(tuning, spec, spec.select_on, claim.get("select_on"))
     lowest = claim.get("select_direction", "higher") == "lower"
     best = {}

@@ -13,7 +13,9 @@ judged on one or more *comparisons*, a baseline arm against a treatment arm:
   interval of the difference lies inside +-margin (bnlab.analysis.stats.equivalence).
 The study's `analysis.comparisons` list applies to every claim; a claim may list its own. A
 study with one comparison may still name it with `baseline:`/`treatment:`. Every comparison of
-every claim is one verdict in the report's Holm family.
+every claim is one verdict, decided within its family (`family:` on the claim or the
+comparison: FAMILIES; unmarked is exploratory, with no verdict word; `study` is a family of the
+study's own).
 """
 from __future__ import annotations
 
@@ -28,7 +30,15 @@ from bnlab.analysis.frames import swept_columns
 from bnlab.errors import ConfigError
 from bnlab.resolvers import EXPERIMENTS_DIR
 
-TESTS = ("superiority", "equivalence")
+TESTS = ("superiority", "equivalence", "non_inferiority")
+# the pre-registered families of hypotheses (DESIGN.md, "Pre-registered hypotheses"): each is
+# decided on its own (Holm within it); exploratory rows get no verdict word. `study`: a family of
+# the study's own (a researcher's ad-hoc study, decided within itself so that adding it never
+# changes a shipped verdict)
+FAMILIES = ("primary", "mechanism", "cost", "descriptive", "exploratory", "study")
+# the claims with one primary hypothesis per dataset, and the datasets
+PRIMARY_CLAIMS = ("ics", "speed", "accuracy", "lr", "dropout", "init")
+DATASETS = {"mnist": "MNIST", "cifar10": "CIFAR-10"}
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,7 @@ class Comparison:
     treatment: str
     test: str = "superiority"
     margin: float | None = None
+    family: str | None = None  # None: the claim's family
 
     @property
     def id(self) -> str:
@@ -69,6 +80,7 @@ class StudySpec:
     seeds: list[int] = field(default_factory=list)  # the profile's grid seeds, when it names them
     # the profile's smaller grid, when it names one (quick: fewer learning rates), as overrides
     grid: list[str] = field(default_factory=list)
+    dataset: str = "mnist"  # the data config the study trains on (defaults: override /data)
 
     def __post_init__(self):
         if not self.comparisons:
@@ -106,6 +118,12 @@ class StudySpec:
             out.append(replace(c, margin=float(margin) if c.test == "equivalence" else None))
         return out
 
+    def family_of(self, claim: dict, comparison: Comparison) -> str:
+        """The pre-registered family a verdict belongs to: its comparison's, else its claim's,
+        else exploratory (DESIGN.md: "everything else"). `study` names this study's own family."""
+        family = comparison.family or claim.get("family") or "exploratory"
+        return f"study:{self.name}" if family == "study" else family
+
     def needs_confirmation(self, claim: dict) -> bool:
         """A claim decided at a setting chosen from the data (not a whole-grid measure, not a
         pre-specified setting) must be confirmed on fresh seeds."""
@@ -134,7 +152,10 @@ def _comparison(raw, key: str, claim: dict | None = None) -> Comparison:
     test = raw.get("test", "superiority")
     if test not in TESTS:
         raise ConfigError(f"{key}.test", f"got {test!r}; allowed: {', '.join(TESTS)}")
-    comparison = Comparison(str(raw["baseline"]), str(raw["treatment"]), test)
+    family = raw.get("family")
+    if family is not None and family not in FAMILIES:
+        raise ConfigError(f"{key}.family", f"got {family!r}; allowed: {', '.join(FAMILIES)}")
+    comparison = Comparison(str(raw["baseline"]), str(raw["treatment"]), test, family=family)
     if test != "equivalence":
         return comparison
     margin = raw.get("margin", (claim or {}).get("equivalence_margin"))
@@ -176,7 +197,7 @@ CLAIMS = {
     "accuracy": "3. Accuracy is higher",
     "lr": "4. Higher learning rates can be used",
     "dropout": "5. BN regularizes and reduces the need for dropout",
-    "init": "6. BN makes training robust to poor weight initialization",
+    "init": "6. Robust to poor initialization: BN's worst case over these inits is better",
     # not one of the benefits claimed for BN: Santurkar et al.'s explanation of them
     "smoothness": "7. (Santurkar et al.'s mechanism) BN makes the loss landscape smoother",
 }
@@ -216,14 +237,65 @@ def load_spec(name: str, experiments_dir: Path = EXPERIMENTS_DIR, profile: str |
                      grid=[f"{k}={_override_value(v)}" for k, v in (budget.get("grid") or {}).items()],
                      # a profile may name its own extra grids (quick: fewer), replacing the study's
                      sweeps=[[f"{k}={_override_value(v)}" for k, v in extra.items()]
-                             for extra in (budget["sweeps"] if "sweeps" in budget else raw.get("sweeps")) or []])
+                             for extra in (budget["sweeps"] if "sweeps" in budget else raw.get("sweeps")) or []],
+                     dataset=_data_of(raw))
     for claim in spec.claims:  # every comparison of every claim checked now, before any analysis
+        cid = claim.get("id", claim.get("claim"))
         if claim.get("claim") not in CLAIMS:
-            raise ConfigError(f"analysis.claims[{claim.get('id', claim.get('claim'))}].claim",
+            raise ConfigError(f"analysis.claims[{cid}].claim",
                               f"got {claim.get('claim')!r}; allowed: {', '.join(CLAIMS)}")
+        if claim.get("family") is not None and claim["family"] not in FAMILIES:
+            raise ConfigError(f"analysis.claims[{cid}].family",
+                              f"got {claim['family']!r}; allowed: {', '.join(FAMILIES)}")
         spec.claim_comparisons(claim)
         _check_gain(claim, spec)
+    check_primaries([spec])
     return spec
+
+
+def _data_of(raw: dict) -> str:
+    """The data config a study file selects (`- override /data: cifar10`), else the default."""
+    for entry in raw.get("defaults") or []:
+        if isinstance(entry, dict):
+            for k, v in entry.items():
+                if str(k).replace("override ", "").strip() == "/data":
+                    return str(v)
+    return "mnist"
+
+
+def primaries(spec: StudySpec) -> list[tuple[str, str, str]]:
+    """(claim, dataset, verdict id) of each primary hypothesis a study tests."""
+    out = []
+    for claim in spec.claims:
+        comparisons = spec.claim_comparisons(claim)
+        for comp in comparisons:
+            if spec.family_of(claim, comp) == "primary":
+                own = claim.get("id", claim["claim"])
+                out.append((claim["claim"], spec.dataset, own if len(comparisons) == 1 else f"{own}_{comp.id}"))
+    return out
+
+
+def check_primaries(specs: list[StudySpec], complete: bool = False) -> None:
+    """One primary hypothesis per claim and dataset (DESIGN.md): two is a ConfigError naming
+    both; with `complete` (every study loaded), a missing one too."""
+    seen: dict[tuple[str, str], str] = {}
+    for spec in specs:
+        for claim, data, vid in primaries(spec):
+            if claim not in PRIMARY_CLAIMS:
+                raise ConfigError(f"{spec.name}: analysis.claims[{vid}].family",
+                                  f"claim {claim!r} has no primary hypothesis; primary is for: "
+                                  f"{', '.join(PRIMARY_CLAIMS)}")
+            where = f"{spec.name}:{vid}"
+            if (claim, data) in seen:
+                raise ConfigError(f"{spec.name}: analysis.claims[{vid}].family",
+                                  f"two primary hypotheses for claim {claim!r} on {DATASETS.get(data, data)}: "
+                                  f"{seen[(claim, data)]} and {where}; one per claim and dataset")
+            seen[(claim, data)] = where
+    if complete:
+        missing = [f"{c} on {DATASETS[d]}" for d in DATASETS for c in PRIMARY_CLAIMS if (c, d) not in seen]
+        if missing:
+            raise ConfigError("analysis.claims[].family", f"no primary hypothesis for {', '.join(missing)}; "
+                                                          f"mark one claim per claim and dataset family: primary")
 
 
 def _check_gain(claim: dict, spec: StudySpec) -> None:

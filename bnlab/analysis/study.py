@@ -20,7 +20,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from bnlab.analysis.selection import confirmation_runs
-from bnlab.analysis.spec import StudySpec, is_num, list_studies, load_spec, spec_for_runs
+from bnlab.analysis.spec import StudySpec, check_primaries, is_num, list_studies, load_spec, spec_for_runs
 from bnlab.analysis.verdicts import study_verdicts
 from bnlab.analysis.frames import budget, frame_from_csv, frame_from_store, relative, write_csv
 from bnlab.resolvers import REPO_ROOT
@@ -149,14 +149,23 @@ def has_profiles(name: str) -> list[str]:
 
 
 def decide(studies: list[dict]) -> None:
-    """Verdicts for every study that ran, Holm-adjusted over all their headline verdicts
-    (the family is every claim these studies test)."""
-    family = []
+    """Verdicts for every study that ran, each decided within its pre-registered family
+    (DESIGN.md, "Pre-registered hypotheses"): Holm within the primary, mechanism, cost and
+    descriptive families, across all studies; exploratory rows keep their raw p and get no
+    verdict word."""
+    families: dict[str, list[dict]] = {}
     for s in studies:
         if s["ran"]:
             s["results"] = study_verdicts(s["runs"], s["spec"])
-            family += s["results"]
-    apply_holm(family)
+            for r in s["results"]:
+                families.setdefault(r["family"], []).append(r)
+    for name, family in families.items():
+        if name == "exploratory":
+            for r in family:
+                r.update(verdict="exploratory", reason="exploratory: effect, 95% interval and raw p, no verdict",
+                         p_holm=float("nan"), family_size=0)
+        else:
+            apply_holm(family)
 
 
 def slices(study: dict) -> dict:
@@ -174,6 +183,8 @@ def analyse_all(results_dir: Path = RESULTS, runs_root: Path | None = None, prof
     names = [n for n in list_studies() if profile is None or profile in has_profiles(n)]
     studies = [load_study(n, results_dir, runs_root, profile) for n in names]
     studies = [s for s in studies if s["spec"].claims]  # quickstart is a demo, not evidence
+    # one primary per claim and dataset across the studies; all twelve when every study is read
+    check_primaries([s["spec"] for s in studies], complete=profile is None)
     decide(studies)
     return studies
 

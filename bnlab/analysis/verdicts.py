@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 
 from bnlab.analysis.kinds import _compare_at, _gain, per_seed_values
+from bnlab.analysis.measures import claim_measure
 from bnlab.analysis.selection import finished, gain_choice, gain_pools, tuning_runs, where, arm_runs
-from bnlab.analysis.spec import Comparison, StudySpec, is_num
-from bnlab.analysis.stats import ALPHA, apply_holm, compare, effect_text, equivalence, seed_stats
+from bnlab.analysis.spec import DATASETS, Comparison, StudySpec, is_num
+from bnlab.analysis.stats import ALPHA, apply_holm, compare, effect_text, equivalence, noninferiority, seed_stats
 
 def _paired(runs: pd.DataFrame, values: dict, spec: StudySpec) -> bool:
     """Paired analysis when both arms have exactly the same seeds and every run is paired."""
@@ -38,6 +39,9 @@ def decide(runs: pd.DataFrame, spec: StudySpec, claim: dict, pv: dict) -> dict:
     if claim.get("test") == "equivalence":
         return equivalence(b.tolist(), t.tolist(), float(claim["margin"]), paired=paired,
                            censored_baseline=cb.tolist(), censored_treatment=ct.tolist())
+    if claim.get("test") == "non_inferiority":  # the margin: the smallest effect that matters
+        return noninferiority(b.tolist(), t.tolist(), float(claim["min_effect"]), claim.get("direction", "higher"),
+                              paired=paired, censored_baseline=cb.tolist(), censored_treatment=ct.tolist())
     return compare(b.tolist(), t.tolist(), claim.get("direction", "higher"), float(claim.get("min_effect", 0)),
                    paired=paired, censored_baseline=cb.tolist(), censored_treatment=ct.tolist())
 
@@ -47,10 +51,17 @@ def claim_result(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> dict:
     per-seed values and the verdict at every matched setting."""
     if claim.get("kind") != "gain":  # a gain claim picks its treated and reference runs itself (gain_pools)
         runs = where(runs, claim)
+    runs, claim = claim_measure(runs, spec, claim)  # a measure of its own: steps to a target, a log scale
     pv = per_seed_values(runs, spec, claim)
     res = decide(runs, spec, claim, pv)
-    if pv["provisional"] and res["verdict"] != "inconclusive":
-        res.update(verdict="inconclusive", reason=pv["provisional"] + f" (they alone say {res['verdict']})")
+    if pv["provisional"]:  # held back whatever its family says: the seeds that chose cannot decide
+        res.update(hold=pv["provisional"], verdict="inconclusive", reason=pv["provisional"])
+    metric = claim.get("metric")
+    if metric and claim.get("kind", "compare") == "compare" and (
+            metric not in runs or pd.to_numeric(runs[metric], errors="coerce").notna().sum() == 0):
+        said = (f"not measured yet: no run of the study has `{metric}` (its runs predate that readout); "
+                f"rerun the study to measure it")
+        res.update(hold=said, verdict="inconclusive", reason=said)
     _precondition(res, claim, pv["values"][spec.baseline])
     res.update(claim=claim["claim"], id=claim.get("id", claim["claim"]), kind=claim.get("kind", "compare"),
                metric=claim.get("metric", claim.get("over")), note=claim.get("note", ""),
@@ -64,6 +75,8 @@ def claim_result(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> dict:
                treatment_censored=pv["censored"][spec.treatment].sort_index().tolist(),
                sensitivity=sensitivity(runs, spec, claim), baseline=spec.baseline, treatment=spec.treatment,
                test_kind=claim.get("test", "superiority"),
+               target_value=claim.get("target_value"), target_from=claim.get("target_from"),
+               measured=claim.get("measured"), arm_where=dict(claim.get("arm_where") or {}),
                comparison=comparison_text(Comparison(spec.baseline, spec.treatment, claim.get("test", "superiority"),
                                                      claim.get("margin"))))
     res["sensitivity_summary"] = summarize_sensitivity(res["sensitivity"], spec)
@@ -72,18 +85,20 @@ def claim_result(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> dict:
 
 def _precondition(res: dict, claim: dict, baseline_values: pd.Series) -> None:
     """"BN reduces the need for X" presumes the no-BN arm needs X: with `precondition:
-    baseline_benefits`, the no-BN arm's gain must be measurably > 0, else the verdict is
-    inconclusive (there is no need for BN to reduce)."""
-    if claim.get("precondition") != "baseline_benefits" or res["verdict"] == "inconclusive":
+    baseline_benefits`, the no-BN arm's gain must be measurably > 0, else the verdict is held
+    at inconclusive (there is no need for BN to reduce). Whether it holds is always said
+    (`precondition`), whatever the verdict."""
+    if claim.get("precondition") != "baseline_benefits":
         return
     base = seed_stats(baseline_values.tolist())
     gain = f"({effect_text({**base, 'effect': base['mean']})})"
+    over = claim.get("over", "it")
     if not base["ci_low"] > 0:
-        res.update(verdict="inconclusive",
-                   reason=f"the precondition fails: the no-BN arm gains nothing measurable from "
-                          f"{claim.get('over', 'it')} here {gain}, so there is no need for BN to reduce")
+        said = (f"the precondition fails: the no-BN arm gains nothing measurable from {over} here {gain}, "
+                f"so there is no need for BN to reduce")
+        res.update(precondition=said, hold=res.get("hold") or said, verdict="inconclusive", reason=said)
     else:  # said, so a reader sees the verdict rests on a need that was measured
-        res["reason"] += f"; the precondition holds: the no-BN arm gains from {claim.get('over', 'it')} {gain}"
+        res["precondition"] = f"the precondition holds: the no-BN arm gains from {over} {gain}"
 
 
 def sensitivity(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> list[dict]:
@@ -93,7 +108,7 @@ def sensitivity(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> list[dict]:
     kind = claim.get("kind", "compare")
     tuning = tuning_runs(runs, spec)
     rows = []
-    if kind == "compare" and spec.tune:
+    if kind == "compare" and spec.tune and not claim.get("arm_where"):  # arm_where: the arms differ in a tuned key
         cols = [f"cfg.{k}" for k in spec.tune]
         for key, g in finished(tuning).groupby(cols, sort=True):
             key = key if isinstance(key, tuple) else (key,)
@@ -131,7 +146,7 @@ def sensitivity(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> list[dict]:
 def reversed_(r: dict) -> bool:
     """Significantly in the direction opposite to the claim (after Holm when adjusted); an
     equivalence has no direction to reverse."""
-    if r.get("margin") is not None:
+    if r.get("margin") is not None or r.get("ni_margin") is not None:
         return False
     p = r.get("p_holm", r.get("p", np.nan))
     return bool(np.isfinite(p) and p < ALPHA and r.get("effect", np.nan) < 0)
@@ -174,6 +189,8 @@ def comparison_text(comparison: Comparison, name=str) -> str:
     """"BN vs no BN" (superiority) or "noisy BN ≈ BN (±0.01)" (equivalence); `name` spells an arm."""
     if comparison.test == "equivalence":
         return f"{name(comparison.treatment)} ≈ {name(comparison.baseline)} (±{comparison.margin:g})"
+    if comparison.test == "non_inferiority":
+        return f"{name(comparison.treatment)} not worse than {name(comparison.baseline)}"
     return f"{name(comparison.treatment)} vs {name(comparison.baseline)}"
 
 
@@ -188,5 +205,7 @@ def study_verdicts(runs: pd.DataFrame, spec: StudySpec) -> list[dict]:
         for comp in comparisons:
             judged = {**claim, "id": own_id if len(comparisons) == 1 else f"{own_id}_{comp.id}",
                       "test": comp.test, "margin": comp.margin}
-            out.append({**claim_result(runs, spec.for_comparison(comp), judged), "claim_id": own_id})
+            out.append({**claim_result(runs, spec.for_comparison(comp), judged), "claim_id": own_id,
+                        "family": spec.family_of(claim, comp), "dataset": DATASETS.get(spec.dataset, spec.dataset),
+                        "study": spec.name})
     return out

@@ -443,6 +443,50 @@ def plot_claim(result: dict, spec: StudySpec, out: Path, fmt: str = "png") -> li
     return [save(fig, out / f"claim_{result.get('id', result['claim'])}.{fmt}")]
 
 
+def speed_results(results: list[dict]) -> list[dict]:
+    """The verdicts that read steps to a validation accuracy (the speed claims)."""
+    return [r for r in results if str(r.get("metric", "")).startswith("steps_to_val_") and r.get("seeds")]
+
+
+def plot_reached_target(runs: pd.DataFrame, spec: StudySpec, results: list[dict], out: Path,
+                        fmt: str = "png") -> list[Path]:
+    """Beside each speed verdict, the fraction of its runs that have reached the target by each
+    step (a survival curve, one step line per arm, on the runs and settings that decided it): a
+    run that never reaches the target simply never rises, whatever the budget was."""
+    from bnlab.analysis.measures import steps_to
+
+    rows = speed_results(results)
+    if not rows:
+        return []
+    fig, axes = plt.subplots(1, len(rows), figsize=(4.2 * len(rows), 3.6), squeeze=False)
+    for ax, r in zip(axes[0], rows):
+        target = r.get("target_value") or float(r["metric"].removeprefix("steps_to_val_"))
+        for arm in (r["baseline"], r["treatment"]):
+            setting = {k: v for k, v in (r["chosen"].get(arm) or {}).items() if k.startswith("cfg.")}
+            sel = arm_runs(runs, spec, arm, setting)
+            sel = sel[sel["cfg.seed"].isin(r["seeds"])]
+            if sel.empty:
+                continue
+            budget = float(pd.to_numeric(sel["cfg.trainer.max_steps"], errors="coerce").max()) \
+                if "cfg.trainer.max_steps" in sel else np.nan
+            reached = np.array([np.inf if x is None else float(x) for x in steps_to(sel, target)])
+            xs = np.unique(np.concatenate([[0.0], reached[np.isfinite(reached)],
+                                           [budget if np.isfinite(budget) else reached[np.isfinite(reached)].max(initial=0)]]))
+            ys = [(reached <= x).mean() for x in xs]
+            never = int((~np.isfinite(reached)).sum())
+            ax.step(xs, ys, where="post", color=colour(arm), lw=1.6,
+                    label=f"{arm_name(arm)}{', ' + _setting_text(setting) if setting else ''} "
+                          f"({len(sel)} runs{f', {never} never' if never else ''})")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("training step")
+        ax.set_ylabel(f"fraction of runs at ≥ {100 * target:.4g}% val. acc.")
+        ax.set_title(f"'{r.get('id', r['claim'])}': {r['verdict']}\n{r.get('decided_by', '')}, "
+                     f"seeds {seeds_text(r['seeds'])}", fontsize=7)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return [save(fig, out / f"reached_target.{fmt}")]
+
+
 def _mark_literature(fig, ax, result: dict, spec: StudySpec) -> None:
     """The literature beside our per-seed values: each arm's published number as a
     diamond on the same axis, when the study gives one on this scale (`literature_values`);
@@ -596,6 +640,7 @@ def plot_study(runs: pd.DataFrame, spec: StudySpec, results: list[dict], out: Pa
         for r in results:
             if np.isfinite(r.get("effect", np.nan)):
                 paths += plot_claim(r, spec, out, fmt)
+        paths += plot_reached_target(runs, spec, results, out, fmt)
         paths += plot_sensitivity(results, spec, out, fmt)
     return paths
 
@@ -606,4 +651,10 @@ def draw(study: dict, fmt: str = "png") -> list[Path]:
 
     study["figures"] = plot_study(study["runs"], study["spec"], study.get("results", []), study["out"], fmt,
                                   slices=slices(study))
+    # a claim's figure whose claim is gone (renamed, or its row merged into another) would stay
+    # linked from nowhere and contradict the page: removed
+    drawn = {Path(f).name for f in study["figures"]}
+    for f in Path(study["out"]).glob(f"claim_*.{fmt}"):
+        if f.name not in drawn:
+            f.unlink()
     return study["figures"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -20,11 +21,13 @@ import numpy as np
 import pandas as pd
 
 from bnlab.analysis.selection import arm_runs, finished, fixed_settings, seeds_text, setting_table, where
-from bnlab.analysis.spec import CLAIMS
+from bnlab.analysis.spec import CLAIMS, DATASETS, FAMILIES, PRIMARY_CLAIMS
 from bnlab.errors import ConfigError
 from bnlab.analysis.frames import OUTCOMES, swept_columns
-from bnlab.views.style import arm_name
-from bnlab.analysis.stats import ALPHA, EQUIVALENCE_RULE, VERDICT_RULE, effect_text, seed_stats
+from bnlab.views.citations import linked
+from bnlab.views.style import arm_name, label
+from bnlab.analysis.stats import (ALPHA, EQUIVALENCE_RULE, NONINFERIORITY_RULE, VERDICT_RULE, effect_text,
+                                 seed_stats)
 from bnlab.analysis.study import RESULTS, analyse_all, slices
 from bnlab.analysis.suites import SUITES
 from bnlab.views.figures import draw
@@ -150,24 +153,26 @@ def _edges_text(r: dict) -> str:
     return "; ".join(f"{arm}: {', '.join(f)}" for arm, f in edges.items())
 
 
-def _claim_rows(studies: list[dict]) -> list[str]:
+def _claim_rows(s: dict) -> list[str]:
+    """A study's verdict rows, in the order of the claims' titles (its page's table)."""
     rows = []
     for claim, title in CLAIMS.items():
-        found = False
-        for s in studies:
-            for c in s["spec"].claims:
-                if c["claim"] != claim:
-                    continue
-                found = True
-                if not s["ran"]:
-                    rows.append(f"| {title} | **not run yet** | – | – | – | – | {cell(c.get('literature', ''))} | – "
-                                f"| study `{s['name']}` has no runs (`bnlab-study {s['name']}`) |")
-                    continue
-                for r in (r for r in s["results"] if r["claim_id"] == c.get("id", claim)):
-                    rows.append(_claim_row(title, s, c, r))
-        if not found:
-            rows.append(f"| {title} | **not run yet** | – | – | – | – | – | – | no study in experiments/ tests it |")
+        for c in (c for c in s["spec"].claims if c["claim"] == claim):
+            if not s["ran"]:
+                rows.append(f"| {title} `{c.get('id', claim)}` | **not run yet** | – | – | – | – | – "
+                            f"| {cell(linked(c.get('literature', '')))} | – | `bnlab-study {s['name']}` |")
+                continue
+            for r in (r for r in s["results"] if r["claim_id"] == c.get("id", claim)):
+                rows.append(_claim_row(title, s, c, r))
     return rows
+
+
+def _figure_link(s: dict, r: dict, text: str = "figure") -> str:
+    """A link to the claim's own figure, from the study's page, where it was drawn (a claim
+    without one, say a description on one seed, links nothing)."""
+    name = f"claim_{r['id']}.png"
+    drawn = {Path(f).name for f in s.get("figures", [])} or {f.name for f in Path(s.get("out", ".")).glob("claim_*")}
+    return f"[{text}]({name})" if name in drawn else "–"
 
 
 UNVERIFIED_NOTE = ("† On the CIFAR-10 copy the project's machines hold: rebuilt from a JPEG export (exact "
@@ -180,25 +185,47 @@ def _unverified_mark(s: dict) -> str:
     return " †" if s.get("budget", {}).get("unverified") else ""
 
 
+def _arm_words(r: dict, arm: str) -> str:
+    """An arm as the comparison reads it: "BN", or "no BN (dropout 0)" where the claim sets a
+    key per arm (`arm_where`: the dropout claim's BN without dropout)."""
+    where = (r.get("arm_where") or {}).get(arm) or {}
+    setting = ", ".join(f"{label(k).removesuffix(' rate')} {_plain(v)}" for k, v in where.items())
+    return arm_name(arm) + (f" ({setting})" if setting else "")
+
+
 def _comparison_words(r: dict) -> str:
-    """"noisy BN ≈ BN (equivalence within ±0.01)" or "BN vs no BN"."""
-    b, t = arm_name(r["baseline"]), arm_name(r["treatment"])
-    return f"{t} ≈ {b} (equivalence within ±{r['margin']:g})" if r.get("test_kind") == "equivalence" else f"{t} vs {b}"
+    """"noisy BN ≈ BN (equivalence within ±0.01)", "BN (dropout 0) not worse than no BN (its
+    best dropout) by 0.002" or "BN vs no BN"."""
+    b, t = _arm_words(r, r["baseline"]), _arm_words(r, r["treatment"])
+    if r.get("test_kind") == "equivalence":
+        return f"{t} ≈ {b} (equivalence within ±{r['margin']:g})"
+    if r.get("test_kind") == "non_inferiority":
+        return f"{t} not worse than {b} by more than {r['ni_margin']:g} (non-inferiority)"
+    return f"{t} vs {b}"
+
+
+def _family_words(r: dict) -> str:
+    """Which family decided a row, and how large it was."""
+    family = str(r.get("family", "exploratory"))
+    if family == "exploratory":
+        return "exploratory: no verdict word"
+    name = "this study's own family" if family.startswith("study:") else f"{family} family"
+    return f"{name}, m = {r.get('family_size', '?')}"
 
 
 def _claim_row(title: str, s: dict, c: dict, r: dict) -> str:
     """One row of the verdicts table: one claim judged on one comparison."""
-    fig = f"[figure]({s['name']}/claim_{r['id']}.png)"
+    fig = _figure_link(s, r)
     note = f"<br>*{cell(r['note'])}*" if r.get("note") else ""
     edges = cell(_edges_text(r))
     edge = f"<br>⚠ chosen at the grid's edge: {edges}" if edges else ""
     sens = r.get("sensitivity_summary") or "– (whole-grid measure)"
-    return (f"| {title} `{r['id']}`: {cell(_comparison_words(r))} | **{r['verdict']}**{note}{edge} "
+    return (f"| {title} `{r['id']}`: {cell(_comparison_words(r))} | **{r['verdict']}** ({_family_words(r)}){note}{edge} "
             f"| {_effect(r)}{_unverified_mark(s)} ({r['metric']}, {r['kind']}; {r['test']}, n = {r['n_baseline']}/{r['n_treatment']}) "
             f"| p = {_fmt(r['p'], 2)}, p_Holm = {_fmt(r.get('p_holm'), 2)} "
             f"| {r['decided_by']}: {seeds_text(r['seeds'])}"
             + (f" (chosen on seeds {seeds_text(r['chosen_on'])})" if r.get("chosen_on") else "")
-            + f" | {sens} | [{cell(c.get('literature', ''))}]({c.get('url', '')}) | {fig} "
+            + f" | {sens} | {cell(linked(c.get('literature', '')))} | {fig} "
             f"| `{s['name']}`: {_budget_line(s['budget'])} |")
 
 
@@ -214,8 +241,11 @@ def _sensitivity_table(r: dict) -> str:
 
 
 def _study_section(s: dict) -> list[str]:
+    """The detail of one study (its page, results/<study>/README.md, below its verdict table):
+    budget, seeds, every claim in words, sensitivity, settings, the runs of other budgets and
+    its figures (links relative to the page)."""
     spec = s["spec"]
-    out = [f"## Study `{s['name']}`", "", spec.description, ""]
+    out = []
     if not s["ran"]:
         out += [f"Not run yet. Run it with `bnlab-study {s['name']}`, then `bnlab-report`.", ""]
         return out
@@ -244,6 +274,9 @@ def _study_section(s: dict) -> list[str]:
                   f"{r['direction']} is the claimed direction, smallest effect that matters {r['min_effect']:g}")
         out += [f"**Claim `{r['id']}`**, {_comparison_words(r)} ({r['kind']} on `{r['metric']}`, {judged}): "
                 f"**{r['verdict']}** — {r['reason']}. "
+                + (f"*Precondition:* {r['precondition']}. " if r.get("precondition") else "")
+                + (f"*Target:* {r['target_value']:.4g}, {r['target_from']}. " if r.get("target_value") is not None else "")
+                + 
                 f"{arm_name(r['baseline'])} {_fmt(r['baseline_mean'])}, {arm_name(r['treatment'])} "
                 f"{_fmt(r['treatment_mean'])}{_unverified_mark(s)}; effect {_effect(r)}; "
                 f"{r['test']}, p = {_fmt(r['p'], 2)}, p_Holm = {_fmt(r.get('p_holm'), 2)} (family of "
@@ -267,7 +300,7 @@ def _study_section(s: dict) -> list[str]:
     out += _ics_and_accuracy(s)
     out += _slices_section(s)
     for f in s.get("figures", []):
-        out += [f"![{f.stem}]({s['name']}/{f.name})", ""]
+        out += [f"![{f.stem}]({Path(f).name})", ""]
     return out
 
 
@@ -387,67 +420,237 @@ def _budget_table(studies: list[dict]) -> list[str]:
     return out + [""]
 
 
-def _dataset_section(studies: list[dict], dataset: str, title: str) -> list[str]:
-    """Every verdict of the studies on one dataset in one table, each beside the literature it
-    tests (the verdicts table orders by claim; a reader of one dataset's papers wants them
-    together), with the studies' budgets and the runs committed beside them."""
-    on = [s for s in studies if s["ran"] and s["budget"]["dataset"] == [dataset]]
-    if not on:
-        return []
-    out = [f"## {title}", "",
-           "| study | claim: comparison | verdict | baseline → treatment (mean) | effect [95% CI], p_Holm | literature |",
-           "|---|---|---|---|---|---|"]
-    for st in on:
-        for r in st["results"]:
-            c = next((c for c in st["spec"].claims if c.get("id", c["claim"]) == r["claim_id"]), {})
-            out.append(f"| `{st['name']}` | `{r['id']}`: {cell(_comparison_words(r))} | **{r['verdict']}** "
-                       f"| {arm_name(r['baseline'])} {_fmt(r['baseline_mean'])} → {arm_name(r['treatment'])} "
-                       f"{_fmt(r['treatment_mean'])}{_unverified_mark(st)} ({r['metric']}) "
-                       f"| {_effect(r)}, p_Holm = {_fmt(r.get('p_holm'), 2)} | {cell(c.get('literature', ''))} |")
-    out += [""] + [f"- `{st['name']}`" + (f" (profile `{st['spec'].profile}`)" if st["spec"].profile else "")
-                   + f": {_budget_line(st['budget'])}." for st in on]
-    slices = [f"`{st['name']}/{f.name}`" for st in on for f in sorted(Path(st["out"]).glob("*_runs.csv"))]
-    if slices:
-        out.append(f"- Runs of other profiles, listed in their study's section: {', '.join(slices)}.")
+def _ratio(r: dict) -> str:
+    """Speed and cost read as ratios: steps as "N× fewer" (the no-BN arm's mean over BN's, a
+    bound where runs were censored), a log2 measure as 2^effect with its interval."""
+    if not math.isfinite(r.get("effect", float("nan"))):
+        return ""
+    metric = str(r.get("metric", ""))
+    if metric.startswith("log2 ") or r.get("kind") == "max_usable":
+        lo, hi = r.get("ci_low", float("nan")), r.get("ci_high", float("nan"))
+        interval = f" [×{2 ** lo:.3g}, ×{2 ** hi:.3g}]" if math.isfinite(lo) and math.isfinite(hi) else ""
+        sign = {"≥": "≥ ", "≤": "≤ "}.get(r.get("bound"), "")
+        sense = 1 if r.get("direction", "higher") == "higher" else -1
+        return f"{sign}×{2 ** (sense * r['effect']):.3g}{interval}"
+    if metric.startswith("steps_to"):
+        b, t = r.get("baseline_mean"), r.get("treatment_mean")
+        if not (b and t and math.isfinite(b) and math.isfinite(t)):
+            return ""
+        sign = {"≥": "≥ ", "≤": "≤ ", "?": "~"}.get(r.get("bound"), "")
+        return f"{sign}{b / t:.3g}× fewer steps"
+    return ""
+
+
+def _value(r: dict, mean) -> str:
+    """An arm's mean as the claim reads it: a log2 rate as the rate itself."""
+    if mean is None or not math.isfinite(mean):
+        return "–"
+    if r.get("kind") == "max_usable":
+        return f"{2 ** mean:.3g}"
+    if str(r.get("metric", "")).startswith("log2 "):
+        return f"{2 ** mean:.4g}"
+    return _fmt(mean)
+
+
+def _measure_words(r: dict) -> str:
+    measured = r.get("measured") or str(r.get("metric", "")).removeprefix("log2 ")
+    if r.get("kind") == "max_usable":
+        return "largest usable learning rate (geometric mean over seeds)"
+    words = label(measured)
+    return {"worst_case": f"worst {words} over the grid", "gain": f"gain in {words}"}.get(r.get("kind"), words)
+
+
+PLAIN_LEAD = {"supported": "Holds here", "not supported": "Ruled out here", "inconclusive": "Not decided",
+              "exploratory": "Exploratory", "not comparable": "Not comparable"}
+
+
+def plain_sentence(r: dict, s: dict | None = None) -> str:
+    """One sentence a reader can take away, generated from the verdict: the lead word, each
+    arm's mean on the claim's own measure, the ratio where the claim is one, and why a verdict
+    was not reached."""
+    b, t = _arm_words(r, r["baseline"]), _arm_words(r, r["treatment"])
+    means = (f"{t} {_value(r, r.get('treatment_mean'))} against {b} {_value(r, r.get('baseline_mean'))} "
+             f"({_measure_words(r)}{', mean over seeds' if r.get('kind') != 'max_usable' else ''})")
+    ratio = _ratio(r)
+    text = f"{PLAIN_LEAD.get(r['verdict'], r['verdict'])}: {means}" + (f"; {ratio}" if ratio else "")
+    if r["verdict"] != "supported" and r.get("reason"):
+        text += f" — {r['reason']}"
+    if r.get("precondition", "").startswith("the precondition fails"):
+        text += f"; {r['precondition']}"
+    if s is not None and r.get("kind") == "worst_case":
+        text += "." + _range_over_settings(r, s).replace("**", "")
+    return text.rstrip(".") + "."
+
+
+def _rel(target: Path, start: Path) -> str:
+    return os.path.relpath(target, start).replace(os.sep, "/")
+
+
+def _page_link(s: dict, report_dir: Path) -> str:
+    return f"[`{s['name']}`]({_rel(Path(s['out']) / 'README.md', report_dir)})"
+
+
+def _family_rows(studies: list[dict], family: str) -> list[tuple[dict, dict]]:
+    return [(s, r) for s in studies if s["ran"] for r in s["results"] if r.get("family") == family]
+
+
+def _headline_row(s: dict, r: dict, report_dir: Path, first: str) -> str:
+    return (f"| {first} | **{r['verdict']}** | {_effect(r)}{_unverified_mark(s)} "
+            f"| {_fmt(r.get('p_holm'), 2)} | {cell(_literature_figure(s, r))} | {cell(plain_sentence(r, s))} "
+            f"| {_page_link(s, report_dir)} |")
+
+
+def _literature_figure(s: dict, r: dict) -> str:
+    """The published numbers beside a row: the claim's `literature_values` where it gives them,
+    else its literature text, each work linked to its page."""
+    c = next((c for c in s["spec"].claims if c.get("id", c["claim"]) == r["claim_id"]), {})
+    values = c.get("literature_values") or {}
+    nums = [f"{arm_name(a)} {v:g}" for a, v in values.items() if isinstance(v, (int, float))]
+    if nums:
+        return linked(f"{', '.join(nums)} ({values.get('source') or 'source not given'})")
+    return linked(c.get("literature", "")) or "–"
+
+
+def _primary_table(studies: list[dict], report_dir: Path) -> list[str]:
+    """The twelve primary hypotheses, claim × dataset, one row each (a missing one says so)."""
+    found = {(r["claim"], r["dataset"]): (s, r) for s, r in _family_rows(studies, "primary")}
+    planned = {}
+    for s in studies:  # a primary whose study has not run yet
+        if not s["ran"]:
+            for c in s["spec"].claims:
+                if c.get("family") == "primary":
+                    planned[(c["claim"], DATASETS.get(s["spec"].dataset, s["spec"].dataset))] = s
+    m = next((r.get("family_size") for _, r in found.values()), 0)
+    out = [f"## The six claims on MNIST and CIFAR-10", "",
+           f"The primary family: one hypothesis per claim and dataset, fixed in advance (`DESIGN.md`, "
+           f"\"Pre-registered hypotheses\"), decided together (Holm across its {m} tests, both ways). Effect: "
+           f"treatment − baseline, signed so that + is the claimed direction, [95% CI]; ≥/≤: a bound from censored runs.", "",
+           "| claim | data | verdict | effect [95% CI] | p_Holm | literature | in plain words | study |",
+           "|---|---|---|---|---|---|---|---|"]
+    for claim in PRIMARY_CLAIMS:
+        title = CLAIMS[claim]
+        for data in DATASETS.values():
+            first = f"{title} | {data}"
+            if (claim, data) in found:
+                s, r = found[(claim, data)]
+                out.append(_headline_row(s, r, report_dir, first))
+            elif (claim, data) in planned:
+                s = planned[(claim, data)]
+                out.append(f"| {first} | **not run yet** | – | – | – | `bnlab-study {s['name']}` | {_page_link(s, report_dir)} |")
+            else:
+                out.append(f"| {first} | **not run yet** | – | – | – | – | no study marks it `family: primary` | – |")
     return out + [""]
 
 
+FAMILY_TITLES = {
+    "mechanism": ("Mechanism: Santurkar et al.'s argument",
+                  "noisy BN ≈ BN on the recalibrated readout, Def. 2.1 ICS at one matched rate, β-smoothness and "
+                  "gradient predictiveness"),
+    "cost": ("Cost: each BN step costs more", "BN's step time over no BN's, paired per seed in one sweep, as a ratio"),
+    "descriptive": ("The seed's descriptions of what BN does", "Gaussian pre-activations, decorrelated units, "
+                    "a lower training loss"),
+}
+
+
+def _family_section(studies: list[dict], family: str, report_dir: Path) -> list[str]:
+    title, what = FAMILY_TITLES[family]
+    rows = _family_rows(studies, family)
+    if not rows:
+        return [f"**{title}** ({family} family: {what}): no study has run a test of it yet.", ""]
+    out = [f"## {title}", "",
+           f"The {family} family ({what}): {rows[0][1].get('family_size', len(rows))} tests, Holm within it.", "",
+           "| hypothesis | data | verdict | effect [95% CI] | p_Holm | literature | in plain words | study |",
+           "|---|---|---|---|---|---|---|---|"]
+    for s, r in rows:
+        c = next((c for c in s["spec"].claims if c.get("id", c["claim"]) == r["claim_id"]), {})
+        at = ", ".join(f"{label(k)} {_plain(v)}" for k, v in (c.get("matched") or {}).items())
+        out.append(_headline_row(s, r, report_dir, f"`{r['id']}`: {cell(_comparison_words(r))} ({r['metric']}"
+                                                   + (f", at {at}" if at else "") + f") | {r['dataset']}"))
+    return out + [""]
+
+
+def _studies_table(studies: list[dict], report_dir: Path) -> list[str]:
+    out = ["## Studies", "",
+           "Each study's page holds its every row (the exploratory ones too), how each was decided, the sensitivity "
+           "at every setting, the budget, and its figures.", "",
+           "| study | data | rows by family | runs | what it asks |", "|---|---|---|---|---|"]
+    for s in studies:
+        counts: dict[str, int] = {}
+        for r in s.get("results", []) if s["ran"] else []:
+            name = "own" if str(r.get("family", "")).startswith("study:") else r.get("family", "exploratory")
+            counts[name] = counts.get(name, 0) + 1
+        order = [f for f in FAMILIES if f != "study"] + ["own"]
+        rows = ", ".join(f"{counts[f]} {f}" for f in order if counts.get(f)) or ("not run yet" if not s["ran"] else "–")
+        runs = str(s["budget"]["runs"]) if s["ran"] else "–"
+        data = DATASETS.get(s["spec"].dataset, s["spec"].dataset)
+        out.append(f"| {_page_link(s, report_dir)} | {data} | {rows} | {runs} | {cell(s['spec'].description)} |")
+    return out + [""]
+
+
+def write_study_page(s: dict, profile: str | None = None) -> Path:
+    """results/<study>/README.md: the study's verdict table and its detail (`_study_section`)."""
+    page = Path(s["out"]) / "README.md"
+    spec = s["spec"]
+    lines = [f"# Study `{s['name']}`" + (f" (budget profile `{profile}`)" if profile else ""), "",
+             spec.description, "",
+             f"Generated by `bnlab-report` (or `bnlab-plot {s['name']}`) from "
+             f"{s.get('source') or 'its runs'}. Back to the [report]({_rel(page.parent.parent / 'REPORT.md', page.parent)}).", "",
+             "| claim: comparison | verdict (family) | effect (treatment − baseline, + = as claimed) [95% CI] "
+             "| p, p_Holm | seeds that decided | sensitivity: verdict at each matched setting | literature | figure "
+             "| budget and hardware |",
+             "|---|---|---|---|---|---|---|---|---|",
+             *_claim_rows(s), ""]
+    if s["ran"] and s.get("budget", {}).get("unverified"):
+        lines += [UNVERIFIED_NOTE, ""]
+    lines += _study_section(s)
+    page.parent.mkdir(parents=True, exist_ok=True)
+    tmp = page.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(page)
+    return page
+
+
 def write_report(studies: list[dict], path: Path, profile: str | None = None) -> None:
+    """REPORT.md: the twelve primary answers first, then the mechanism, cost and descriptive
+    families, a pointer to the exploratory rows, the studies, the rules and the budgets; every
+    study's detail on its own page."""
+    report_dir = path.parent
+    exploratory = _family_rows(studies, "exploratory")
+    with_exploratory = sorted({s["name"] for s, _ in exploratory})
     lines = [
         "# bnlab report: which benefits of batch normalization hold?"
         + (f" (budget profile `{profile}`)" if profile else ""), "",
-        *([f"**Every study here was read under its `{profile}` budget profile** ({', '.join(s['name'] for s in studies)}): "
-           f"the budget each study file names under `profiles.{profile}`, not the one its committed verdicts use. "
-           + ("A first look: fewer steps, seeds and rates; verdicts on fewer than 5 seeds are inconclusive by rule. "
-              "The evidence is in the committed results/REPORT.md. " if profile == "quick" else ""), ""] if profile else []),
-        "Generated by `bnlab-report` from the runs listed per study (the run store when present, else the "
-        "committed CSV beside each study's figures, which holds the same runs). Every number and figure here "
-        "is regenerated by that command; nothing is typed in by hand. The file carries no date, so that "
-        "regenerating it from the same runs changes nothing; the budget lines say when and on what the runs "
-        "were made.", "",
-        "## Verdicts", "",
-        "| claim: comparison | headline verdict | our effect (treatment − baseline, signed: + = as claimed) [95% CI] "
-        "| p, Holm-adjusted p "
-        "| seeds that decided | sensitivity: verdict at each matched setting | literature | figure | budget and hardware |",
-        "|---|---|---|---|---|---|---|---|---|",
-        *_claim_rows(studies), "",
+        *([f"**Every study here was read under its `{profile}` budget profile**: the budget each study file names "
+           f"under `profiles.{profile}`, not the one its committed verdicts use. "
+           + ("A first look: fewer steps, seeds and rates. The evidence is in the committed results/REPORT.md."
+              if profile == "quick" else ""), ""] if profile else []),
+        "Generated by `bnlab-report` from each study's runs (its run store when present, else the committed CSV "
+        "beside its figures); nothing is typed in by hand, and the file carries no date.", "",
+        *_primary_table(studies, report_dir),
+        *_family_section(studies, "mechanism", report_dir),
+        *_family_section(studies, "cost", report_dir),
+        *_family_section(studies, "descriptive", report_dir),
+        f"**Exploratory rows** ({len(exploratory)}: other thresholds and units, controls, manipulation checks, "
+        f"other architectures and budgets, pilots): effect, 95% interval and raw p, no verdict word, on the pages of "
+        + (", ".join(f"`{n}`" for n in with_exploratory) or "no study") + ".", "",
         *([UNVERIFIED_NOTE, ""] if any(s.get("budget", {}).get("unverified") for s in studies if s["ran"]) else []),
-        "**How a verdict is decided.** " + VERDICT_RULE + " " + EQUIVALENCE_RULE, "",
+        *_studies_table(studies, report_dir),
+        "## How a verdict is decided", "",
+        VERDICT_RULE, "", EQUIVALENCE_RULE, "", NONINFERIORITY_RULE, "",
         f"**Run outcomes.** A run *diverged* when its training loss became non-finite or, after a warm-up, rose far "
         f"above the loss it started from without falling; it *did not learn* when it completed but its best "
         f"validation accuracy stayed within 0.1 of chance or its final training loss was above its starting loss; "
-        f"otherwise it *learned*. Counts of each are given for every study and setting; α = {ALPHA}.", "",
-        "**Caveats.** Budgets are CPU-sized (see each study): `ioffe_fig1` runs the paper's 50k steps; the "
-        "other MNIST studies run 1k–10k steps, so their absolute accuracies sit below the published ones, and "
-        "the comparison between arms at equal budget is what their verdicts test. Settings are chosen on the validation split only; test "
-        "numbers are reported, never used for selection. The CIFAR-10 copy on the project machines is rebuilt "
-        "from JPEGs (exact labels, lossy pixels; runs record `verified: false`), so CIFAR-10 accuracies are not "
-        "comparable digit for digit with the papers'.", "",
+        f"otherwise it *learned*; α = {ALPHA}.", "",
+        "**Caveats.** Budgets are CPU-sized (each study page says which): `ioffe_fig1` runs the paper's 50k steps; "
+        "the other MNIST studies run 1k–10k steps and the CIFAR-10 ones 200–2,000, so absolute accuracies sit below "
+        "the published ones, and the comparison between arms at equal budget is what a verdict tests. Settings and "
+        "design choices are made on the validation split only; test numbers are reported, never used for selection. "
+        "The CIFAR-10 copy on the project machines is rebuilt from JPEGs (exact labels, lossy pixels; runs record "
+        "`verified: false`).", "",
     ]
     lines += _budget_table(studies)
-    lines += _dataset_section(studies, "cifar10", "CIFAR-10" + (f" (budget profile `{profile}`)" if profile else ""))
     for s in studies:
-        lines += _study_section(s)
+        write_study_page(s, profile)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text("\n".join(lines) + "\n")

@@ -35,10 +35,25 @@ LABELS = {
     "step_time_ms": "ms per training step",
     "best/gap": "train − test accuracy (gap)", "best/train_eval/acc": "training accuracy (eval mode)",
     "model.dropout_placement": "dropout placement",
+    "best/recal/test/acc": "best test accuracy, BN statistics recalibrated on clean batches",
+    "best/recal/val/acc": "best validation accuracy, BN statistics recalibrated",
+    "train/acc": "train-mode accuracy on the last training batches",
 }
 
 def label(key: str) -> str:
-    return LABELS.get(str(key).removeprefix("cfg."), str(key))
+    """A key as a reader says it; derived keys by their pattern (steps_to_val_0.97: steps to
+    97% validation accuracy; log2 <key>: log2 of what <key> says)."""
+    key = str(key).removeprefix("cfg.")
+    if key in LABELS:
+        return LABELS[key]
+    if key.startswith("log2 "):
+        return f"log2 of {label(key.removeprefix('log2 '))}"
+    if key.startswith("steps_to_val_"):
+        try:
+            return f"steps to {100 * float(key.removeprefix('steps_to_val_')):.4g}% validation accuracy"
+        except ValueError:
+            return key
+    return key
 
 
 # for arms that are not norms (an ad-hoc sweep whose arm key is, say, optim.lr): a colour

@@ -1,0 +1,74 @@
+"""Measures a claim defines for itself, added to the runs before its per-seed values are read.
+
+The run-level measures every study shares (steps to 95/97/98%, ICS, landscape, the gap) are
+derived once from the curves in bnlab.analysis.frames.derive. A claim may ask for one more:
+- `target: baseline_best`: steps to the baseline arm's best validation accuracy — Ioffe &
+  Szegedy's "the same accuracy in N× fewer steps". The target is the baseline arm's mean best
+  validation accuracy on the *tuning* seeds at its chosen setting, so it is known before any
+  confirmation run; each arm then runs at its fastest rate for that target (chosen on the
+  tuning seeds like any other setting). `target: <number>` states it in the study file (a
+  study that tunes nothing: the number comes from runs made before, said in its note).
+- `transform: log2`: the claim's metric on a log2 scale, so a paired difference is the log of a
+  ratio (a BN step's cost over a no-BN step's).
+
+Hands downstream (bnlab.analysis.verdicts): `claim_measure(runs, spec, claim)` -> (runs with
+the column, the claim reading it).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bnlab.analysis.frames import _until_divergence, to_accuracy
+from bnlab.analysis.selection import arm_runs, best_settings, finished, tuning_runs
+from bnlab.analysis.spec import StudySpec
+
+
+def target_column(target: float) -> str:
+    """The column of steps to a validation accuracy: steps_to_val_0.9703 (read as censored at
+    the budget when never reached, like every steps_to_ column)."""
+    return f"steps_to_val_{target:.4g}"
+
+
+def steps_to(runs: pd.DataFrame, target: float) -> list:
+    """Per run, the first evaluation step whose validation accuracy reaches `target` (a diverged
+    run's last evaluation does not count); None when never reached."""
+    status = runs["status"] if "status" in runs else pd.Series([None] * len(runs), index=runs.index)
+    return [(to_accuracy(c, target) if s != "diverged" else _until_divergence(c, target))[0]
+            for c, s in zip(runs["curves"], status)]
+
+
+def baseline_best(runs: pd.DataFrame, spec: StudySpec) -> tuple[float, str]:
+    """The baseline arm's mean best validation accuracy (the study's `select_on`) on the tuning
+    seeds at its chosen setting, and how it was got, in words."""
+    tuning = finished(tuning_runs(runs, spec))
+    setting = best_settings(runs, spec).get(spec.baseline, {})
+    sel = arm_runs(tuning, spec, spec.baseline, setting)
+    value = float(sel[spec.select_on].astype(float).mean()) if len(sel) else float("nan")
+    where = ", ".join(f"{k.removeprefix('cfg.')} {v:g}" if isinstance(v, (int, float)) else f"{k.removeprefix('cfg.')}={v}"
+                      for k, v in setting.items())
+    seeds = sorted(int(s) for s in sel["cfg.seed"]) if len(sel) else []
+    return value, (f"{spec.baseline}'s mean {spec.select_on} on tuning seeds {seeds}"
+                   + (f" at its chosen {where}" if where else ""))
+
+
+def claim_measure(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> tuple[pd.DataFrame, dict]:
+    """The runs with the column the claim reads, and the claim reading it (unchanged for a
+    claim that asks for no measure of its own)."""
+    target = claim.get("target")
+    if target is not None:
+        if target == "baseline_best":
+            value, how = baseline_best(runs, spec)
+        else:
+            value, how = float(target), "stated in the study file"
+        col = target_column(value)
+        runs = runs.assign(**{col: steps_to(runs, value) if np.isfinite(value) else [None] * len(runs)})
+        claim = {**claim, "metric": col, "target_value": value, "target_from": how}
+        if spec.tune and not claim.get("matched"):  # each arm at its fastest rate for this target
+            claim.update(select_on=col, select_direction="lower")
+    if claim.get("transform") == "log2":
+        col = f"log2 {claim['metric']}"
+        values = pd.to_numeric(runs[claim["metric"]], errors="coerce") if claim["metric"] in runs else np.nan
+        runs = runs.assign(**{col: np.log2(values.where(values > 0))})
+        claim = {**claim, "metric": col, "measured": claim["metric"]}
+    return runs, claim

@@ -1,0 +1,35 @@
+"""What a reader of the committed results/ sees without running anything: REPORT.md answers
+the twelve primary hypotheses on its first screen, stays short, and links only files that
+exist (its study pages and their figures)."""
+import re
+
+from bnlab.analysis.spec import CLAIMS, DATASETS, PRIMARY_CLAIMS
+from bnlab.resolvers import REPO_ROOT
+
+RESULTS = REPO_ROOT / "results"
+
+
+def _links(page):
+    return [m for m in re.findall(r"\]\(([^)\s]+)\)", page.read_text()) if not m.startswith(("http://", "https://"))]
+
+
+def test_the_first_screen_answers_the_twelve_primary_hypotheses():
+    lines = (RESULTS / "REPORT.md").read_text().splitlines()
+    assert len(lines) < 300
+    first = lines[:40]
+    rows = [ln for ln in first if ln.startswith("| ") and any(ln.startswith(f"| {CLAIMS[c]} |") for c in PRIMARY_CLAIMS)]
+    cells = {tuple(x.strip() for x in ln.split("|")[1:3]) for ln in rows}
+    assert cells == {(CLAIMS[c], d) for c in PRIMARY_CLAIMS for d in DATASETS.values()}
+    for ln in rows:  # each with a verdict word and a p_Holm
+        verdict = ln.split("|")[3].strip()
+        assert verdict in ("**supported**", "**not supported**", "**inconclusive**", "**not run yet**"), ln
+
+
+def test_the_report_and_every_study_page_link_only_files_that_exist():
+    pages = [RESULTS / "REPORT.md", *sorted(RESULTS.glob("*/README.md"))]
+    assert len(pages) > 10
+    for page in pages:
+        missing = [m for m in _links(page) if not (page.parent / m).exists()]
+        assert not missing, f"{page.relative_to(REPO_ROOT)}: dead links {missing}"
+    linked = {(RESULTS / m).resolve() for m in _links(RESULTS / "REPORT.md")}
+    assert set(p.resolve() for p in pages[1:]) <= linked, "every study page is linked from the report"
