@@ -402,6 +402,7 @@ def test_the_report_says_whether_ics_goes_with_the_accuracy_benefit():
     """Each arm's ICS reduction (its claim's effect) beside its paired test-accuracy gain over
     the baseline, on that claim's seeds and settings; per measure, one plain answer: goes with
     it, only in part, not, or cannot be told."""
+    from bnlab.analysis.verdicts import ics_with_accuracy
     from bnlab.views.report import _ics_and_accuracy
 
     gains = {"none": 0.0, "batch": 0.006, "noisy_batch": 0.006, "layer": 0.0}
@@ -420,6 +421,7 @@ def test_the_report_says_whether_ics_goes_with_the_accuracy_benefit():
                ics("batch", "grad_ics_l2", 0.03), ics("noisy_batch", "grad_ics_l2", 0.03), ics("layer", "grad_ics_l2", 0.06),
                ics("batch", "grad_ics_cos", 0.2), ics("noisy_batch", "grad_ics_cos", 0.2)]
     s = {"spec": spec(arms=list(gains)), "runs": pd.DataFrame(rows), "results": results}
+    s["ics_accuracy"] = ics_with_accuracy(s["runs"], s["spec"], results)  # computed by analysis, worded by the report
     text = "\n".join(_ics_and_accuracy(s))
     # BN's per-seed gains are 0.006, 0.0064, 0.006, 0.0064, 0.006 (the lr 2.0 runs are not its setting)
     assert "| BN | +0.0062 [+0.0059, +0.0064] | +0.04 [+0.03, +0.05] | +0.03 [+0.02, +0.04] | +0.2 [+0.19, +0.21] |" in text
@@ -430,12 +432,14 @@ def test_the_report_says_whether_ics_goes_with_the_accuracy_benefit():
     assert "one without the other: layer norm)" in text
     assert "(`grad_ics_cos`), ICS **goes with the accuracy benefit**:" in text
     # a study without ICS claims gets no such section
-    assert _ics_and_accuracy({**s, "results": [r for r in results if r["metric"] == "nothing"]}) == []
+    assert ics_with_accuracy(s["runs"], s["spec"], [r for r in results if r["metric"] == "nothing"]) == []
+    assert _ics_and_accuracy({**s, "ics_accuracy": []}) == []
 
 
 def test_a_worst_case_claim_shows_each_arms_range_over_the_settings():
     """Beside the worst case, each arm's worst and best setting (mean over seeds), ties counted,
     keys that vary only because older runs lack them left out."""
+    from bnlab.analysis.verdicts import range_over_settings
     from bnlab.views.report import _range_over_settings
 
     rows = []
@@ -449,10 +453,11 @@ def test_a_worst_case_claim_shows_each_arms_range_over_the_settings():
              "direction": "higher", "min_effect": 0.01}
     s = {"spec": spec(tune=["init.std"], claims=[claim], confirm_seeds=[]), "runs": pd.DataFrame(rows)}
     r = claim_result(s["runs"], s["spec"], claim)
+    s["ranges"] = {r["id"]: range_over_settings(s["runs"], s["spec"], r)}  # computed by analysis, worded by the report
     assert _range_over_settings(r, s) == (
         " **Range over the settings** (mean over seeds, worst to best): no BN from 0.110 (init.std=0.01 and 1 other "
         "setting) to 0.960 (init.std=0.1); BN from 0.950 (init.std=1.0) to 0.970 (init.std=0.01 and 1 other setting).")
-    assert _range_over_settings({**r, "kind": "compare"}, s) == ""
+    assert range_over_settings(s["runs"], s["spec"], {**r, "kind": "compare"}) == []
 
 
 def test_the_speed_survival_curve_counts_the_runs_that_reached_the_target(store, tmp_path, monkeypatch):
@@ -478,3 +483,23 @@ def test_the_speed_survival_curve_counts_the_runs_that_reached_the_target(store,
         if steps.notna().any():
             first = next(x for x, y in zip(line.get_xdata(), line.get_ydata()) if y > 0)
             assert first == steps.min()
+
+
+def test_the_report_formats_and_never_computes():
+    """bnlab.views.report words what bnlab.analysis hands it: it calls no statistic (means,
+    groupings, intervals, tests) and imports from analysis.stats only the rules' text and the
+    effect's formatter."""
+    import ast
+    import inspect
+    import bnlab.views.report as report
+
+    tree = ast.parse(inspect.getsource(report))
+    computing = {"mean", "median", "std", "var", "groupby", "sum", "quantile", "seed_stats", "compare",
+                 "equivalence", "noninferiority", "apply_holm", "holm", "claim_result", "study_verdicts",
+                 "setting_table", "best_settings", "arm_runs", "where", "finished"}
+    calls = {n.func.attr if isinstance(n.func, ast.Attribute) else getattr(n.func, "id", None)
+             for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    assert not calls & computing, calls & computing
+    from_stats = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "bnlab.analysis.stats"
+                  for a in n.names}
+    assert from_stats <= {"ALPHA", "EQUIVALENCE_RULE", "NONINFERIORITY_RULE", "VERDICT_RULE", "effect_text"}

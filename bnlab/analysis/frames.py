@@ -331,6 +331,27 @@ def swept_columns(runs: pd.DataFrame) -> list[str]:
             if c.startswith("cfg.") and not c.startswith(skip) and runs[c].map(repr).nunique() > 1]
 
 
+def wall_clock_hours(runs: pd.DataFrame) -> float:
+    """The hours during which at least one of the runs was running: the union of their
+    start-to-finish intervals (a study made over two sessions does not count the gap)."""
+    if "started_at" not in runs or "finished_at" not in runs:
+        return 0.0
+    start = pd.to_datetime(runs["started_at"], errors="coerce", utc=True)
+    end = pd.to_datetime(runs["finished_at"], errors="coerce", utc=True)
+    spans = sorted((a, b) for a, b in zip(start, end) if pd.notna(a) and pd.notna(b) and b >= a)
+    total, current = 0.0, None
+    for a, b in spans:
+        if current is None or a > current[1]:
+            if current is not None:
+                total += (current[1] - current[0]).total_seconds()
+            current = [a, b]
+        else:
+            current[1] = max(current[1], b)
+    if current is not None:
+        total += (current[1] - current[0]).total_seconds()
+    return total / 3600
+
+
 def budget(runs: pd.DataFrame, arm_col: str = "cfg.model.norm", timing: pd.DataFrame | None = None) -> dict:
     """What produced a study's numbers: outcomes, steps, seeds, data, hardware. The cost of a
     step per arm is averaged over `timing` (default: every finished run)."""
@@ -359,4 +380,7 @@ def budget(runs: pd.DataFrame, arm_col: str = "cfg.model.norm", timing: pd.DataF
         "timed_runs": len(timed),
         "train_hours": float(runs["train_time_s"].astype(float).sum() / 3600) if "train_time_s" in runs else 0.0,
         "run_hours": float(runs["wall_time_s"].astype(float).sum() / 3600) if "wall_time_s" in runs else 0.0,
+        # from the runs' own start and finish times: how long the study took, and how many of
+        # its runs ran at a time on average (run time over wall clock)
+        "wall_hours": wall_clock_hours(runs),
     }

@@ -12,7 +12,8 @@ derived once from the curves in bnlab.analysis.frames.derive. A claim may ask fo
   ratio (a BN step's cost over a no-BN step's).
 
 Hands downstream (bnlab.analysis.verdicts): `claim_measure(runs, spec, claim)` -> (runs with
-the column, the claim reading it).
+the column, the claim reading it); `ratio_of(result)` and `natural_mean(result, mean)`, a
+verdict read back in the claim's own unit (a ratio of steps or of step times, a rate).
 """
 from __future__ import annotations
 
@@ -72,3 +73,35 @@ def claim_measure(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> tuple[pd.
         runs = runs.assign(**{col: np.log2(values.where(values > 0))})
         claim = {**claim, "metric": col, "measured": claim["metric"]}
     return runs, claim
+
+
+def _log_scale(r: dict) -> bool:
+    return str(r.get("metric", "")).startswith("log2 ") or r.get("kind") == "max_usable"
+
+
+def ratio_of(r: dict) -> dict | None:
+    """A verdict as a ratio, where its claim is one: a log2 measure (step cost, largest usable
+    rate) as 2^effect with its interval ("times"); steps to a target as the baseline's mean over
+    the treatment's ("fewer steps"), a bound where runs were censored. None otherwise."""
+    effect = r.get("effect", np.nan)
+    if not np.isfinite(effect):
+        return None
+    if _log_scale(r):
+        sense = 1 if r.get("direction", "higher") == "higher" else -1
+        lo, hi = sorted((2 ** (sense * r.get("ci_low", np.nan)), 2 ** (sense * r.get("ci_high", np.nan))))
+        return {"kind": "times", "value": float(2 ** (sense * effect)), "low": float(lo), "high": float(hi),
+                "bound": r.get("bound")}
+    if str(r.get("metric", "")).startswith("steps_to"):
+        b, t = r.get("baseline_mean"), r.get("treatment_mean")
+        if not (b and t and np.isfinite(b) and np.isfinite(t)):
+            return None
+        return {"kind": "fewer steps", "value": float(b / t), "low": np.nan, "high": np.nan, "bound": r.get("bound")}
+    return None
+
+
+def natural_mean(r: dict, mean) -> float:
+    """An arm's mean in the claim's own unit: a log2 measure as the value itself (the geometric
+    mean over seeds), anything else as it is."""
+    if mean is None or not np.isfinite(mean):
+        return np.nan
+    return float(2 ** mean) if _log_scale(r) else float(mean)

@@ -18,6 +18,19 @@ SUITES = {"MNIST suite (`scripts/mnist_suite.sh`)": MNIST_SUITE,
 _BY_NAME = {"mnist": MNIST_SUITE, "cifar": CIFAR_SUITE}
 
 
+def suite_budgets(budgets: dict[str, dict]) -> list[dict]:
+    """Per suite, from the studies' budgets (bnlab.analysis.frames.budget) of those that ran:
+    the studies it holds, their summed wall clock and run time (hours), and those not run yet."""
+    out = []
+    for title, names in SUITES.items():
+        have = [n for n in names if n in budgets]
+        if have:
+            out.append({"title": title, "studies": have, "missing": [n for n in names if n not in budgets],
+                        "wall_hours": sum(budgets[n]["wall_hours"] for n in have),
+                        "run_hours": sum(budgets[n]["run_hours"] for n in have)})
+    return out
+
+
 def studies_of(name: str) -> tuple[str, ...]:
     """A suite's studies by its short name (mnist, cifar); an unknown name is a one-line error."""
     if name not in _BY_NAME:

@@ -9,16 +9,23 @@ The design:
 - **edges**: a chosen setting at the edge of its grid is flagged: it is not shown to be best.
 
 Hands downstream (bnlab.analysis.study, then bnlab.views): `study_verdicts(runs, spec)`, one
-verdict per claim and comparison, before the family's Holm adjustment (bnlab.analysis.study).
+verdict per claim and comparison, before the family's Holm adjustment (bnlab.analysis.study);
+and the readings the report shows beside them, computed here so that the report formats and
+never computes: `range_over_settings` (a worst-case claim's range per arm) and
+`ics_with_accuracy` (does ICS go with the accuracy benefit).
 """
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
 from bnlab.analysis.kinds import _compare_at, _gain, per_seed_values
-from bnlab.analysis.measures import claim_measure
-from bnlab.analysis.selection import finished, gain_choice, gain_pools, tuning_runs, where, arm_runs
+from bnlab.analysis.measures import claim_measure, natural_mean, ratio_of
+from bnlab.analysis.frames import swept_columns
+from bnlab.analysis.selection import (arm_runs, finished, fixed_settings, gain_choice, gain_pools, setting_table,
+                                      tuning_runs, where)
 from bnlab.analysis.spec import DATASETS, Comparison, StudySpec, is_num
 from bnlab.analysis.stats import ALPHA, apply_holm, compare, effect_text, equivalence, noninferiority, seed_stats
 
@@ -80,6 +87,10 @@ def claim_result(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> dict:
                comparison=comparison_text(Comparison(spec.baseline, spec.treatment, claim.get("test", "superiority"),
                                                      claim.get("margin"))))
     res["sensitivity_summary"] = summarize_sensitivity(res["sensitivity"], spec)
+    # the verdict in the claim's own unit, for the report's plain sentence
+    res["ratio"] = ratio_of(res)
+    res["baseline_natural"] = natural_mean(res, res.get("baseline_mean"))
+    res["treatment_natural"] = natural_mean(res, res.get("treatment_mean"))
     return res
 
 
@@ -208,4 +219,86 @@ def study_verdicts(runs: pd.DataFrame, spec: StudySpec) -> list[dict]:
             out.append({**claim_result(runs, spec.for_comparison(comp), judged), "claim_id": own_id,
                         "family": spec.family_of(claim, comp), "dataset": DATASETS.get(spec.dataset, spec.dataset),
                         "study": spec.name})
+    return out
+
+
+def range_over_settings(runs: pd.DataFrame, spec: StudySpec, r: dict) -> list[dict]:
+    """A worst-case claim's whole range for each arm: its worst and best setting (mean over
+    seeds) and how many other settings tie with each (within 5e-4), so "flat across inits" or
+    "struggles somewhere" can be read off, not only the worst. [] for other kinds."""
+    if r.get("kind") != "worst_case":
+        return []
+    claim = next((c for c in spec.claims if c.get("id", c["claim"]) == r["id"]), {})
+    runs = finished(where(runs, claim))
+    # keys that really vary (a key added later is NaN on older runs: its neutral value, not a setting)
+    keys = [c for c in swept_columns(runs) if c not in (spec.arm_col, "cfg.seed")
+            and runs[c].dropna().map(repr).nunique() > 1]
+    if not keys or r["metric"] not in runs:
+        return []
+    out = []
+    for arm in (r["baseline"], r["treatment"]):
+        means = runs[runs[spec.arm_col].astype(str) == arm].groupby(keys, dropna=False)[r["metric"]].mean().dropna()
+        if means.empty:
+            continue
+
+        def at(value, setting) -> dict:
+            setting = setting if isinstance(setting, tuple) else (setting,)
+            return {"value": float(value), "setting": dict(zip(keys, setting)),
+                    "ties": int(np.isclose(means, value, atol=5e-4).sum()) - 1}
+        out.append({"arm": arm, "worst": at(means.min(), means.idxmin()), "best": at(means.max(), means.idxmax())})
+    return out
+
+
+def settings_reading(runs: pd.DataFrame, spec: StudySpec) -> pd.DataFrame:
+    """The validation metric per arm and setting on the tuning seeds (mean, 95% CI, outcomes):
+    a study that tunes nothing but fixes several settings in advance (santurkar: lr 0.1 and
+    0.5) has a row per arm and setting, as one that tunes has per arm and candidate."""
+    fixed = sorted({k.removeprefix("cfg.") for f in fixed_settings(runs, spec) for k in f})
+    return setting_table(runs[~runs["cfg.seed"].isin(spec.confirm_seeds)],
+                         spec if spec.tune else replace(spec, tune=fixed), spec.select_on)
+
+
+# the ICS measures a study's `ics` claims may use
+ICS_METRICS = ("act_in_drift", "grad_ics_l2", "grad_ics_rel", "grad_ics_cos")
+
+
+def _decided_sign(stats_: dict) -> int:
+    """+1 / -1 when the 95% interval lies on one side of 0, 0 when it spans it."""
+    lo, hi = stats_.get("ci_low"), stats_.get("ci_high")
+    if lo is None or hi is None or not (np.isfinite(lo) and np.isfinite(hi)):
+        return 0
+    return 1 if lo > 0 else -1 if hi < 0 else 0
+
+
+def ics_with_accuracy(runs: pd.DataFrame, spec: StudySpec, results: list[dict]) -> list[dict]:
+    """Whether ICS, as each paper measures it, goes with the accuracy benefit: for every arm an
+    `ics` claim compares with the baseline, its ICS reduction (the claim's effect, + = less ICS)
+    beside its test-accuracy gain over the baseline on the same seeds and settings (paired per
+    seed). Per ICS measure: each arm's `gain` (seed_stats), its ICS `verdict`, the two decided
+    signs, and the arms that changed both the same way (`agree`), opposite ways (`disagree`)
+    or one without the other (`unmatched`)."""
+    runs = finished(runs)
+    ics = [r for r in results if r["claim"] == "ics" and r["metric"] in ICS_METRICS
+           and r["baseline"] == spec.baseline and np.isfinite(r.get("effect", np.nan))]
+    if not ics or "best/test/acc" not in runs:
+        return []
+    out = []
+    for metric in dict.fromkeys(r["metric"] for r in ics):
+        reading = {"metric": metric, "arms": [], "agree": [], "disagree": [], "unmatched": []}
+        for r in (r for r in ics if r["metric"] == metric):
+            arm = r["treatment"]
+
+            def accuracy(a):
+                setting = {k: v for k, v in (r["chosen"].get(a) or {}).items() if k.startswith("cfg.")}
+                sel = arm_runs(runs, spec, a, setting)
+                return sel[sel["cfg.seed"].isin(r["seeds"])].groupby("cfg.seed")["best/test/acc"].mean()
+
+            gain = seed_stats((accuracy(arm) - accuracy(spec.baseline)).dropna().tolist())
+            a, i = _decided_sign(gain), _decided_sign(r)
+            if a and i:
+                reading["agree" if a == i else "disagree"].append(arm)
+            elif a or i:
+                reading["unmatched"].append(arm)
+            reading["arms"].append({"arm": arm, "gain": gain, "verdict": r, "accuracy_sign": a, "ics_sign": i})
+        out.append(reading)
     return out

@@ -14,22 +14,20 @@ import argparse
 import math
 import os
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from bnlab.analysis.selection import arm_runs, finished, fixed_settings, seeds_text, setting_table, where
+from bnlab.analysis.selection import seeds_text
 from bnlab.analysis.spec import CLAIMS, DATASETS, FAMILIES, PRIMARY_CLAIMS
 from bnlab.errors import ConfigError
-from bnlab.analysis.frames import OUTCOMES, swept_columns
+from bnlab.analysis.frames import OUTCOMES
 from bnlab.views.citations import linked
 from bnlab.views.style import arm_name, label
-from bnlab.analysis.stats import (ALPHA, EQUIVALENCE_RULE, NONINFERIORITY_RULE, VERDICT_RULE, effect_text,
-                                 seed_stats)
+from bnlab.analysis.stats import ALPHA, EQUIVALENCE_RULE, NONINFERIORITY_RULE, VERDICT_RULE, effect_text
 from bnlab.analysis.study import RESULTS, analyse_all, slices
-from bnlab.analysis.suites import SUITES
+from bnlab.analysis.suites import suite_budgets
 from bnlab.views.figures import draw
 
 
@@ -75,9 +73,21 @@ def _budget_line(b: dict) -> str:
             f"{'' if b['train_subset'] in ([], ['None'], ['nan']) else ' (subset ' + '/'.join(b['train_subset']) + ')'}; "
             f"{device}, {'/'.join(b['threads'])} torch thread(s), torch {'/'.join(b['torch'])}; "
             f"{b['run_hours'] * 60:.0f} min of run time in all, {b['train_hours'] * 60:.0f} of them training steps "
-            f"(≈ {b['run_hours'] * 30:.0f} min of wall clock at two jobs at a time); "
+            f"({_wall_text(b)}); "
             f"{'paired seeds' if b['paired'] else 'runs not all paired (Welch where unpaired)'}"
             f"{'; made ' + _days(b['made']) if b.get('made') else ''}")
+
+
+def _jobs(b: dict) -> float:
+    """How many of a study's runs ran at a time on average: run time over wall clock."""
+    return b["run_hours"] / b["wall_hours"] if b.get("wall_hours") else float("nan")
+
+
+def _wall_text(b: dict) -> str:
+    """The wall clock the runs' own start and finish times span, and the jobs at a time it implies."""
+    if not b.get("wall_hours"):
+        return "wall clock not recorded"
+    return f"{b['wall_hours'] * 60:.0f} min of wall clock, {_jobs(b):.2g} runs at a time on average"
 
 
 def _days(days: list[str]) -> str:
@@ -118,33 +128,15 @@ def _beside_literature(r: dict) -> str:
 
 
 def _range_over_settings(r: dict, s: dict) -> str:
-    """A worst-case claim's whole range for each arm: its worst and best setting (mean over
-    seeds), so "flat across inits" or "struggles somewhere" can be read off, not only the worst."""
-    if r.get("kind") != "worst_case" or "runs" not in s:
-        return ""
-    spec = s["spec"]
-    claim = next((c for c in spec.claims if c.get("id", c["claim"]) == r["id"]), {})
-    runs = finished(where(s["runs"], claim))
-    # keys that really vary (a key added later is NaN on older runs: its neutral value, not a setting)
-    keys = [c for c in swept_columns(runs) if c not in (spec.arm_col, "cfg.seed")
-            and runs[c].dropna().map(repr).nunique() > 1]
-    if not keys or r["metric"] not in runs:
-        return ""
-    parts = []
-    for arm in (r["baseline"], r["treatment"]):
-        means = runs[runs[spec.arm_col].astype(str) == arm].groupby(keys, dropna=False)[r["metric"]].mean().dropna()
-        if means.empty:
-            continue
-
-        def words(setting) -> str:
-            setting = setting if isinstance(setting, tuple) else (setting,)
-            return ", ".join(f"{k.removeprefix('cfg.')}={_plain(v)}" for k, v in zip(keys, setting)
-                             if not (isinstance(v, float) and math.isnan(v)))
-        def at(value, setting) -> str:  # ties (several settings at the same mean) are counted
-            others = int(np.isclose(means, value, atol=5e-4).sum()) - 1
-            more = f" and {others} other setting{'s' if others > 1 else ''}" if others else ""
-            return f"{value:.3f} ({words(setting)}{more})"
-        parts.append(f"{arm_name(arm)} from {at(means.min(), means.idxmin())} to {at(means.max(), means.idxmax())}")
+    """A worst-case claim's whole range for each arm (bnlab.analysis.verdicts.range_over_settings),
+    in words: its worst and best setting, ties counted."""
+    def at(end: dict) -> str:
+        words = ", ".join(f"{k.removeprefix('cfg.')}={_plain(v)}" for k, v in end["setting"].items()
+                          if not (isinstance(v, float) and math.isnan(v)))
+        more = f" and {end['ties']} other setting{'s' if end['ties'] > 1 else ''}" if end["ties"] else ""
+        return f"{end['value']:.3f} ({words}{more})"
+    parts = [f"{arm_name(x['arm'])} from {at(x['worst'])} to {at(x['best'])}"
+             for x in s.get("ranges", {}).get(r["id"], [])]
     return (" **Range over the settings** (mean over seeds, worst to best): " + "; ".join(parts) + ".") if parts else ""
 
 
@@ -264,8 +256,9 @@ def _study_section(s: dict) -> list[str]:
                "Every accuracy in this study carries that caveat."] if b.get("unverified") else []),
             *([code_versions_line(b["code_versions"])] if b.get("code_versions") else []),
             "- Mean time per training step: " + ", ".join(f"{k} {v:.3f} ms" for k, v in b["step_time_ms"].items())
-            + f" (over {b['timed_runs']} {'confirmation' if conf_seeds else 'finished'} runs; one torch thread per "
-              f"job, two jobs at a time on the 2-core CPU, evaluation excluded).",
+            + f" (over {b['timed_runs']} {'confirmation' if conf_seeds else 'finished'} runs; "
+              f"{'/'.join(b['threads']) or '?'} torch thread(s) per run, {_jobs(b):.2g} runs at a time on average "
+              f"on {', '.join(b['device']) or '?'}, evaluation excluded).",
             ""]
     for r in s["results"]:
         chosen = "; ".join(f"{k}: {_plain(v)}" for k, v in r["chosen"].items())
@@ -287,11 +280,7 @@ def _study_section(s: dict) -> list[str]:
         if r["sensitivity"]:
             out += [f"Sensitivity of `{r['id']}` at every shared setting (tuning seeds; effect signed so + = as "
                     f"claimed; Holm within the claim): {r['sensitivity_summary']}.", "", _sensitivity_table(r), ""]
-    # a study that tunes nothing but fixes several settings in advance (santurkar: lr 0.1 and
-    # 0.5) has a row per arm and setting, as one that tunes has per arm and candidate
-    fixed = sorted({k.removeprefix("cfg.") for f in fixed_settings(s["runs"], spec) for k in f})
-    table = setting_table(s["runs"][~s["runs"]["cfg.seed"].isin(spec.confirm_seeds)],
-                          spec if spec.tune else replace(spec, tune=fixed), spec.select_on)
+    table = s.get("settings", pd.DataFrame())
     if not table.empty:
         keep = [c for c in table.columns if c.startswith("cfg.")] + ["runs", *[o for o in OUTCOMES if o in table],
                                                                      "n", "mean", "ci_low", "ci_high"]
@@ -304,55 +293,33 @@ def _study_section(s: dict) -> list[str]:
     return out
 
 
-# the ICS measures a study's `ics` claims may use, as the report names them
+# the ICS measures a study's `ics` claims may use (bnlab.analysis.verdicts.ICS_METRICS), as the report names them
 ICS_MEASURES = {"act_in_drift": "Ioffe & Szegedy's (activation-input drift)",
                 "grad_ics_l2": "Santurkar et al.'s (raw ||G−G′||)",
                 "grad_ics_rel": "the relative ||G−G′||/||G||", "grad_ics_cos": "the cosine of G and G′"}
 
 
-def _decided_sign(stats_: dict) -> int:
-    """+1 / -1 when the 95% interval lies on one side of 0, 0 when it spans it."""
-    lo, hi = stats_.get("ci_low"), stats_.get("ci_high")
-    if lo is None or hi is None or not (np.isfinite(lo) and np.isfinite(hi)):
-        return 0
-    return 1 if lo > 0 else -1 if hi < 0 else 0
-
-
 def _ics_and_accuracy(s: dict) -> list[str]:
-    """Whether ICS, as each paper measures it, goes with the accuracy benefit: for every arm an
-    `ics` claim compares with the baseline, its ICS reduction (the claim's effect, + = less ICS)
-    beside its test-accuracy gain over the baseline on the same seeds and settings (paired per
-    seed). A measure goes with the benefit when the arms with a measurable change in either
+    """Whether ICS goes with the accuracy benefit (bnlab.analysis.verdicts.ics_with_accuracy), in
+    words: a measure goes with the benefit when the arms with a measurable change in either
     change in both, less ICS exactly where more accurate; an arm that changes one without the
     other makes it "only in part"; one with less ICS and lower accuracy (or the reverse), "not"."""
-    spec, runs = s["spec"], finished(s["runs"])
-    ics = [r for r in s["results"] if r["claim"] == "ics" and r["metric"] in ICS_MEASURES
-           and r["baseline"] == spec.baseline and np.isfinite(r.get("effect", np.nan))]
-    if not ics or "best/test/acc" not in runs:
+    readings = s.get("ics_accuracy") or []
+    if not readings:
         return []
+    spec = s["spec"]
     rows, verdicts = {}, []
-    for metric in dict.fromkeys(r["metric"] for r in ics):
-        agree, disagree, unmatched, words = [], [], [], []
-        for r in (r for r in ics if r["metric"] == metric):
-            arm = r["treatment"]
-
-            def accuracy(a):
-                setting = {k: v for k, v in (r["chosen"].get(a) or {}).items() if k.startswith("cfg.")}
-                sel = arm_runs(runs, spec, a, setting)
-                return sel[sel["cfg.seed"].isin(r["seeds"])].groupby("cfg.seed")["best/test/acc"].mean()
-
-            gain = seed_stats((accuracy(arm) - accuracy(spec.baseline)).dropna().tolist())
+    for reading in readings:
+        metric, words = reading["metric"], []
+        for x in reading["arms"]:
+            arm, gain, a, i = x["arm"], x["gain"], x["accuracy_sign"], x["ics_sign"]
             rows.setdefault(arm, {"arm": arm_name(arm),
                                   f"test accuracy − {arm_name(spec.baseline)} [95% CI]":
                                       f"{gain['mean']:+.4f} [{gain['ci_low']:+.4f}, {gain['ci_high']:+.4f}]"})
-            rows[arm][f"less ICS, {metric} [95% CI]"] = effect_text(r)
-            a, i = _decided_sign(gain), _decided_sign(r)
-            if a and i:
-                (agree if a == i else disagree).append(arm_name(arm))
-            elif a or i:
-                unmatched.append(arm_name(arm))
+            rows[arm][f"less ICS, {metric} [95% CI]"] = effect_text(x["verdict"])
             words.append(f"{arm_name(arm)}: {'less' if i > 0 else 'more' if i < 0 else 'no measurable change in'} ICS, "
                          f"{'higher' if a > 0 else 'lower' if a < 0 else 'no measurably different'} accuracy")
+        agree, disagree, unmatched = ([arm_name(a) for a in reading[k]] for k in ("agree", "disagree", "unmatched"))
         answer = ("**does not go with the accuracy benefit**" if disagree else
                   "**goes with the accuracy benefit only in part**" if agree and unmatched else
                   "**goes with the accuracy benefit**" if agree else
@@ -396,60 +363,51 @@ def _slices_section(s: dict) -> list[str]:
 
 
 def _budget_table(studies: list[dict]) -> list[str]:
-    """Each study's runs and wall time, and each suite's sum: estimated from the runs' own wall
-    times (evaluation and probes included) at two jobs at a time, so it regenerates from the
-    CSVs; a suite's measured time (scripts/suite.sh prints it) adds process start-up."""
+    """Each study's runs, run time and wall clock, and each suite's sum, from the runs' own
+    records (their wall times, start and finish times, threads and devices), so it regenerates
+    from the CSVs; a suite's measured time (scripts/suite.sh prints it) adds process start-up."""
     ran = {s["name"]: s["budget"] for s in studies if s["ran"]}
     if not ran:
         return []
     out = ["## Budgets and wall time", "",
-           "Run time is the sum of every current run's wall time (start-up, training, evaluation, probes), "
-           "one torch thread per run; the wall clock is that over the two jobs run at a time on the 2-core CPU "
-           "(a study made on a GPU says so in its budget line).", "",
-           "| study | runs | run time (min) | ≈ wall clock at two jobs (min) |", "|---|---|---|---|"]
-    out += [f"| `{name}` | {b['runs']} | {b['run_hours'] * 60:.0f} | {b['run_hours'] * 30:.0f} |" for name, b in ran.items()]
+           "Run time is the sum of every current run's wall time (start-up, training, evaluation, probes); the "
+           "wall clock is the time during which at least one of the study's runs was running (from their start "
+           "and finish times), and their ratio is how many ran at a time on average.", "",
+           "| study | runs | run time (min) | wall clock (min) | runs at a time | threads per run | hardware |",
+           "|---|---|---|---|---|---|---|"]
+    out += [f"| `{name}` | {b['runs']} | {b['run_hours'] * 60:.0f} | {b['wall_hours'] * 60:.0f} | {_jobs(b):.2g} "
+            f"| {'/'.join(b['threads']) or '?'} | {cell(', '.join(b['device']) or '?')} |" for name, b in ran.items()]
     out.append("")
-    for title, names in SUITES.items():
-        have = [n for n in names if n in ran]
-        if have:
-            hours = sum(ran[n]["run_hours"] for n in have)
-            missing = [n for n in names if n not in ran]
-            out.append(f"- {title}: {', '.join(f'`{n}`' for n in have)}: ≈ {hours * 30:.0f} min of wall clock "
-                       f"from scratch ({hours * 60:.0f} min of run time)"
-                       + (f"; not run yet: {', '.join(missing)}" if missing else "") + ".")
+    for suite in suite_budgets(ran):
+        out.append(f"- {suite['title']}: {', '.join(f'`{n}`' for n in suite['studies'])}: "
+                   f"{suite['wall_hours'] * 60:.0f} min of wall clock as made ({suite['run_hours'] * 60:.0f} min of run time)"
+                   + (f"; not run yet: {', '.join(suite['missing'])}" if suite["missing"] else "") + ".")
     return out + [""]
 
 
 def _ratio(r: dict) -> str:
-    """Speed and cost read as ratios: steps as "N× fewer" (the no-BN arm's mean over BN's, a
-    bound where runs were censored), a log2 measure as 2^effect with its interval."""
-    if not math.isfinite(r.get("effect", float("nan"))):
+    """Speed and cost read as ratios (bnlab.analysis.measures.ratio_of), in words."""
+    q = r.get("ratio")
+    if not q:
         return ""
-    metric = str(r.get("metric", ""))
-    if metric.startswith("log2 ") or r.get("kind") == "max_usable":
-        lo, hi = r.get("ci_low", float("nan")), r.get("ci_high", float("nan"))
-        interval = f" [×{2 ** lo:.3g}, ×{2 ** hi:.3g}]" if math.isfinite(lo) and math.isfinite(hi) else ""
-        sign = {"≥": "≥ ", "≤": "≤ "}.get(r.get("bound"), "")
-        sense = 1 if r.get("direction", "higher") == "higher" else -1
-        return f"{sign}×{2 ** (sense * r['effect']):.3g}{interval}"
-    if metric.startswith("steps_to"):
-        b, t = r.get("baseline_mean"), r.get("treatment_mean")
-        if not (b and t and math.isfinite(b) and math.isfinite(t)):
-            return ""
-        sign = {"≥": "≥ ", "≤": "≤ ", "?": "~"}.get(r.get("bound"), "")
-        return f"{sign}{b / t:.3g}× fewer steps"
-    return ""
+    if q["kind"] == "times":
+        sign = {"≥": "≥ ", "≤": "≤ "}.get(q["bound"], "")
+        interval = f" [×{q['low']:.3g}, ×{q['high']:.3g}]" if math.isfinite(q["low"]) and math.isfinite(q["high"]) else ""
+        return f"{sign}×{q['value']:.3g}{interval}"
+    sign = {"≥": "≥ ", "≤": "≤ ", "?": "~"}.get(q["bound"], "")
+    return f"{sign}{q['value']:.3g}× fewer steps"
 
 
-def _value(r: dict, mean) -> str:
-    """An arm's mean as the claim reads it: a log2 rate as the rate itself."""
-    if mean is None or not math.isfinite(mean):
+def _value(r: dict, which: str) -> str:
+    """An arm's mean as the claim reads it (a log2 rate as the rate itself)."""
+    v = r.get(f"{which}_natural", float("nan"))
+    if v is None or not math.isfinite(v):
         return "–"
     if r.get("kind") == "max_usable":
-        return f"{2 ** mean:.3g}"
+        return f"{v:.3g}"
     if str(r.get("metric", "")).startswith("log2 "):
-        return f"{2 ** mean:.4g}"
-    return _fmt(mean)
+        return f"{v:.4g}"
+    return _fmt(v)
 
 
 def _measure_words(r: dict) -> str:
@@ -469,7 +427,7 @@ def plain_sentence(r: dict, s: dict | None = None) -> str:
     arm's mean on the claim's own measure, the ratio where the claim is one, and why a verdict
     was not reached."""
     b, t = _arm_words(r, r["baseline"]), _arm_words(r, r["treatment"])
-    means = (f"{t} {_value(r, r.get('treatment_mean'))} against {b} {_value(r, r.get('baseline_mean'))} "
+    means = (f"{t} {_value(r, 'treatment')} against {b} {_value(r, 'baseline')} "
              f"({_measure_words(r)}{', mean over seeds' if r.get('kind') != 'max_usable' else ''})")
     ratio = _ratio(r)
     text = f"{PLAIN_LEAD.get(r['verdict'], r['verdict'])}: {means}" + (f"; {ratio}" if ratio else "")
