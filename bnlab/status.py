@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bnlab.analysis.kinds import needs_confirmation
 from bnlab.analysis.selection import best_settings, edge_flags
 from bnlab.analysis.spec import spec_for_runs
 from bnlab.analysis.frames import FINISHED, OUTCOMES, outcome, swept_columns
@@ -63,7 +64,7 @@ def _print_choices(runs: pd.DataFrame, study: Path) -> None:
     spec = spec_for_runs(runs, study.name)
     if not spec.tune or spec.arm_col not in runs:
         return
-    if not spec.adhoc and not any(spec.needs_confirmation(c) for c in spec.claims):
+    if not spec.adhoc and not any(needs_confirmation(spec, c) for c in spec.claims):
         return  # every claim measures the whole grid: nothing is chosen
     best = best_settings(runs, spec)
     flags = edge_flags(runs, spec, best)

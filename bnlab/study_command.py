@@ -23,6 +23,7 @@ import time
 import numpy as np
 from pathlib import Path
 
+from bnlab.analysis.kinds import needs_confirmation
 from bnlab.analysis.selection import best_settings, gain_choice, where
 from bnlab.analysis.spec import StudySpec, list_studies, load_spec
 from bnlab.errors import ConfigError
@@ -58,7 +59,7 @@ def _merge(sweeps: list[dict]) -> list[dict]:
 def confirmation_jobs(runs, spec: StudySpec) -> list[list[str]]:
     """The override lists of phase 2: per arm, every setting a claim chose (the claim's
     `where` keys included), as few sweeps as hold exactly those settings."""
-    needing = [c for c in spec.claims if spec.needs_confirmation(c)]
+    needing = [c for c in spec.claims if needs_confirmation(spec, c)]
     if not needing or not spec.confirm_seeds:
         return []
     best = best_settings(runs, spec)
@@ -143,7 +144,7 @@ def main(argv=None) -> None:
     runs = frame_from_store(store)
     if not runs.empty:
         runs, _ = current_runs(runs, args.study, spec.profile)
-    if runs.empty and any(spec.needs_confirmation(c) for c in spec.claims):
+    if runs.empty and any(needs_confirmation(spec, c) for c in spec.claims):
         print("phase 2 (confirm) is decided from phase 1's runs, which do not exist yet")
         return
     jobs = confirmation_jobs(runs, spec) if not runs.empty else []

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from bnlab.analysis.frames import _until_divergence, to_accuracy
+from bnlab.analysis.kinds import kind_of
 from bnlab.analysis.selection import arm_runs, best_settings, finished, tuning_runs
 from bnlab.analysis.spec import StudySpec
 
@@ -76,7 +77,7 @@ def claim_measure(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> tuple[pd.
 
 
 def _log_scale(r: dict) -> bool:
-    return str(r.get("metric", "")).startswith("log2 ") or r.get("kind") == "max_usable"
+    return str(r.get("metric", "")).startswith("log2 ") or kind_of(r).log_scale
 
 
 def ratio_of(r: dict) -> dict | None:

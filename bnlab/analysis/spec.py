@@ -124,12 +124,6 @@ class StudySpec:
         family = comparison.family or claim.get("family") or "exploratory"
         return f"study:{self.name}" if family == "study" else family
 
-    def needs_confirmation(self, claim: dict) -> bool:
-        """A claim decided at a setting chosen from the data (not a whole-grid measure, not a
-        pre-specified setting) must be confirmed on fresh seeds."""
-        kind = claim.get("kind", "compare")
-        return (kind == "compare" and not claim.get("matched") and bool(self.tune)) or kind == "gain"
-
 
 def list_studies(experiments_dir: Path = EXPERIMENTS_DIR) -> list[str]:
     return sorted(p.stem for p in experiments_dir.glob("*.yaml"))

@@ -21,7 +21,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from bnlab.analysis.kinds import _compare_at, _gain, per_seed_values
+from bnlab.analysis.kinds import kind_of, per_seed_values, sensitivity_settings
 from bnlab.analysis.measures import claim_measure, natural_mean, ratio_of
 from bnlab.analysis.frames import swept_columns
 from bnlab.analysis.selection import (arm_runs, finished, fixed_settings, gain_choice, gain_pools, setting_table,
@@ -113,43 +113,21 @@ def _precondition(res: dict, claim: dict, baseline_values: pd.Series) -> None:
 
 
 def sensitivity(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> list[dict]:
-    """The claim judged at every setting both arms share (tuning seeds), Holm-adjusted
-    within the claim. Whole-grid kinds (max_usable, worst_case) have none: the tuned key is
-    what they measure."""
-    kind = claim.get("kind", "compare")
-    tuning = tuning_runs(runs, spec)
+    """The claim judged at every setting its kind names (bnlab.analysis.kinds: each setting both
+    arms share on the tuning seeds, or each value of a gain's `over`), Holm-adjusted within the
+    claim. Whole-grid kinds (max_usable, worst_case) have none: the tuned key is what they measure."""
     rows = []
-    if kind == "compare" and spec.tune and not claim.get("arm_where"):  # arm_where: the arms differ in a tuned key
-        cols = [f"cfg.{k}" for k in spec.tune]
-        for key, g in finished(tuning).groupby(cols, sort=True):
-            key = key if isinstance(key, tuple) else (key,)
-            setting = dict(zip(cols, key))
-            if g[spec.arm_col].astype(str).nunique() < 2:
-                continue
-            unlearned = [arm for arm in spec.pair
-                         if (arm_runs(g, spec, arm, {})["outcome"] != "learned").any()] if "outcome" in g else []
-            if claim.get("only_learned") and unlearned:
-                names = " and ".join(unlearned)
-                rows.append({"setting": setting, "verdict": "not comparable", "p": np.nan, "test": "none",
-                             "effect": np.nan, "ci_low": np.nan, "ci_high": np.nan, "baseline_mean": np.nan,
-                             "treatment_mean": np.nan, "n_baseline": 0, "n_treatment": 0, "bound": None,
-                             "reason": f"{spec.arm_key}={names}: some runs did not learn or diverged here, and "
-                                       f"this measure means nothing in a net that did not train"})
-                continue
-            pv = _compare_at(g, spec, claim["metric"], {arm: setting for arm in spec.pair}, claim)
-            rows.append({"setting": setting, **decide(g, spec, claim, pv)})
-    elif kind == "gain":
-        over, metric = f"cfg.{claim['over']}", claim["metric"]
-        treated, _ = gain_pools(tuning, claim)
-        for value in sorted(treated[over].astype(float).unique()):
-            # each value of `over` against the reference, each at its own tuned setting
-            choice = gain_choice(runs, spec, claim, value)
-            values = {arm: _gain(tuning, spec, arm, choice[arm], metric, claim) if arm in choice
-                      else pd.Series(dtype=float) for arm in spec.pair}
-            pv = {"values": values, "censored": {a: pd.Series(0.0, index=v.index) for a, v in values.items()}}
-            row = {"setting": {over: value}, **decide(tuning, spec, claim, pv)}
-            _precondition(row, claim, values[spec.baseline])
-            rows.append(row)
+    for entry in sensitivity_settings(runs, spec, claim):
+        if "not_comparable" in entry:
+            rows.append({"setting": entry["setting"], "verdict": "not comparable", "p": np.nan, "test": "none",
+                         "effect": np.nan, "ci_low": np.nan, "ci_high": np.nan, "baseline_mean": np.nan,
+                         "treatment_mean": np.nan, "n_baseline": 0, "n_treatment": 0, "bound": None,
+                         "reason": entry["not_comparable"]})
+            continue
+        row = {"setting": entry["setting"], **decide(entry["runs"], spec, claim, entry["pv"])}
+        if "precondition_values" in entry:
+            _precondition(row, claim, entry["precondition_values"])
+        rows.append(row)
     apply_holm(rows)
     return rows
 
@@ -226,7 +204,7 @@ def range_over_settings(runs: pd.DataFrame, spec: StudySpec, r: dict) -> list[di
     """A worst-case claim's whole range for each arm: its worst and best setting (mean over
     seeds) and how many other settings tie with each (within 5e-4), so "flat across inits" or
     "struggles somewhere" can be read off, not only the worst. [] for other kinds."""
-    if r.get("kind") != "worst_case":
+    if not kind_of(r).ranged:
         return []
     claim = next((c for c in spec.claims if c.get("id", c["claim"]) == r["id"]), {})
     runs = finished(where(runs, claim))

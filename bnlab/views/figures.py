@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bnlab.analysis.kinds import KIND_LABELS  # noqa: E402
+from bnlab.analysis.kinds import KINDS  # noqa: E402
 from bnlab.analysis.selection import (arm_runs, at_best_of, best_settings, decided_runs,  # noqa: E402
                                       fixed_settings, seeds_text, tuning_runs)
 from bnlab.analysis.spec import StudySpec, is_num  # noqa: E402
@@ -430,7 +430,8 @@ def plot_claim(result: dict, spec: StudySpec, out: Path, fmt: str = "png") -> li
         ax.legend(loc="best", fontsize=7)
     ax.set_xticks([0, 1], [arm_name(baseline), arm_name(treatment)])
     ax.set_xlim(-0.5, 1.6)
-    ylabel = KIND_LABELS.get(result["kind"], "{m} (" + result["kind"] + ")").format(m=label(result["metric"]))
+    kind = KINDS.get(result["kind"])
+    ylabel = (kind.axis_label if kind else "{m} (" + result["kind"] + ")").format(m=label(result["metric"]))
     ax.set_ylabel(f"{ylabel}, per seed")
     _mark_literature(fig, ax, result, spec)
     p_holm = result.get("p_holm", np.nan)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bnlab.analysis.kinds import KINDS
 from bnlab.analysis.selection import seeds_text
 from bnlab.analysis.spec import CLAIMS, DATASETS, FAMILIES, PRIMARY_CLAIMS
 from bnlab.errors import ConfigError
@@ -412,10 +413,7 @@ def _value(r: dict, which: str) -> str:
 
 def _measure_words(r: dict) -> str:
     measured = r.get("measured") or str(r.get("metric", "")).removeprefix("log2 ")
-    if r.get("kind") == "max_usable":
-        return "largest usable learning rate (geometric mean over seeds)"
-    words = label(measured)
-    return {"worst_case": f"worst {words} over the grid", "gain": f"gain in {words}"}.get(r.get("kind"), words)
+    return KINDS[r["kind"]].words.format(m=label(measured))
 
 
 PLAIN_LEAD = {"supported": "Holds here", "not supported": "Ruled out here", "inconclusive": "Not decided",
@@ -428,14 +426,14 @@ def plain_sentence(r: dict, s: dict | None = None) -> str:
     was not reached."""
     b, t = _arm_words(r, r["baseline"]), _arm_words(r, r["treatment"])
     means = (f"{t} {_value(r, 'treatment')} against {b} {_value(r, 'baseline')} "
-             f"({_measure_words(r)}{', mean over seeds' if r.get('kind') != 'max_usable' else ''})")
+             f"({_measure_words(r)}{'' if KINDS[r['kind']].log_scale else ', mean over seeds'})")
     ratio = _ratio(r)
     text = f"{PLAIN_LEAD.get(r['verdict'], r['verdict'])}: {means}" + (f"; {ratio}" if ratio else "")
     if r["verdict"] != "supported" and r.get("reason"):
         text += f" — {r['reason']}"
     if r.get("precondition", "").startswith("the precondition fails"):
         text += f"; {r['precondition']}"
-    if s is not None and r.get("kind") == "worst_case":
+    if s is not None and s.get("ranges", {}).get(r["id"]):
         text += "." + _range_over_settings(r, s).replace("**", "")
     return text.rstrip(".") + "."
 
