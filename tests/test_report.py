@@ -503,3 +503,18 @@ def test_the_report_formats_and_never_computes():
     from_stats = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "bnlab.analysis.stats"
                   for a in n.names}
     assert from_stats <= {"ALPHA", "EQUIVALENCE_RULE", "NONINFERIORITY_RULE", "VERDICT_RULE", "effect_text"}
+
+
+def test_the_figure_registry_decides_from_what_a_study_tunes_not_from_key_names(store, tmp_path, monkeypatch):
+    """A study that tunes a key no figure names (here the momentum, standing in for the rate)
+    gets its accuracy-against-that-key figure; the same runs with nothing tuned get none."""
+    drawn = {}
+    monkeypatch.setattr(plots, "save", lambda fig, path: drawn.setdefault(path.name, fig) and path)
+    runs = frame_from_store(store).rename(columns={"cfg.optim.lr": "cfg.optim.momentum"})
+    names = [f.name for f in plots.FIGURES]
+    assert len(names) == len(set(names)), "each figure is listed once"
+    plots.plot_study(runs, spec(tune=["optim.momentum"]), [], tmp_path)
+    assert "best_test_acc_vs_momentum.png" in drawn
+    drawn.clear()
+    plots.plot_study(runs, spec(tune=[]), [], tmp_path)
+    assert not any(n.startswith("best_test_acc_vs_") for n in drawn)

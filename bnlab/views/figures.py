@@ -10,7 +10,9 @@ SVG or PDF on request.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import matplotlib
 
@@ -25,7 +27,7 @@ from bnlab.analysis.selection import (arm_runs, at_best_of, best_settings, decid
 from bnlab.analysis.spec import StudySpec, is_num  # noqa: E402
 from bnlab.analysis.frames import FINISHED, act_in_series, grad_ics_layers, last_layer, swept_columns  # noqa: E402
 from bnlab.analysis.stats import effect_text, seed_stats  # noqa: E402
-from bnlab.views.style import STYLE, arm_name, colour, label  # noqa: E402
+from bnlab.views.style import LOG_SCALE, STYLE, arm_name, colour, label  # noqa: E402
 
 
 def save(fig, path: Path) -> Path:
@@ -596,53 +598,134 @@ def plot_slice_curves(runs: pd.DataFrame, slice_runs: pd.DataFrame, label: str, 
     return [save(fig, out / f"{label}_vs_study{_suffix(fixed)}.{fmt}")]
 
 
+@dataclass
+class StudyView:
+    """What the figure registry reads to decide which figures apply: the study's frame, spec and
+    verdicts, and what it sweeps, tunes and names in its claims."""
+
+    runs: pd.DataFrame
+    spec: StudySpec
+    results: list[dict]
+    out: Path
+    fmt: str
+    slices: dict
+    swept: set = field(default_factory=set)
+    """The config keys the runs vary (seed included), without the cfg. prefix."""
+    panels: list = field(default_factory=list)
+    """The fixed settings the per-arm figures are drawn at, one figure each (selection.fixed_settings)."""
+    best: dict = field(default_factory=dict)
+    """Each arm's chosen setting (selection.best_settings)."""
+
+    def numeric(self, key: str) -> bool:
+        return key in self.swept and pd.api.types.is_numeric_dtype(self.runs[f"cfg.{key}"])
+
+    def gain_keys(self) -> list[str]:
+        """The keys a gain claim reads per value (`over`: each value at the other keys' best)."""
+        return list(dict.fromkeys(c["over"] for c in self.spec.claims if c.get("kind") == "gain" and c.get("over")))
+
+    def axis_keys(self) -> list[str]:
+        """The numeric keys a study reads its arms against: those it tunes (an ad-hoc folder
+        tunes everything it swept), then those its claims sweep over or fix (`over`, `matched`);
+        never the arm key or the seed; a gain claim's key has figures of its own."""
+        named = [k for c in self.spec.claims for k in ([c["over"]] if c.get("over") else []) + list(c.get("matched") or {})]
+        keys = [k for k in dict.fromkeys([*self.spec.tune, *named])
+                if k not in (self.spec.arm_key, "seed") and self.numeric(k)]
+        return [k for k in keys if k not in self.gain_keys()]
+
+    def has_curves(self, prefix: str) -> bool:
+        return any(k.startswith(prefix) for c in self.runs["curves"] for k in c)
+
+
+def _convergence(v: StudyView) -> list[Path]:
+    return [p for fixed in v.panels for p in plot_convergence(v.runs, v.spec, v.out, v.fmt, fixed)]
+
+
+def _metric_vs_axes(v: StudyView) -> list[Path]:
+    return [p for key in v.axis_keys()
+            for p in plot_metric_vs(v.runs, v.spec, key, "best/test/acc", v.out, v.fmt, logx=key in LOG_SCALE)]
+
+
+def _gain_keys(v: StudyView) -> list[Path]:
+    """A gain claim's key: each value at the study's other tuned keys' best (plot_metric_by), or
+    the plain grid when the study tunes nothing else."""
+    paths = []
+    for key in (k for k in v.gain_keys() if k in v.swept and k != v.spec.arm_key):
+        if len(v.spec.tune) > 1 and key in v.spec.tune:
+            for metric in ("best/test/acc", "best/gap"):
+                if metric in v.runs and v.runs[metric].notna().any():
+                    paths += plot_metric_by(v.runs, v.spec, key, metric, v.out, v.fmt)
+        else:
+            paths += plot_grid(v.runs, v.spec, key, "best/test/acc", v.out, v.fmt)
+    return paths
+
+
+def _percentiles(v: StudyView) -> list[Path]:
+    if not v.has_curves("eval:probe/act_in/"):
+        return []
+    return plot_percentiles(v.runs, v.spec, v.out, v.fmt, {**v.best.get(v.spec.baseline, {}), **v.panels[0]})
+
+
+def _per_panel_probes(v: StudyView) -> list[Path]:
+    paths = []
+    for fixed in v.panels:
+        if v.has_curves("eval:probe/grad_ics/"):
+            paths += plot_grad_ics(v.runs, v.spec, v.out, v.fmt, v.best.get(v.spec.baseline, {}), fixed)
+        if v.has_curves("eval:probe/landscape/"):
+            paths += plot_landscape(v.runs, v.spec, v.out, v.fmt, v.best.get(v.spec.baseline, {}), fixed)
+    return paths
+
+
+def _slices(v: StudyView) -> list[Path]:
+    return [p for label_, slice_runs in v.slices.items() for fixed in v.panels
+            for p in plot_slice_curves(v.runs, slice_runs, label_, v.spec, v.out, v.fmt, fixed)]
+
+
+def _fig1(v: StudyView) -> list[Path]:
+    return plot_ioffe_fig1(v.runs, v.spec, v.results, v.out, v.fmt) if "ioffe_fig1" in v.spec.figures else []
+
+
+def _claims(v: StudyView) -> list[Path]:
+    return [p for r in v.results if np.isfinite(r.get("effect", np.nan)) for p in plot_claim(r, v.spec, v.out, v.fmt)]
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One entry of the figure registry: a figure (or a family of figures) and the rule that
+    says, from what the study sweeps, tunes, logs and claims, whether it applies."""
+
+    name: str
+    draw: Callable[[StudyView], list[Path]]
+    """StudyView -> the figures it drew ([] where it does not apply)."""
+
+
+# every figure a study can get, in the order its page lists them; a new figure is one entry
+FIGURES: tuple[Figure, ...] = (
+    Figure("convergence", _convergence),
+    Figure("metric against each axis key", _metric_vs_axes),
+    Figure("a gain claim's key", _gain_keys),
+    Figure("activation-input percentiles", _percentiles),
+    Figure("gradient ICS and landscape", _per_panel_probes),
+    Figure("runs of other budgets beside the study", _slices),
+    Figure("Ioffe & Szegedy Fig. 1", _fig1),
+    Figure("each claim's per-seed values", _claims),
+    Figure("reached the target (speed)", lambda v: plot_reached_target(v.runs, v.spec, v.results, v.out, v.fmt)),
+    Figure("sensitivity", lambda v: plot_sensitivity(v.results, v.spec, v.out, v.fmt)),
+)
+
+
 def plot_study(runs: pd.DataFrame, spec: StudySpec, results: list[dict], out: Path,
                fmt: str = "png", slices: dict | None = None) -> list[Path]:
-    """Every figure that applies to the study's runs (or to a folder of runs launched ad hoc),
-    and, for each of `slices` ({label: frame} of runs of another budget), the two side by side."""
+    """Every figure of the registry that applies to the study's runs (or to a folder of runs
+    launched ad hoc), and, for each of `slices` ({label: frame} of runs of another budget), the
+    two side by side."""
     out.mkdir(parents=True, exist_ok=True)
-    swept = {c.removeprefix("cfg.") for c in swept_columns(runs)}
+    view = StudyView(runs, spec, results, out, fmt, slices or {},
+                     swept={c.removeprefix("cfg.") for c in swept_columns(runs)},
+                     panels=fixed_settings(runs, spec), best=best_settings(runs, spec))
     paths: list[Path] = []
     with plt.rc_context(STYLE):
-        panels = fixed_settings(runs, spec)
-        for fixed in panels:
-            paths += plot_convergence(runs, spec, out, fmt, fixed)
-        for key in ("optim.lr", "init.std"):
-            if key in swept:
-                paths += plot_metric_vs(runs, spec, key, "best/test/acc", out, fmt)
-        if "model.dropout" in swept and spec.arm_key != "model.dropout":
-            if len(spec.tune) > 1 and "model.dropout" in spec.tune:  # each cell at its own tuned rest
-                for metric in ("best/test/acc", "best/gap"):
-                    if metric in runs and runs[metric].notna().any():
-                        paths += plot_metric_by(runs, spec, "model.dropout", metric, out, fmt)
-            else:
-                paths += plot_grid(runs, spec, "model.dropout", "best/test/acc", out, fmt)
-        for key in ([] if spec.adhoc else spec.tune):  # any other numeric key tuned per arm
-            if (key in swept and key not in ("optim.lr", "init.std", "model.dropout")
-                    and pd.api.types.is_numeric_dtype(runs[f"cfg.{key}"])):
-                paths += plot_metric_vs(runs, spec, key, "best/test/acc", out, fmt)
-        if spec.adhoc:  # any other numeric key a researcher swept
-            for key in sorted(swept - {"optim.lr", "init.std", "model.dropout", "seed", spec.arm_key}):
-                if pd.api.types.is_numeric_dtype(runs[f"cfg.{key}"]):
-                    paths += plot_metric_vs(runs, spec, key, "best/test/acc", out, fmt, logx=False)
-        best = best_settings(runs, spec)
-        if any(k.startswith("eval:probe/act_in/") for c in runs["curves"] for k in c):
-            paths += plot_percentiles(runs, spec, out, fmt, {**best.get(spec.baseline, {}), **panels[0]})
-        for fixed in panels:
-            if any(k.startswith("eval:probe/grad_ics/") for c in runs["curves"] for k in c):
-                paths += plot_grad_ics(runs, spec, out, fmt, best.get(spec.baseline, {}), fixed)
-            if any(k.startswith("eval:probe/landscape/") for c in runs["curves"] for k in c):
-                paths += plot_landscape(runs, spec, out, fmt, best.get(spec.baseline, {}), fixed)
-        for label, slice_runs in (slices or {}).items():
-            for fixed in panels:
-                paths += plot_slice_curves(runs, slice_runs, label, spec, out, fmt, fixed)
-        if "ioffe_fig1" in spec.figures:
-            paths += plot_ioffe_fig1(runs, spec, results, out, fmt)
-        for r in results:
-            if np.isfinite(r.get("effect", np.nan)):
-                paths += plot_claim(r, spec, out, fmt)
-        paths += plot_reached_target(runs, spec, results, out, fmt)
-        paths += plot_sensitivity(results, spec, out, fmt)
+        for figure in FIGURES:
+            paths += figure.draw(view)
     return paths
 
 

@@ -40,6 +40,10 @@ LABELS = {
     "train/acc": "train-mode accuracy on the last training batches",
 }
 
+# the keys that read on a log axis (their grids are geometric); any other on a linear one
+LOG_SCALE = frozenset({"optim.lr", "init.std", "data.train_subset"})
+
+
 def label(key: str) -> str:
     """A key as a reader says it; derived keys by their pattern (steps_to_val_0.97: steps to
     97% validation accuracy; log2 <key>: log2 of what <key> says)."""
