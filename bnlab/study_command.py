@@ -74,10 +74,10 @@ def confirmation_jobs(runs, spec: StudySpec) -> list[list[str]]:
             wanted[arm].append(sweep)
 
     for claim in needing:
-        if claim.get("kind") == "gain":  # the chosen setting and its reference, each tuned per cell
+        if claim.kind == "gain":  # the chosen setting and its reference, each tuned per cell
             for arm, c in gain_choice(runs, spec, claim).items():
                 want(arm, c["chosen"], claim.get("where"))
-                want(arm, c["reference"], claim.get("reference_where", claim.get("where")))
+                want(arm, c["reference"], claim.reference_where or claim.where)
         else:  # the claim's own choice (its select_on), else the study's, among the runs it is about
             for arm, setting in best_settings(where(runs, claim), spec, claim).items():
                 want(arm, setting, claim.get("where"))

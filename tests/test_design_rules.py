@@ -115,3 +115,17 @@ def test_no_study_note_says_missing_what_the_code_has():
             assert not stale.search(text), f"{name}: {text[:120]!r}"
     assert {"none", "batch", "noisy_batch", "noise", "layer", "group"} <= set(NORMS)
     assert {"mlp", "vgg", "resnet20"} <= set(MODELS)
+
+
+def test_a_misspelt_claim_key_is_a_one_line_error_at_load(tmp_path):
+    """Claims are typed records (bnlab.analysis.records.Claim): a key that is no field of one
+    fails at load, naming the key and the allowed ones, before any analysis."""
+    from bnlab.analysis.records import CLAIM_KEYS
+
+    text = (REPO_ROOT / "experiments" / "lr_mnist.yaml").read_text().replace("min_effect:", "min_efect:", 1)
+    (tmp_path / "typo.yaml").write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_spec("typo", tmp_path)
+    message = str(err.value)
+    assert "\n" not in message and "analysis.claims[0].min_efect" in message and "min_effect" in message
+    assert "min_effect" in CLAIM_KEYS and "target_value" not in CLAIM_KEYS  # set as it is judged, never written

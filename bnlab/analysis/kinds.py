@@ -27,7 +27,10 @@ import pandas as pd
 from bnlab.analysis.selection import (arm_runs, best_settings, confirmation_runs, edge_flags, finished,
                                       gain_choice, gain_pools, metric_values, tuning_runs, usable_runs,
                                       _gain_edges)
+from bnlab.analysis.records import Claim
 from bnlab.analysis.spec import StudySpec
+
+DEFAULT_KIND = Claim.__dataclass_fields__["kind"].default
 
 def _compare_at(runs: pd.DataFrame, spec: StudySpec, metric: str, settings: dict, claim: dict | None = None) -> dict:
     values, censored = {}, {}
@@ -202,7 +205,7 @@ KINDS: dict[str, Kind] = {
 
 
 def kind_of(claim: dict) -> Kind:
-    kind = claim.get("kind", "compare")
+    kind = claim.get("kind") or DEFAULT_KIND
     if kind not in KINDS:
         raise ValueError(f"unknown analysis kind {kind!r}; allowed: {', '.join(KINDS)}")
     return KINDS[kind]

@@ -22,6 +22,7 @@ import pandas as pd
 
 from bnlab.analysis.frames import _until_divergence, to_accuracy
 from bnlab.analysis.kinds import kind_of
+from bnlab.analysis.records import Claim, with_
 from bnlab.analysis.selection import arm_runs, best_settings, finished, tuning_runs
 from bnlab.analysis.spec import StudySpec
 
@@ -54,10 +55,10 @@ def baseline_best(runs: pd.DataFrame, spec: StudySpec) -> tuple[float, str]:
                    + (f" at its chosen {where}" if where else ""))
 
 
-def claim_measure(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> tuple[pd.DataFrame, dict]:
+def claim_measure(runs: pd.DataFrame, spec: StudySpec, claim: Claim) -> tuple[pd.DataFrame, Claim]:
     """The runs with the column the claim reads, and the claim reading it (unchanged for a
     claim that asks for no measure of its own)."""
-    target = claim.get("target")
+    target = claim.target
     if target is not None:
         if target == "baseline_best":
             value, how = baseline_best(runs, spec)
@@ -65,14 +66,14 @@ def claim_measure(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> tuple[pd.
             value, how = float(target), "stated in the study file"
         col = target_column(value)
         runs = runs.assign(**{col: steps_to(runs, value) if np.isfinite(value) else [None] * len(runs)})
-        claim = {**claim, "metric": col, "target_value": value, "target_from": how}
-        if spec.tune and not claim.get("matched"):  # each arm at its fastest rate for this target
-            claim.update(select_on=col, select_direction="lower")
-    if claim.get("transform") == "log2":
+        claim = with_(claim, metric=col, target_value=value, target_from=how)
+        if spec.tune and not claim.matched:  # each arm at its fastest rate for this target
+            claim = with_(claim, select_on=col, select_direction="lower")
+    if claim.transform == "log2":
         col = f"log2 {claim['metric']}"
         values = pd.to_numeric(runs[claim["metric"]], errors="coerce") if claim["metric"] in runs else np.nan
         runs = runs.assign(**{col: np.log2(values.where(values > 0))})
-        claim = {**claim, "metric": col, "measured": claim["metric"]}
+        claim = with_(claim, metric=col, measured=claim.metric)
     return runs, claim
 
 

@@ -1,5 +1,6 @@
 """A study file -> a checked study spec: `StudySpec` (arms, tuned keys, seeds, budget profile)
-with its `Comparison` records and claims, checked once at load (a ConfigError names the key).
+with its `Comparison` records and `Claim` records (bnlab.analysis.records), checked once at load
+(a ConfigError names the key: an unknown claim key included).
 
 Hands downstream: `load_spec(name)`, `adhoc_spec(runs)` for a folder with no study file,
 `spec_for_runs`, `list_studies`, `CLAIMS` (the claims a study may test, with the report's titles).
@@ -27,6 +28,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from bnlab.analysis.frames import swept_columns
+from bnlab.analysis.records import Claim, as_claim
 from bnlab.errors import ConfigError
 from bnlab.resolvers import EXPERIMENTS_DIR
 
@@ -63,7 +65,7 @@ class StudySpec:
     and `treatment` are the two arms of the comparison at hand (`for_comparison`)."""
     name: str
     description: str
-    claims: list[dict]
+    claims: list[Claim]
     arm_key: str = "model.norm"
     baseline: str = "none"
     treatment: str = "batch"
@@ -83,6 +85,8 @@ class StudySpec:
     dataset: str = "mnist"  # the data config the study trains on (defaults: override /data)
 
     def __post_init__(self):
+        # every claim a Claim record (bnlab.analysis.records): its defaults written once, there
+        self.claims = [as_claim(c, f"analysis.claims[{i}]") for i, c in enumerate(self.claims)]
         if not self.comparisons:
             self.comparisons = [Comparison(self.baseline, self.treatment)]
         if not self.arms:
@@ -106,7 +110,7 @@ class StudySpec:
     def claim_comparisons(self, claim: dict) -> list[Comparison]:
         """The comparisons a claim is judged on: its own list, else the study's (an
         equivalence taking the claim's `equivalence_margin` when it names no margin)."""
-        cid = claim.get("id", claim.get("claim"))
+        cid = claim.name
         own = claim.get("comparisons")
         if own:
             return [_comparison(c, f"analysis.claims[{cid}].comparisons[{i}]", claim) for i, c in enumerate(own)]
@@ -234,7 +238,7 @@ def load_spec(name: str, experiments_dir: Path = EXPERIMENTS_DIR, profile: str |
                              for extra in (budget["sweeps"] if "sweeps" in budget else raw.get("sweeps")) or []],
                      dataset=_data_of(raw))
     for claim in spec.claims:  # every comparison of every claim checked now, before any analysis
-        cid = claim.get("id", claim.get("claim"))
+        cid = claim.name
         if claim.get("claim") not in CLAIMS:
             raise ConfigError(f"analysis.claims[{cid}].claim",
                               f"got {claim.get('claim')!r}; allowed: {', '.join(CLAIMS)}")
@@ -264,7 +268,7 @@ def primaries(spec: StudySpec) -> list[tuple[str, str, str]]:
         comparisons = spec.claim_comparisons(claim)
         for comp in comparisons:
             if spec.family_of(claim, comp) == "primary":
-                own = claim.get("id", claim["claim"])
+                own = claim.name
                 out.append((claim["claim"], spec.dataset, own if len(comparisons) == 1 else f"{own}_{comp.id}"))
     return out
 
@@ -295,7 +299,7 @@ def check_primaries(specs: list[StudySpec], complete: bool = False) -> None:
 def _check_gain(claim: dict, spec: StudySpec) -> None:
     """A gain claim names a tuned key `over` and its `reference` value; `reference_where`
     (a mapping of config keys) belongs to gain claims only."""
-    cid = claim.get("id", claim.get("claim"))
+    cid = claim.name
     if claim.get("kind") != "gain":
         if "reference_where" in claim:
             raise ConfigError(f"analysis.claims[{cid}].reference_where", "only a kind: gain claim has a reference")

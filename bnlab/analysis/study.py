@@ -21,6 +21,7 @@ from omegaconf import OmegaConf
 
 from bnlab.analysis.selection import confirmation_runs
 from bnlab.analysis.spec import StudySpec, check_primaries, is_num, list_studies, load_spec, spec_for_runs
+from bnlab.analysis.records import Study
 from bnlab.analysis.verdicts import ics_with_accuracy, range_over_settings, settings_reading, study_verdicts
 from bnlab.analysis.frames import budget, frame_from_csv, frame_from_store, relative, write_csv
 from bnlab.resolvers import REPO_ROOT
@@ -97,8 +98,8 @@ def _same(a, b) -> bool:
 
 
 def load_study(target: str, results_dir: Path = RESULTS, runs_root: Path | None = None,
-               profile: str | None = None) -> dict:
-    """Resolve a study name or a folder of runs into {name, spec, runs, source, out, ...};
+               profile: str | None = None) -> Study:
+    """Resolve a study name or a folder of runs into a Study record (name, spec, runs, source, out …);
     `ran` is False when there is nothing to analyse. A study with budget profiles is read
     under `profile` (default: the study's own): its runs are those of that budget."""
     runs_root = runs_root or results_dir / "runs"
@@ -118,7 +119,7 @@ def load_study(target: str, results_dir: Path = RESULTS, runs_root: Path | None 
         elif csv.exists():
             runs, source = frame_from_csv(csv), f"committed CSV (`{relative(str(csv))}`)"
         else:
-            return {"name": name, "spec": spec, "ran": False, "left_out": left_out, "out": out}
+            return Study(name=name, spec=spec, ran=False, left_out=left_out, out=out)
     elif folder.is_dir():
         runs = frame_from_store(folder)
         if runs.empty:
@@ -133,11 +134,10 @@ def load_study(target: str, results_dir: Path = RESULTS, runs_root: Path | None 
     else:
         raise FileNotFoundError(f"{target!r} is neither a study in experiments/ ({', '.join(list_studies())}) "
                                 f"nor a folder of runs")
-    return {"name": name, "spec": spec, "ran": not runs.empty, "runs": runs, "source": source, "out": out,
-            "left_out": left_out,
-            # a step's cost from the confirmation runs when there are any: the grid's runs may
-            # have shared the machine with other work
-            "budget": budget(runs, spec.arm_col, confirmation_runs(runs, spec))}
+    return Study(name=name, spec=spec, ran=not runs.empty, runs=runs, source=source, out=out, left_out=left_out,
+                 # a step's cost from the confirmation runs when there are any: the grid's runs may
+                 # have shared the machine with other work
+                 budget=budget(runs, spec.arm_col, confirmation_runs(runs, spec)))
 
 
 def has_profiles(name: str) -> list[str]:

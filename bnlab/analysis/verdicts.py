@@ -26,6 +26,7 @@ from bnlab.analysis.measures import claim_measure, natural_mean, ratio_of
 from bnlab.analysis.frames import swept_columns
 from bnlab.analysis.selection import (arm_runs, finished, fixed_settings, gain_choice, gain_pools, setting_table,
                                       tuning_runs, where)
+from bnlab.analysis.records import Claim, Verdict, as_claim, as_verdict, with_
 from bnlab.analysis.spec import DATASETS, Comparison, StudySpec, is_num
 from bnlab.analysis.stats import ALPHA, apply_holm, compare, effect_text, equivalence, noninferiority, seed_stats
 
@@ -47,16 +48,17 @@ def decide(runs: pd.DataFrame, spec: StudySpec, claim: dict, pv: dict) -> dict:
         return equivalence(b.tolist(), t.tolist(), float(claim["margin"]), paired=paired,
                            censored_baseline=cb.tolist(), censored_treatment=ct.tolist())
     if claim.get("test") == "non_inferiority":  # the margin: the smallest effect that matters
-        return noninferiority(b.tolist(), t.tolist(), float(claim["min_effect"]), claim.get("direction", "higher"),
+        return noninferiority(b.tolist(), t.tolist(), float(claim.min_effect), claim.direction,
                               paired=paired, censored_baseline=cb.tolist(), censored_treatment=ct.tolist())
-    return compare(b.tolist(), t.tolist(), claim.get("direction", "higher"), float(claim.get("min_effect", 0)),
+    return compare(b.tolist(), t.tolist(), claim.direction, float(claim.min_effect),
                    paired=paired, censored_baseline=cb.tolist(), censored_treatment=ct.tolist())
 
 
-def claim_result(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> dict:
+def claim_result(runs: pd.DataFrame, spec: StudySpec, claim: Claim | dict) -> Verdict:
     """The headline verdict of one claim (before the report's Holm adjustment), its
     per-seed values and the verdict at every matched setting."""
-    if claim.get("kind") != "gain":  # a gain claim picks its treated and reference runs itself (gain_pools)
+    claim = as_claim(claim)
+    if claim.kind != "gain":  # a gain claim picks its treated and reference runs itself (gain_pools)
         runs = where(runs, claim)
     runs, claim = claim_measure(runs, spec, claim)  # a measure of its own: steps to a target, a log scale
     pv = per_seed_values(runs, spec, claim)
@@ -64,15 +66,15 @@ def claim_result(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> dict:
     if pv["provisional"]:  # held back whatever its family says: the seeds that chose cannot decide
         res.update(hold=pv["provisional"], verdict="inconclusive", reason=pv["provisional"])
     metric = claim.get("metric")
-    if metric and claim.get("kind", "compare") == "compare" and (
+    if metric and claim.kind == "compare" and (
             metric not in runs or pd.to_numeric(runs[metric], errors="coerce").notna().sum() == 0):
         said = (f"not measured yet: no run of the study has `{metric}` (its runs predate that readout); "
                 f"rerun the study to measure it")
         res.update(hold=said, verdict="inconclusive", reason=said)
     _precondition(res, claim, pv["values"][spec.baseline])
-    res.update(claim=claim["claim"], id=claim.get("id", claim["claim"]), kind=claim.get("kind", "compare"),
+    res.update(claim=claim.claim, id=claim.name, kind=claim.kind,
                metric=claim.get("metric", claim.get("over")), note=claim.get("note", ""),
-               direction=claim.get("direction", "higher"), chosen=pv["chosen"], edges=pv["edges"],
+               direction=claim.direction, chosen=pv["chosen"], edges=pv["edges"],
                decided_by=pv["decided_by"], seeds=pv["seeds"], chosen_on=pv["chosen_on"],
                provisional=pv["provisional"], literature=claim.get("literature", ""), url=claim.get("url", ""),
                literature_values=dict(claim.get("literature_values") or {}),
@@ -81,17 +83,17 @@ def claim_result(runs: pd.DataFrame, spec: StudySpec, claim: dict) -> dict:
                baseline_censored=pv["censored"][spec.baseline].sort_index().tolist(),
                treatment_censored=pv["censored"][spec.treatment].sort_index().tolist(),
                sensitivity=sensitivity(runs, spec, claim), baseline=spec.baseline, treatment=spec.treatment,
-               test_kind=claim.get("test", "superiority"),
+               test_kind=claim.test,
                target_value=claim.get("target_value"), target_from=claim.get("target_from"),
                measured=claim.get("measured"), arm_where=dict(claim.get("arm_where") or {}),
-               comparison=comparison_text(Comparison(spec.baseline, spec.treatment, claim.get("test", "superiority"),
+               comparison=comparison_text(Comparison(spec.baseline, spec.treatment, claim.test,
                                                      claim.get("margin"))))
     res["sensitivity_summary"] = summarize_sensitivity(res["sensitivity"], spec)
     # the verdict in the claim's own unit, for the report's plain sentence
     res["ratio"] = ratio_of(res)
     res["baseline_natural"] = natural_mean(res, res.get("baseline_mean"))
     res["treatment_natural"] = natural_mean(res, res.get("treatment_mean"))
-    return res
+    return as_verdict(res)
 
 
 def _precondition(res: dict, claim: dict, baseline_values: pd.Series) -> None:
@@ -183,20 +185,21 @@ def comparison_text(comparison: Comparison, name=str) -> str:
     return f"{name(comparison.treatment)} vs {name(comparison.baseline)}"
 
 
-def study_verdicts(runs: pd.DataFrame, spec: StudySpec) -> list[dict]:
+def study_verdicts(runs: pd.DataFrame, spec: StudySpec) -> list[Verdict]:
     """One verdict per claim and comparison. A claim judged on one comparison keeps its own id
     (figures claim_<id>.png); on several, each verdict's id adds the comparison
     (accuracy_noisy_batch_vs_batch)."""
     out = []
     for claim in spec.claims:
-        own_id = claim.get("id", claim["claim"])
+        own_id = claim.name
         comparisons = spec.claim_comparisons(claim)
         for comp in comparisons:
-            judged = {**claim, "id": own_id if len(comparisons) == 1 else f"{own_id}_{comp.id}",
-                      "test": comp.test, "margin": comp.margin}
-            out.append({**claim_result(runs, spec.for_comparison(comp), judged), "claim_id": own_id,
-                        "family": spec.family_of(claim, comp), "dataset": DATASETS.get(spec.dataset, spec.dataset),
-                        "study": spec.name})
+            judged = with_(claim, id=own_id if len(comparisons) == 1 else f"{own_id}_{comp.id}",
+                           test=comp.test, margin=comp.margin)
+            verdict = claim_result(runs, spec.for_comparison(comp), judged)
+            verdict.update(claim_id=own_id, family=spec.family_of(claim, comp),
+                           dataset=DATASETS.get(spec.dataset, spec.dataset), study=spec.name)
+            out.append(verdict)
     return out
 
 
@@ -206,7 +209,7 @@ def range_over_settings(runs: pd.DataFrame, spec: StudySpec, r: dict) -> list[di
     "struggles somewhere" can be read off, not only the worst. [] for other kinds."""
     if not kind_of(r).ranged:
         return []
-    claim = next((c for c in spec.claims if c.get("id", c["claim"]) == r["id"]), {})
+    claim = next((c for c in spec.claims if c.name == r["id"]), {})
     runs = finished(where(runs, claim))
     # keys that really vary (a key added later is NaN on older runs: its neutral value, not a setting)
     keys = [c for c in swept_columns(runs) if c not in (spec.arm_col, "cfg.seed")

@@ -621,13 +621,13 @@ class StudyView:
 
     def gain_keys(self) -> list[str]:
         """The keys a gain claim reads per value (`over`: each value at the other keys' best)."""
-        return list(dict.fromkeys(c["over"] for c in self.spec.claims if c.get("kind") == "gain" and c.get("over")))
+        return list(dict.fromkeys(c.over for c in self.spec.claims if c.kind == "gain" and c.over))
 
     def axis_keys(self) -> list[str]:
         """The numeric keys a study reads its arms against: those it tunes (an ad-hoc folder
         tunes everything it swept), then those its claims sweep over or fix (`over`, `matched`);
         never the arm key or the seed; a gain claim's key has figures of its own."""
-        named = [k for c in self.spec.claims for k in ([c["over"]] if c.get("over") else []) + list(c.get("matched") or {})]
+        named = [k for c in self.spec.claims for k in ([c.over] if c.over else []) + list(c.matched or {})]
         keys = [k for k in dict.fromkeys([*self.spec.tune, *named])
                 if k not in (self.spec.arm_key, "seed") and self.numeric(k)]
         return [k for k in keys if k not in self.gain_keys()]

@@ -150,12 +150,12 @@ def _claim_rows(s: dict) -> list[str]:
     """A study's verdict rows, in the order of the claims' titles (its page's table)."""
     rows = []
     for claim, title in CLAIMS.items():
-        for c in (c for c in s["spec"].claims if c["claim"] == claim):
+        for c in (c for c in s["spec"].claims if c.claim == claim):
             if not s["ran"]:
-                rows.append(f"| {title} `{c.get('id', claim)}` | **not run yet** | – | – | – | – | – "
-                            f"| {cell(linked(c.get('literature', '')))} | – | `bnlab-study {s['name']}` |")
+                rows.append(f"| {title} `{c.name}` | **not run yet** | – | – | – | – | – "
+                            f"| {cell(linked(c.literature))} | – | `bnlab-study {s['name']}` |")
                 continue
-            for r in (r for r in s["results"] if r["claim_id"] == c.get("id", claim)):
+            for r in (r for r in s["results"] if r["claim_id"] == c.name):
                 rows.append(_claim_row(title, s, c, r))
     return rows
 
@@ -218,7 +218,7 @@ def _claim_row(title: str, s: dict, c: dict, r: dict) -> str:
             f"| p = {_fmt(r['p'], 2)}, p_Holm = {_fmt(r.get('p_holm'), 2)} "
             f"| {r['decided_by']}: {seeds_text(r['seeds'])}"
             + (f" (chosen on seeds {seeds_text(r['chosen_on'])})" if r.get("chosen_on") else "")
-            + f" | {sens} | {cell(linked(c.get('literature', '')))} | {fig} "
+            + f" | {sens} | {cell(linked(c.literature))} | {fig} "
             f"| `{s['name']}`: {_budget_line(s['budget'])} |")
 
 
@@ -459,7 +459,7 @@ def _headline_row(s: dict, r: dict, report_dir: Path, first: str) -> str:
 def _literature_figure(s: dict, r: dict) -> str:
     """The published numbers beside a row: the claim's `literature_values` where it gives them,
     else its literature text, each work linked to its page."""
-    c = next((c for c in s["spec"].claims if c.get("id", c["claim"]) == r["claim_id"]), {})
+    c = next((c for c in s["spec"].claims if c.name == r["claim_id"]), {})
     values = c.get("literature_values") or {}
     nums = [f"{arm_name(a)} {v:g}" for a, v in values.items() if isinstance(v, (int, float))]
     if nums:
@@ -474,8 +474,8 @@ def _primary_table(studies: list[dict], report_dir: Path) -> list[str]:
     for s in studies:  # a primary whose study has not run yet
         if not s["ran"]:
             for c in s["spec"].claims:
-                if c.get("family") == "primary":
-                    planned[(c["claim"], DATASETS.get(s["spec"].dataset, s["spec"].dataset))] = s
+                if c.family == "primary":
+                    planned[(c.claim, DATASETS.get(s["spec"].dataset, s["spec"].dataset))] = s
     m = next((r.get("family_size") for _, r in found.values()), 0)
     out = [f"## The six claims on MNIST and CIFAR-10", "",
            f"The primary family: one hypothesis per claim and dataset, fixed in advance (`DESIGN.md`, "
@@ -518,7 +518,7 @@ def _family_section(studies: list[dict], family: str, report_dir: Path) -> list[
            "| hypothesis | data | verdict | effect [95% CI] | p_Holm | literature | in plain words | study |",
            "|---|---|---|---|---|---|---|---|"]
     for s, r in rows:
-        c = next((c for c in s["spec"].claims if c.get("id", c["claim"]) == r["claim_id"]), {})
+        c = next((c for c in s["spec"].claims if c.name == r["claim_id"]), {})
         at = ", ".join(f"{label(k)} {_plain(v)}" for k, v in (c.get("matched") or {}).items())
         out.append(_headline_row(s, r, report_dir, f"`{r['id']}`: {cell(_comparison_words(r))} ({r['metric']}"
                                                    + (f", at {at}" if at else "") + f") | {r['dataset']}"))
