@@ -12,7 +12,8 @@ from bnlab.analysis.kinds import per_seed_values
 from bnlab.analysis.selection import best_settings, edge_flags, setting_table
 from bnlab.analysis.spec import Comparison
 from bnlab.analysis.verdicts import claim_result
-from bnlab.analysis.frames import act_in_drift, frame_from_csv, frame_from_store, write_csv
+from bnlab.analysis.frames import frame_from_csv, frame_from_store, write_csv
+from bnlab.analysis.measures import act_in_drift
 
 from synthetic import ACCURACY, THREE_ARM_CLAIM, dropout_cell_runs, make_store, spec, write_run
 
@@ -345,7 +346,7 @@ def test_equivalence_statistics():
 
 
 def test_steps_and_seconds_to_each_accuracy_come_from_the_curve_and_a_claim_can_pick_the_fastest_rate(tmp_path):
-    from bnlab.analysis.frames import to_accuracy
+    from bnlab.analysis.measures import to_accuracy
 
     curves = {"eval:step": [0, 100, 200, 300], "eval:val/acc": [0.1, 0.94, 0.96, 0.975],
               "eval:time_s": [0.0, 0.5, 1.0, 1.5]}

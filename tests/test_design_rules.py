@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from bnlab.analysis.frames import frame_from_csv
-from bnlab.analysis.measures import claim_measure
+from bnlab.analysis.claim_measures import claim_measure
 from bnlab.analysis.selection import best_settings, gain_choice, where
 from bnlab.analysis.spec import (DATASETS, PRIMARY_CLAIMS, check_primaries, list_studies, load_spec,
                                  primaries)

@@ -1,4 +1,5 @@
-"""Runs (from the run store or a committed CSV) -> one study frame, with derived metrics.
+"""Runs (from the run store or a committed CSV) -> one study frame, with derived metrics
+(bnlab.analysis.measures).
 
 A study frame is a pandas DataFrame with one row per run: `cfg.*` config columns, `status`,
 `outcome`, the summary metrics, derived metrics (ICS measures) and a `curves` column (a dict
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ import pandas as pd
 from bnlab.resolvers import REPO_ROOT
 from bnlab.store import NON_SCIENTIFIC_KEYS, RUN_FILE, load_runs, read_json, read_metrics
 from bnlab.outcomes import learned_rule
+from bnlab.analysis.measures import add_measures
 
 FINISHED = ("completed", "diverged")
 # What a run's outcome says, in the order a reader sees counts.
@@ -56,87 +57,6 @@ def curves_of(metrics: pd.DataFrame) -> dict:
 
 # ------------------------------------------------------------------ derived metrics
 
-_ACT_KEY = re.compile(r"^eval:probe/act_in/(?:(b\d+)/)?(u\d+)/p(\d+(?:\.\d+)?)$")
-
-
-def act_in_series(curves: dict) -> dict:
-    """{(layer, unit): {percentile: array over evaluations}} from the activation-input probe
-    (layer 'last' for runs made before every hidden layer was probed)."""
-    out: dict = {}
-    for k, v in curves.items():
-        m = _ACT_KEY.match(k)
-        if m:
-            layer, unit, pct = m.group(1) or "last", m.group(2), float(m.group(3))
-            out.setdefault((layer, unit), {})[pct] = np.asarray([np.nan if x is None else x for x in v], float)
-    return out
-
-
-def last_layer(series: dict) -> str | None:
-    layers = sorted({layer for layer, _ in series}, key=lambda s: (s == "last", int(s[1:]) if s[1:].isdigit() else 0))
-    return layers[-1] if layers else None
-
-
-def act_in_drift(curves: dict, every: int | None = None, layers: str = "all") -> float | None:
-    """How far the activation-input distributions move during training (Ioffe Fig. 1b,c):
-    for each probed (layer, unit) and each of the 15th, 50th and 85th percentiles, the mean
-    absolute change between consecutive evaluations on the regular grid (steps that are
-    multiples of `every`, so finer early evaluations do not change the measure), divided by
-    that unit's mean 15-85th percentile width; averaged over percentiles, units and layers
-    (`layers="last"`: the last hidden layer only). Location and spread both count."""
-    series = act_in_series(curves)
-    steps = np.asarray(curves.get("eval:step", []), dtype=float)
-    keep = (steps % every == 0) if every and len(steps) else np.ones(len(steps), bool)
-    if layers == "last":
-        last = last_layer(series)
-        series = {k: v for k, v in series.items() if k[0] == last}
-    drifts = []
-    for pcts in series.values():
-        if not {15.0, 50.0, 85.0} <= set(pcts):
-            continue
-        p15, p85 = pcts[15.0][keep[:len(pcts[15.0])]], pcts[85.0][keep[:len(pcts[85.0])]]
-        width = np.nanmean(p85 - p15) if len(p15) else np.nan
-        if not (np.isfinite(width) and width > 0):
-            continue
-        for p in (15.0, 50.0, 85.0):
-            x = pcts[p][keep[:len(pcts[p])]]
-            if len(x) >= 2 and np.all(np.isfinite(x)):
-                drifts.append(np.mean(np.abs(np.diff(x))) / width)
-    return float(np.mean(drifts)) if drifts else None
-
-
-def eval_mean(curves: dict, prefix: str, suffix: str = "") -> float | None:
-    """Mean over evaluations (and over every series `eval:<prefix>...<suffix>`: layers) of
-    a probe's finite values; None when the run has none."""
-    series = [np.asarray([np.nan if x is None else x for x in v], dtype=float) for k, v in curves.items()
-              if k.startswith(f"eval:{prefix}") and k.endswith(suffix)]
-    values = np.concatenate(series) if series else np.array([])
-    values = values[np.isfinite(values)]
-    return float(values.mean()) if len(values) else None
-
-
-def grad_ics(curves: dict, measure: str = "l2", layer: int | None = None) -> float | None:
-    """Santurkar et al.'s ICS summarised per run: the mean over evaluations (and layers, or
-    weight layer `layer` alone) of the probe's `l2` (||G - G'||, their measure), `rel`
-    (||G - G'|| / ||G||) or `cos`."""
-    return eval_mean(curves, "probe/grad_ics/" + (f"l{layer}/" if layer is not None else ""), f"/{measure}")
-
-
-def grad_ics_layers(curves: dict) -> list[int]:
-    """The weight layers a run's gradient-ICS probe measured (1 = the second weight layer)."""
-    return sorted({int(k.split("/")[2][1:]) for k in curves if k.startswith("eval:probe/grad_ics/")})
-
-
-# Santurkar et al. (2018, Sec. 3.2) landscape along the gradient (bnlab.probes.LandscapeProbe),
-# each summarised per run as its mean over evaluations
-LANDSCAPE = ("loss_range", "grad_range", "beta")
-
-
-def _until_divergence(curves: dict, target: float) -> tuple[float | None, float | None]:
-    """to_accuracy without the evaluation at which a diverged run stopped."""
-    cut = {k: v[:-1] for k, v in curves.items() if k.startswith("eval:")}
-    return to_accuracy(cut, target)
-
-
 def _fill_best_from_start(runs: pd.DataFrame) -> None:
     """The trainer's rule for a run's best evaluation counts the untrained net at step 0 (it
     wins ties), so a run that diverged before its next evaluation — the evaluation where it
@@ -159,52 +79,12 @@ def _fill_best_from_start(runs: pd.DataFrame) -> None:
             runs.at[i, "best/step"] = 0
 
 
-# validation accuracies whose first crossing is read off every run's curve ("steps and
-# seconds to 95%, 97%, 98%"): steps_to_val_0.97, time_to_val_0.97_s; None if never reached
-SPEED_TARGETS = (0.95, 0.97, 0.98)
-
-
-def to_accuracy(curves: dict, target: float) -> tuple[float | None, float | None]:
-    """(step, training seconds) of the first evaluation whose validation accuracy is at least
-    `target`, from the curve; (None, None) when the run never reached it (or diverged first:
-    a diverged run's last evaluation does not count, as for its best)."""
-    steps, accs, times = (curves.get(f"eval:{k}") or [] for k in ("step", "val/acc", "time_s"))
-    for i, (step, acc) in enumerate(zip(steps, accs)):
-        if acc is not None and acc >= target:
-            return float(step), (float(times[i]) if i < len(times) and times[i] is not None else None)
-    return None, None
-
-
 def derive(runs: pd.DataFrame) -> pd.DataFrame:
-    """Add the derived metrics (from each run's curves) and the outcome column."""
+    """Add the derived metrics (bnlab.analysis.measures.RUN_MEASURES, from each run's curves)
+    and the outcome column."""
     runs = runs.copy()  # one block: the columns added below would fragment a frame read column by column
     _fill_best_from_start(runs)
-    for t in SPEED_TARGETS:
-        reached = [to_accuracy(c, t) if s != "diverged" else _until_divergence(c, t)
-                   for c, s in zip(runs["curves"], runs.get("status", pd.Series([None] * len(runs))))]
-        runs[f"steps_to_val_{t:g}"] = [r[0] for r in reached]
-        runs[f"time_to_val_{t:g}_s"] = [r[1] for r in reached]
-    every = runs["cfg.trainer.eval_every"] if "cfg.trainer.eval_every" in runs else pd.Series([None] * len(runs))
-    runs["act_in_drift"] = [act_in_drift(c, e) for c, e in zip(runs["curves"], every)]
-    runs["act_in_drift_last"] = [act_in_drift(c, e, "last") for c, e in zip(runs["curves"], every)]
-    for m in ("l2", "rel", "cos"):
-        runs[f"grad_ics_{m}"] = [grad_ics(c, m) for c in runs["curves"]]
-    # per weight layer too (their Fig. 3 shows layers across depth): the raw measure and the cosine
-    extra = {}
-    for i in sorted({i for c in runs["curves"] for i in grad_ics_layers(c)}):
-        for m in ("l2", "cos"):
-            extra[f"grad_ics_{m}_l{i}"] = [grad_ics(c, m, i) for c in runs["curves"]]
-    if any(k.startswith("eval:probe/landscape/") for c in runs["curves"] for k in c):
-        for m in LANDSCAPE:
-            extra[f"landscape_{m}"] = [eval_mean(c, f"probe/landscape/{m}") for c in runs["curves"]]
-    if extra:  # at once: one column at a time fragments a wide frame
-        runs = pd.concat([runs.drop(columns=[k for k in extra if k in runs]),
-                          pd.DataFrame(extra, index=runs.index)], axis=1)
-    # the train-test gap at the best-validation evaluation (runs with trainer.eval_train > 0):
-    # eval-mode accuracy on training images minus test accuracy; NaN where not measured
-    if "best/train_eval/acc" in runs:
-        runs["best/gap"] = pd.to_numeric(runs["best/train_eval/acc"], errors="coerce") - pd.to_numeric(
-            runs["best/test/acc"], errors="coerce")
+    runs = add_measures(runs)
     runs["outcome"] = [outcome(r) for _, r in runs.iterrows()]
     return runs
 

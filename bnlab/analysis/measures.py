@@ -1,36 +1,119 @@
-"""Measures a claim defines for itself, added to the runs before its per-seed values are read.
+"""Every metric derived from a run's curves, in one table (`RUN_MEASURES`), and the curve
+readers behind them.
 
-The run-level measures every study shares (steps to 95/97/98%, ICS, landscape, the gap) are
-derived once from the curves in bnlab.analysis.frames.derive. A claim may ask for one more:
-- `target: baseline_best`: steps to the baseline arm's best validation accuracy — Ioffe &
-  Szegedy's "the same accuracy in N× fewer steps". The target is the baseline arm's mean best
-  validation accuracy on the *tuning* seeds at its chosen setting, so it is known before any
-  confirmation run; each arm then runs at its fastest rate for that target (chosen on the
-  tuning seeds like any other setting). `target: <number>` states it in the study file (a
-  study that tunes nothing: the number comes from runs made before, said in its note).
-- `transform: log2`: the claim's metric on a log2 scale, so a paired difference is the log of a
-  ratio (a BN step's cost over a no-BN step's).
+Each entry names its columns, says what it measures, and computes them for every run of a
+frame; bnlab.analysis.frames.derive adds them all (the committed CSV holds them too, and they
+are recomputed from the curves whenever a frame is read). A new run-level metric is one entry.
 
-Hands downstream (bnlab.analysis.verdicts): `claim_measure(runs, spec, claim)` -> (runs with
-the column, the claim reading it); `ratio_of(result)` and `natural_mean(result, mean)`, a
-verdict read back in the claim's own unit (a ratio of steps or of step times, a rate).
+Hands downstream: `add_measures(runs)` (frames.derive); the curve readers the figures draw
+from (`act_in_series`, `last_layer`, `grad_ics_layers`); `to_accuracy` and `steps_to` (steps to
+a validation accuracy; bnlab.analysis.claim_measures, the figures).
 """
 from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from bnlab.analysis.frames import _until_divergence, to_accuracy
-from bnlab.analysis.kinds import kind_of
-from bnlab.analysis.records import Claim, with_
-from bnlab.analysis.selection import arm_runs, best_settings, finished, tuning_runs
-from bnlab.analysis.spec import StudySpec
+
+_ACT_KEY = re.compile(r"^eval:probe/act_in/(?:(b\d+)/)?(u\d+)/p(\d+(?:\.\d+)?)$")
 
 
-def target_column(target: float) -> str:
-    """The column of steps to a validation accuracy: steps_to_val_0.9703 (read as censored at
-    the budget when never reached, like every steps_to_ column)."""
-    return f"steps_to_val_{target:.4g}"
+def act_in_series(curves: dict) -> dict:
+    """{(layer, unit): {percentile: array over evaluations}} from the activation-input probe
+    (layer 'last' for runs made before every hidden layer was probed)."""
+    out: dict = {}
+    for k, v in curves.items():
+        m = _ACT_KEY.match(k)
+        if m:
+            layer, unit, pct = m.group(1) or "last", m.group(2), float(m.group(3))
+            out.setdefault((layer, unit), {})[pct] = np.asarray([np.nan if x is None else x for x in v], float)
+    return out
+
+
+def last_layer(series: dict) -> str | None:
+    layers = sorted({layer for layer, _ in series}, key=lambda s: (s == "last", int(s[1:]) if s[1:].isdigit() else 0))
+    return layers[-1] if layers else None
+
+
+def act_in_drift(curves: dict, every: int | None = None, layers: str = "all") -> float | None:
+    """How far the activation-input distributions move during training (Ioffe Fig. 1b,c):
+    for each probed (layer, unit) and each of the 15th, 50th and 85th percentiles, the mean
+    absolute change between consecutive evaluations on the regular grid (steps that are
+    multiples of `every`, so finer early evaluations do not change the measure), divided by
+    that unit's mean 15-85th percentile width; averaged over percentiles, units and layers
+    (`layers="last"`: the last hidden layer only). Location and spread both count."""
+    series = act_in_series(curves)
+    steps = np.asarray(curves.get("eval:step", []), dtype=float)
+    keep = (steps % every == 0) if every and len(steps) else np.ones(len(steps), bool)
+    if layers == "last":
+        last = last_layer(series)
+        series = {k: v for k, v in series.items() if k[0] == last}
+    drifts = []
+    for pcts in series.values():
+        if not {15.0, 50.0, 85.0} <= set(pcts):
+            continue
+        p15, p85 = pcts[15.0][keep[:len(pcts[15.0])]], pcts[85.0][keep[:len(pcts[85.0])]]
+        width = np.nanmean(p85 - p15) if len(p15) else np.nan
+        if not (np.isfinite(width) and width > 0):
+            continue
+        for p in (15.0, 50.0, 85.0):
+            x = pcts[p][keep[:len(pcts[p])]]
+            if len(x) >= 2 and np.all(np.isfinite(x)):
+                drifts.append(np.mean(np.abs(np.diff(x))) / width)
+    return float(np.mean(drifts)) if drifts else None
+
+
+def eval_mean(curves: dict, prefix: str, suffix: str = "") -> float | None:
+    """Mean over evaluations (and over every series `eval:<prefix>...<suffix>`: layers) of
+    a probe's finite values; None when the run has none."""
+    series = [np.asarray([np.nan if x is None else x for x in v], dtype=float) for k, v in curves.items()
+              if k.startswith(f"eval:{prefix}") and k.endswith(suffix)]
+    values = np.concatenate(series) if series else np.array([])
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if len(values) else None
+
+
+def grad_ics(curves: dict, measure: str = "l2", layer: int | None = None) -> float | None:
+    """Santurkar et al.'s ICS summarised per run: the mean over evaluations (and layers, or
+    weight layer `layer` alone) of the probe's `l2` (||G - G'||, their measure), `rel`
+    (||G - G'|| / ||G||) or `cos`."""
+    return eval_mean(curves, "probe/grad_ics/" + (f"l{layer}/" if layer is not None else ""), f"/{measure}")
+
+
+def grad_ics_layers(curves: dict) -> list[int]:
+    """The weight layers a run's gradient-ICS probe measured (1 = the second weight layer)."""
+    return sorted({int(k.split("/")[2][1:]) for k in curves if k.startswith("eval:probe/grad_ics/")})
+
+
+# Santurkar et al. (2018, Sec. 3.2) landscape along the gradient (bnlab.probes.LandscapeProbe),
+# each summarised per run as its mean over evaluations
+LANDSCAPE = ("loss_range", "grad_range", "beta")
+
+
+def _until_divergence(curves: dict, target: float) -> tuple[float | None, float | None]:
+    """to_accuracy without the evaluation at which a diverged run stopped."""
+    cut = {k: v[:-1] for k, v in curves.items() if k.startswith("eval:")}
+    return to_accuracy(cut, target)
+
+
+# validation accuracies whose first crossing is read off every run's curve ("steps and
+# seconds to 95%, 97%, 98%"): steps_to_val_0.97, time_to_val_0.97_s; None if never reached
+SPEED_TARGETS = (0.95, 0.97, 0.98)
+
+
+def to_accuracy(curves: dict, target: float) -> tuple[float | None, float | None]:
+    """(step, training seconds) of the first evaluation whose validation accuracy is at least
+    `target`, from the curve; (None, None) when the run never reached it (or diverged first:
+    a diverged run's last evaluation does not count, as for its best)."""
+    steps, accs, times = (curves.get(f"eval:{k}") or [] for k in ("step", "val/acc", "time_s"))
+    for i, (step, acc) in enumerate(zip(steps, accs)):
+        if acc is not None and acc >= target:
+            return float(step), (float(times[i]) if i < len(times) and times[i] is not None else None)
+    return None, None
 
 
 def steps_to(runs: pd.DataFrame, target: float) -> list:
@@ -41,69 +124,95 @@ def steps_to(runs: pd.DataFrame, target: float) -> list:
             for c, s in zip(runs["curves"], status)]
 
 
-def baseline_best(runs: pd.DataFrame, spec: StudySpec) -> tuple[float, str]:
-    """The baseline arm's mean best validation accuracy (the study's `select_on`) on the tuning
-    seeds at its chosen setting, and how it was got, in words."""
-    tuning = finished(tuning_runs(runs, spec))
-    setting = best_settings(runs, spec).get(spec.baseline, {})
-    sel = arm_runs(tuning, spec, spec.baseline, setting)
-    value = float(sel[spec.select_on].astype(float).mean()) if len(sel) else float("nan")
-    where = ", ".join(f"{k.removeprefix('cfg.')} {v:g}" if isinstance(v, (int, float)) else f"{k.removeprefix('cfg.')}={v}"
-                      for k, v in setting.items())
-    seeds = sorted(int(s) for s in sel["cfg.seed"]) if len(sel) else []
-    return value, (f"{spec.baseline}'s mean {spec.select_on} on tuning seeds {seeds}"
-                   + (f" at its chosen {where}" if where else ""))
+
+def _speed(runs: pd.DataFrame) -> dict:
+    out = {}
+    for t in SPEED_TARGETS:
+        reached = [to_accuracy(c, t) if s != "diverged" else _until_divergence(c, t)
+                   for c, s in zip(runs["curves"], runs.get("status", pd.Series([None] * len(runs))))]
+        out[f"steps_to_val_{t:g}"] = [r[0] for r in reached]
+        out[f"time_to_val_{t:g}_s"] = [r[1] for r in reached]
+    return out
 
 
-def claim_measure(runs: pd.DataFrame, spec: StudySpec, claim: Claim) -> tuple[pd.DataFrame, Claim]:
-    """The runs with the column the claim reads, and the claim reading it (unchanged for a
-    claim that asks for no measure of its own)."""
-    target = claim.target
-    if target is not None:
-        if target == "baseline_best":
-            value, how = baseline_best(runs, spec)
-        else:
-            value, how = float(target), "stated in the study file"
-        col = target_column(value)
-        runs = runs.assign(**{col: steps_to(runs, value) if np.isfinite(value) else [None] * len(runs)})
-        claim = with_(claim, metric=col, target_value=value, target_from=how)
-        if spec.tune and not claim.matched:  # each arm at its fastest rate for this target
-            claim = with_(claim, select_on=col, select_direction="lower")
-    if claim.transform == "log2":
-        col = f"log2 {claim['metric']}"
-        values = pd.to_numeric(runs[claim["metric"]], errors="coerce") if claim["metric"] in runs else np.nan
-        runs = runs.assign(**{col: np.log2(values.where(values > 0))})
-        claim = with_(claim, metric=col, measured=claim.metric)
-    return runs, claim
+def _every(runs: pd.DataFrame) -> pd.Series:
+    return runs["cfg.trainer.eval_every"] if "cfg.trainer.eval_every" in runs else pd.Series([None] * len(runs))
 
 
-def _log_scale(r: dict) -> bool:
-    return str(r.get("metric", "")).startswith("log2 ") or kind_of(r).log_scale
+def _grad_ics_layers(runs: pd.DataFrame) -> dict:
+    out = {}
+    for i in sorted({i for c in runs["curves"] for i in grad_ics_layers(c)}):
+        for m in ("l2", "cos"):
+            out[f"grad_ics_{m}_l{i}"] = [grad_ics(c, m, i) for c in runs["curves"]]
+    return out
 
 
-def ratio_of(r: dict) -> dict | None:
-    """A verdict as a ratio, where its claim is one: a log2 measure (step cost, largest usable
-    rate) as 2^effect with its interval ("times"); steps to a target as the baseline's mean over
-    the treatment's ("fewer steps"), a bound where runs were censored. None otherwise."""
-    effect = r.get("effect", np.nan)
-    if not np.isfinite(effect):
-        return None
-    if _log_scale(r):
-        sense = 1 if r.get("direction", "higher") == "higher" else -1
-        lo, hi = sorted((2 ** (sense * r.get("ci_low", np.nan)), 2 ** (sense * r.get("ci_high", np.nan))))
-        return {"kind": "times", "value": float(2 ** (sense * effect)), "low": float(lo), "high": float(hi),
-                "bound": r.get("bound")}
-    if str(r.get("metric", "")).startswith("steps_to"):
-        b, t = r.get("baseline_mean"), r.get("treatment_mean")
-        if not (b and t and np.isfinite(b) and np.isfinite(t)):
-            return None
-        return {"kind": "fewer steps", "value": float(b / t), "low": np.nan, "high": np.nan, "bound": r.get("bound")}
-    return None
+def _landscape(runs: pd.DataFrame) -> dict:
+    if not any(k.startswith("eval:probe/landscape/") for c in runs["curves"] for k in c):
+        return {}
+    return {f"landscape_{m}": [eval_mean(c, f"probe/landscape/{m}") for c in runs["curves"]] for m in LANDSCAPE}
 
 
-def natural_mean(r: dict, mean) -> float:
-    """An arm's mean in the claim's own unit: a log2 measure as the value itself (the geometric
-    mean over seeds), anything else as it is."""
-    if mean is None or not np.isfinite(mean):
-        return np.nan
-    return float(2 ** mean) if _log_scale(r) else float(mean)
+def _gap(runs: pd.DataFrame) -> dict:
+    if "best/train_eval/acc" not in runs:
+        return {}
+    return {"best/gap": pd.to_numeric(runs["best/train_eval/acc"], errors="coerce")
+            - pd.to_numeric(runs["best/test/acc"], errors="coerce")}
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One entry of the run-measure table."""
+
+    columns: str
+    """The columns it adds (<t>, <m>, <i>: one per target, measure, layer)."""
+    what: str
+    """What it measures, in words."""
+    compute: Callable[[pd.DataFrame], dict]
+    """runs -> {column: one value per run}; {} where the runs logged nothing it reads."""
+    together: bool = False
+    """Added as one block (a wide family of columns: one at a time would fragment the frame)."""
+
+
+RUN_MEASURES: tuple[Measure, ...] = (
+    Measure("steps_to_val_<t>, time_to_val_<t>_s",
+            "steps and training seconds to the first evaluation at or above each of SPEED_TARGETS "
+            "(None: never, or only at the evaluation where a diverged run stopped)", _speed),
+    Measure("act_in_drift", "Ioffe & Szegedy's ICS: the activation-input percentiles' movement between "
+                            "evaluations, relative to their spread, over every probed hidden layer",
+            lambda runs: {"act_in_drift": [act_in_drift(c, e) for c, e in zip(runs["curves"], _every(runs))]}),
+    Measure("act_in_drift_last", "the same, on the last hidden layer only",
+            lambda runs: {"act_in_drift_last": [act_in_drift(c, e, "last") for c, e in zip(runs["curves"], _every(runs))]}),
+    Measure("grad_ics_<m> (l2, rel, cos)", "Santurkar et al.'s ICS (Def. 2.1): ||G − G′||, its relative size and the "
+                                           "cosine, mean over layers and evaluations",
+            lambda runs: {f"grad_ics_{m}": [grad_ics(c, m) for c in runs["curves"]] for m in ("l2", "rel", "cos")}),
+    Measure("grad_ics_<m>_l<i> (l2, cos)", "the same per weight layer (their Fig. 3 shows layers across depth)",
+            _grad_ics_layers, together=True),
+    Measure("landscape_<m> (loss_range, grad_range, beta)",
+            "Santurkar et al.'s landscape along the gradient, mean over evaluations", _landscape, together=True),
+    Measure("best/gap", "eval-mode accuracy on training images minus test accuracy at the best-validation "
+                        "evaluation (runs with trainer.eval_train > 0)", _gap),
+)
+
+
+def add_measures(runs: pd.DataFrame) -> pd.DataFrame:
+    """The frame with every RUN_MEASURES column added (recomputed where present)."""
+    block: dict = {}
+
+    def flush(frame: pd.DataFrame) -> pd.DataFrame:
+        if not block:
+            return frame
+        frame = pd.concat([frame.drop(columns=[k for k in block if k in frame]),
+                           pd.DataFrame(block, index=frame.index)], axis=1)
+        block.clear()
+        return frame
+
+    for measure in RUN_MEASURES:
+        columns = measure.compute(runs)
+        if measure.together:
+            block.update(columns)
+            continue
+        runs = flush(runs)
+        for name, values in columns.items():
+            runs[name] = values
+    return flush(runs)

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from bnlab.analysis.kinds import kind_of, per_seed_values, sensitivity_settings
-from bnlab.analysis.measures import claim_measure, natural_mean, ratio_of
+from bnlab.analysis.claim_measures import claim_measure, natural_mean, ratio_of
 from bnlab.analysis.frames import swept_columns
 from bnlab.analysis.selection import (arm_runs, finished, fixed_settings, gain_choice, gain_pools, setting_table,
                                       tuning_runs, where)

@@ -25,7 +25,8 @@ from bnlab.analysis.kinds import KINDS  # noqa: E402
 from bnlab.analysis.selection import (arm_runs, at_best_of, best_settings, decided_runs,  # noqa: E402
                                       fixed_settings, seeds_text, tuning_runs)
 from bnlab.analysis.spec import StudySpec, is_num  # noqa: E402
-from bnlab.analysis.frames import FINISHED, act_in_series, grad_ics_layers, last_layer, swept_columns  # noqa: E402
+from bnlab.analysis.frames import FINISHED, swept_columns  # noqa: E402
+from bnlab.analysis.measures import act_in_series, grad_ics_layers, last_layer  # noqa: E402
 from bnlab.analysis.stats import effect_text, seed_stats  # noqa: E402
 from bnlab.views.style import LOG_SCALE, STYLE, arm_name, colour, label  # noqa: E402
 
