@@ -444,3 +444,20 @@ def test_a_gain_claims_precondition_is_measured_and_said_either_way():
     without = claim_result(_gain_runs([0.002, -0.002, 0.001, -0.001, 0.0], [-0.004, -0.006, -0.005, -0.004, -0.006]),
                            s, {k: v for k, v in claim.items() if k != "precondition"})
     assert without["verdict"] == "supported", "without the precondition the same runs would support the claim"
+
+
+def test_the_training_loss_and_activation_statistics_are_read_off_the_curves():
+    """RUN_MEASURES: the lowest logged training loss and the first step at or below 0.1; the
+    activation-statistics probe at the last evaluation, mean over layers; nothing where the
+    probe did not log."""
+    from bnlab.analysis.measures import add_measures
+
+    curves = {"train:step": [100, 200, 300, 400], "train:train/loss": [0.9, 0.2, 0.08, 0.11],
+              "eval:step": [0, 500], "eval:probe/act_stats/b0/train/corr_abs": [0.5, 0.3],
+              "eval:probe/act_stats/b1/train/corr_abs": [0.4, 0.1]}
+    runs = add_measures(pd.DataFrame({"curves": [curves, {"train:step": [100], "train:train/loss": [2.0]}],
+                                      "status": ["completed", "completed"]}))
+    assert runs["best/train/loss"].tolist() == [0.08, 2.0]
+    assert runs["steps_to_train_loss_0.1"].tolist()[0] == 300.0 and pd.isna(runs["steps_to_train_loss_0.1"][1])
+    assert runs["act_train_corr_abs"][0] == pytest.approx(0.2) and pd.isna(runs["act_train_corr_abs"][1])
+    assert pd.isna(runs["act_eval_corr_abs"][0])  # not logged in eval mode here

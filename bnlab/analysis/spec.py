@@ -198,6 +198,8 @@ CLAIMS = {
     "init": "6. Robust to poor initialization: BN's worst case over these inits is better",
     # not one of the benefits claimed for BN: Santurkar et al.'s explanation of them
     "smoothness": "7. (Santurkar et al.'s mechanism) BN makes the loss landscape smoother",
+    # not benefits either: the seed's own descriptions of what BN does (DESIGN.md, family D)
+    "describe": "8. (The seed's descriptions) what BN does to the activations and the training loss",
 }
 
 
