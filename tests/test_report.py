@@ -518,3 +518,22 @@ def test_the_figure_registry_decides_from_what_a_study_tunes_not_from_key_names(
     drawn.clear()
     plots.plot_study(runs, spec(tune=[]), [], tmp_path)
     assert not any(n.startswith("best_test_acc_vs_") for n in drawn)
+
+
+def test_the_activation_statistics_figure_draws_each_arms_layer_mean_over_training(store, tmp_path, monkeypatch):
+    """act_stats.png: applies where the runs logged the activation-statistics probe; each arm's
+    line is the mean over seeds of the mean over hidden layers, at every evaluation."""
+    drawn = {}
+    monkeypatch.setattr(plots, "save", lambda fig, path: drawn.setdefault(path.name, fig) and path)
+    runs = frame_from_store(store)
+    plots.plot_study(runs, spec(), [], tmp_path)
+    assert "act_stats.png" not in drawn  # no such probe logged: no figure
+    for c, arm in zip(runs["curves"], runs["cfg.model.norm"]):
+        n = len(c["eval:step"])
+        base = 0.1 if arm == "batch" else 0.3
+        c["eval:probe/act_stats/b0/train/corr_abs"] = [base] * n
+        c["eval:probe/act_stats/b1/train/corr_abs"] = [base + 0.2] * n
+    plots.plot_study(runs, spec(), [], tmp_path)
+    ax = drawn["act_stats.png"].axes[2]
+    lines = {ln.get_label().split(" (n=")[0]: ln for ln in ax.lines if "(n=" in ln.get_label()}
+    assert np.allclose(lines["BN"].get_ydata(), 0.2) and np.allclose(lines["no BN"].get_ydata(), 0.4)

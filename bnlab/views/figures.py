@@ -599,6 +599,54 @@ def plot_slice_curves(runs: pd.DataFrame, slice_runs: pd.DataFrame, label: str, 
     return [save(fig, out / f"{label}_vs_study{_suffix(fixed)}.{fmt}")]
 
 
+# the activation statistics drawn over training (bnlab.activation_stats), in train mode, and
+# what a reader compares them with
+ACT_PANELS = (("pre_skew_abs", "|skewness| of the pre-activation", 0.0),
+              ("pre_kurt_abs", "|excess kurtosis| of the pre-activation", 0.0),
+              ("corr_abs", "mean |correlation| between units", 0.0),
+              ("norm_var", "variance of the normalized value", 1.0))
+
+
+def plot_act_stats(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = "png",
+                   fixed: dict | None = None) -> list[Path]:
+    """The seed's descriptions over training: per statistic, each arm at its chosen setting,
+    the mean over hidden layers at every evaluation (mean and 95% CI over seeds), with the value
+    a Gaussian, decorrelated or standardized unit would have as a dotted line."""
+    fin, best, which = decided_runs(runs, spec)
+    fig, axes = plt.subplots(1, len(ACT_PANELS), figsize=(4.2 * len(ACT_PANELS), 3.6), squeeze=False)
+    drawn = False
+    for ax, (stat, what, reference) in zip(axes[0], ACT_PANELS):
+        for arm in spec.arms:
+            setting = {**best.get(arm, {}), **(fixed or {})}
+            sel = arm_runs(fin, spec, arm, setting)
+            keys = sorted({k for c in sel["curves"] for k in c
+                           if k.startswith("eval:probe/act_stats/") and k.endswith(f"/train/{stat}")})
+            if sel.empty or not keys:
+                continue
+            per_run = []
+            for c in sel["curves"]:
+                layers = [np.asarray([np.nan if x is None else x for x in c.get(k, [])], float) for k in keys]
+                layers = [x for x in layers if len(x)]
+                if layers:
+                    n = min(len(x) for x in layers)
+                    per_run.append(pd.Series(np.nanmean([x[:n] for x in layers], axis=0),
+                                             index=np.asarray(c["eval:step"][:n], float)))
+            if per_run:
+                _band(ax, pd.concat(per_run, axis=1).index, pd.concat(per_run, axis=1), arm, arm_name(arm))
+                drawn = True
+        ax.axhline(reference, ls=":", color="#555555", lw=1)
+        ax.set_title(what, fontsize=8)
+        ax.set_xlabel("training step")
+    if not drawn:
+        plt.close(fig)
+        return []
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(f"{spec.name}: what BN does to the activations (train mode, mean over hidden layers), {which}",
+                 fontsize=9)
+    fig.tight_layout()
+    return [save(fig, out / f"act_stats{_suffix(fixed)}.{fmt}")]
+
+
 @dataclass
 class StudyView:
     """What the figure registry reads to decide which figures apply: the study's frame, spec and
@@ -705,6 +753,9 @@ FIGURES: tuple[Figure, ...] = (
     Figure("metric against each axis key", _metric_vs_axes),
     Figure("a gain claim's key", _gain_keys),
     Figure("activation-input percentiles", _percentiles),
+    Figure("activation statistics over training",
+           lambda v: [p for fixed in v.panels for p in plot_act_stats(v.runs, v.spec, v.out, v.fmt, fixed)]
+           if v.has_curves("eval:probe/act_stats/") else []),
     Figure("gradient ICS and landscape", _per_panel_probes),
     Figure("runs of other budgets beside the study", _slices),
     Figure("Ioffe & Szegedy Fig. 1", _fig1),
