@@ -24,6 +24,9 @@ Keys: probe/act_stats/b{layer}/{train|eval}/{stat}; stat is one of
     pre_mean_abs, pre_var      the same for the pre-activation
     pre_skew_abs, pre_kurt_abs mean |skewness|, mean |excess kurtosis| of the pre-activation
     corr_abs, eff_rank, eff_rank_frac   decorrelation of the pre-activation (eff_rank / width)
+and, with `corr_units` k > 0, at the run's last step only (`final_step`), the train-mode
+correlation matrix of each layer's first k pre-activations: probe/act_corr/b{layer}/u{a}_u{b}
+(a < b), what the whitening figure draws.
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ from torch import nn
 from bnlab.rng import rng_state, set_rng_state
 
 KEY = "probe/act_stats"
+CORR_KEY = "probe/act_corr"
 MODES = ("train", "eval")
 
 
@@ -78,6 +82,16 @@ def decorrelation(u: torch.Tensor) -> dict[str, float]:
             "eff_rank_frac": math.exp(entropy) / len(u)}
 
 
+def correlations(u: torch.Tensor, prefix: str) -> dict[str, float]:
+    """The off-diagonal correlations of the units `u` (C, M), keyed {prefix}/u{a}_u{b} (a < b);
+    NaN for a unit with no spread."""
+    c = u - u.mean(1, keepdim=True)
+    std = c.pow(2).mean(1).sqrt()
+    corr = (c @ c.T) / c.shape[1] / (std[:, None] * std[None, :])
+    return {f"{prefix}/u{a}_u{b}": (corr[a, b].item() if std[a] > 1e-6 and std[b] > 1e-6 else float("nan"))
+            for a in range(len(u)) for b in range(a + 1, len(u))}
+
+
 def _affine_layer(norm: nn.Module) -> nn.Module:
     """The layer inside `norm` that holds its per-unit affine step (BN inside noisy BN), or
     `norm` itself when it has none."""
@@ -101,9 +115,11 @@ def _undo_affine(layer: nn.Module, z: torch.Tensor) -> torch.Tensor:
 class ActivationStatsProbe:
     """An evaluation probe (bnlab.probes.Probe): the statistics above, in both modes."""
 
-    def __init__(self, batch: torch.Tensor, normalizes: bool):
+    def __init__(self, batch: torch.Tensor, normalizes: bool, corr_units: int = 0, final_step: int | None = None):
         self.batch = batch
         self.normalizes = normalizes  # whether the arm's norm standardizes (bnlab.norms.Norm.subtracts_mean)
+        self.corr_units = corr_units  # the units whose correlation matrix is logged at the last step
+        self.final_step = final_step
 
     @torch.no_grad()
     def _capture(self, model: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
@@ -130,7 +146,7 @@ class ActivationStatsProbe:
                 h.remove()
         return [pre[j] for j in range(len(acts))], [normed.get(j) for j in range(len(acts))]
 
-    def measure(self, model: nn.Module) -> dict[str, float]:
+    def measure(self, model: nn.Module, step: int | None = None) -> dict[str, float]:
         device = self.batch.device
         buffers = {k: v.clone() for k, v in model.named_buffers()}
         randomness = rng_state(device, model)
@@ -151,6 +167,8 @@ class ActivationStatsProbe:
                     stats = moments(u)
                     out.update({f"{at}/pre_{k}": v for k, v in stats.items()})
                     out.update({f"{at}/{k}": v for k, v in decorrelation(u).items()})
+                    if mode == "train" and self.corr_units and step is not None and step == self.final_step:
+                        out.update(correlations(u[:self.corr_units], f"{CORR_KEY}/b{j}"))
         finally:
             with torch.no_grad():
                 for k, v in model.named_buffers():

@@ -153,6 +153,7 @@ def validate(cfg: DictConfig) -> None:
     _bool(cfg, "probes.grad_ics.enabled")
     _bool(cfg, "probes.act_stats.enabled")
     _int(cfg, "probes.act_stats.batch_size", lo=2)
+    _int(cfg, "probes.act_stats.corr_units", lo=0)
     _bool(cfg, "probes.bn_recalibration.enabled")
     _int(cfg, "probes.bn_recalibration.batches", lo=1)
     _bool(cfg, "probes.landscape.enabled")

@@ -31,9 +31,10 @@ from bnlab.rng import rng_state, set_rng_state
 
 
 class Probe(Protocol):
-    """Anything measured inside the model at each evaluation, without changing it."""
+    """Anything measured inside the model at each evaluation, without changing it; `step` is
+    the evaluation's training step (a probe may measure more at some steps: the last)."""
 
-    def measure(self, model: nn.Module) -> dict[str, float]: ...
+    def measure(self, model: nn.Module, step: int | None = None) -> dict[str, float]: ...
 
 
 class StepProbe(Protocol):
@@ -79,7 +80,7 @@ class ActivationInputProbe:
                 for p in self.percentiles]
 
     @torch.no_grad()
-    def measure(self, model: nn.Module) -> dict[str, float]:
+    def measure(self, model: nn.Module, step: int | None = None) -> dict[str, float]:
         acts = model.hidden_activations
         captured: dict[int, torch.Tensor] = {}
 
@@ -198,7 +199,7 @@ class LandscapeProbe:
         self.x, self.y = x, y
         self.etas = [lr * low * (high / low) ** (k / max(points - 1, 1)) for k in range(points)]
 
-    def measure(self, model: nn.Module) -> dict[str, float]:
+    def measure(self, model: nn.Module, step: int | None = None) -> dict[str, float]:
         device = self.x.device
         params = [p for p in model.parameters() if p.requires_grad]
         weights = [p.detach().clone() for p in params]
@@ -259,7 +260,8 @@ def build_probes(cfg, data) -> tuple[list[Probe], list[StepProbe]]:
                                            p.act_input.percentiles))
     if p.act_stats.enabled:
         probes.append(ActivationStatsProbe(held_out[:p.act_stats.batch_size],
-                                           normalizes=NORMS[cfg.model.norm].subtracts_mean))
+                                           normalizes=NORMS[cfg.model.norm].subtracts_mean,
+                                           corr_units=p.act_stats.corr_units, final_step=cfg.trainer.max_steps))
     if p.landscape.enabled:
         n = p.landscape.batch_size
         probes.append(LandscapeProbe(data.train_x[:n], data.train_y[:n], cfg.optim.lr, p.landscape.low,

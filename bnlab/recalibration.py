@@ -57,7 +57,7 @@ class BNRecalibration:
         for idx in self.index:
             model(self.data.train_x[idx])
 
-    def measure(self, model: nn.Module) -> dict[str, float]:
+    def measure(self, model: nn.Module, step: int | None = None) -> dict[str, float]:
         norms = batch_norms(model)
         if not norms:
             return {}

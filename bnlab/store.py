@@ -71,7 +71,7 @@ NEUTRAL_DEFAULTS: dict[str, Any] = {
     "probes.landscape.enabled": False, "probes.landscape.batch_size": 256, "probes.landscape.points": 4,
     "probes.landscape.low": 0.5, "probes.landscape.high": 4.0,
     # the activation-statistics probe and the recalibrated readout (off by default, likewise)
-    "probes.act_stats.enabled": False, "probes.act_stats.batch_size": 1000,
+    "probes.act_stats.enabled": False, "probes.act_stats.batch_size": 1000, "probes.act_stats.corr_units": 0,
     "probes.bn_recalibration.enabled": False, "probes.bn_recalibration.batches": 100,
 }
 # Keys that no longer exist: dropped wherever an old config still holds them.

@@ -348,7 +348,7 @@ class _Loop:
             if len(x):
                 rec[f"{split}/loss"], rec[f"{split}/acc"] = evaluate(self.model, x, y, self.spec.eval_batch_size)
         for probe in self.hooks.probes:
-            rec.update(probe.measure(self.model))
+            rec.update(probe.measure(self.model, step=rec["step"]))
         p.last_eval.update({k: v for k, v in rec.items() if k.startswith(EVAL_PREFIXES)})
         if not counts:
             return

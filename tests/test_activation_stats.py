@@ -85,3 +85,24 @@ def test_a_probed_run_trains_exactly_as_an_unprobed_one(mnist_root, cfg_factory,
     m = read_metrics(tmp_path / "probed")
     assert m["probe/act_stats/b2/train/norm_var"].notna().sum() == 3  # steps 0, 25, 50; three hidden layers
     assert m["probe/act_stats/b0/train/norm_var"].dropna().between(0.99, 1.01).all()
+
+
+def test_the_correlation_matrix_is_logged_at_the_last_step_only():
+    """corr_units k: the train-mode correlations of each layer's first k units, keyed by pair,
+    at `final_step` and at no other step; a unit copied into another correlates at 1."""
+    torch.manual_seed(0)
+    model = build_model(OmegaConf.create({"name": "mlp", "widths": [6, 5], "norm": "batch", "activation": "sigmoid",
+                                          "dropout": 0.0, "dropout_placement": "after_each_activation",
+                                          "norm_layers": "all", "bn": {"eps": 1e-5, "momentum": 0.1, "affine": True}}),
+                        (1, 4, 4), 3)
+    probe = ActivationStatsProbe(torch.randn(300, 1, 4, 4), normalizes=True, corr_units=4, final_step=100)
+    assert not any(k.startswith("probe/act_corr") for k in probe.measure(model, step=50))
+    out = probe.measure(model, step=100)
+    keys = sorted(k for k in out if k.startswith("probe/act_corr/b0/"))
+    assert len(keys) == 6 and keys[0] == "probe/act_corr/b0/u0_u1"  # 4 units: 6 pairs
+    assert all(-1.0 <= out[k] <= 1.0 for k in keys)
+    from bnlab.activation_stats import correlations
+    u = torch.randn(3, 500, dtype=torch.float64)
+    u[2] = 2 * u[0] + 1
+    r = correlations(u, "x")
+    assert r["x/u0_u2"] == pytest.approx(1.0) and abs(r["x/u0_u1"]) < 0.15

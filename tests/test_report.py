@@ -537,3 +537,20 @@ def test_the_activation_statistics_figure_draws_each_arms_layer_mean_over_traini
     ax = drawn["act_stats.png"].axes[2]
     lines = {ln.get_label().split(" (n=")[0]: ln for ln in ax.lines if "(n=" in ln.get_label()}
     assert np.allclose(lines["BN"].get_ydata(), 0.2) and np.allclose(lines["no BN"].get_ydata(), 0.4)
+
+
+def test_the_whitening_figure_shows_each_arms_mean_correlation_matrix(store, tmp_path, monkeypatch):
+    """act_corr.png: per arm and layer, the mean over the deciding runs of the logged matrix."""
+    drawn = {}
+    monkeypatch.setattr(plots, "save", lambda fig, path: drawn.setdefault(path.name, fig) and path)
+    runs = frame_from_store(store)
+    for c, arm in zip(runs["curves"], runs["cfg.model.norm"]):
+        n = len(c["eval:step"])
+        r = 0.1 if arm == "batch" else 0.6
+        for a, b in ((0, 1), (0, 2), (1, 2)):
+            c[f"eval:probe/act_corr/b0/u{a}_u{b}"] = [None] * (n - 1) + [r]
+    plots.plot_study(runs, spec(), [], tmp_path)
+    fig = drawn["act_corr.png"]
+    images = {ax.get_title().split(",")[0]: ax.images[0].get_array() for ax in fig.axes if ax.images}
+    assert np.allclose(images["BN"], [[1, 0.1, 0.1], [0.1, 1, 0.1], [0.1, 0.1, 1]])
+    assert np.allclose(images["no BN"][0, 1], 0.6)

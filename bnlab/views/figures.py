@@ -647,6 +647,64 @@ def plot_act_stats(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = "p
     return [save(fig, out / f"act_stats{_suffix(fixed)}.{fmt}")]
 
 
+def _corr_matrices(curves: dict) -> dict[int, np.ndarray]:
+    """{layer: k x k correlation matrix} from a run's probe/act_corr keys (the last value logged)."""
+    cells: dict[int, dict[tuple[int, int], float]] = {}
+    for key, values in curves.items():
+        if key.startswith("eval:probe/act_corr/b"):
+            layer, pair = key.removeprefix("eval:probe/act_corr/b").split("/")
+            a, b = (int(u.removeprefix("u")) for u in pair.split("_"))
+            last = next((v for v in reversed(values) if v is not None), np.nan)
+            cells.setdefault(int(layer), {})[(a, b)] = last
+    out = {}
+    for layer, pairs in cells.items():
+        k = max(max(a, b) for a, b in pairs) + 1
+        m = np.eye(k)
+        for (a, b), v in pairs.items():
+            m[a, b] = m[b, a] = v
+        out[layer] = m
+    return out
+
+
+def plot_act_corr(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = "png",
+                  fixed: dict | None = None) -> list[Path]:
+    """Whitening, seen: per arm (rows) and hidden layer (columns), the correlation matrix of the
+    layer's first units' pre-activations at the end of training, mean over the deciding runs;
+    a whitened layer is the identity (off-diagonal 0)."""
+    fin, best, which = decided_runs(runs, spec)
+    per_arm = {}
+    for arm in spec.arms:
+        sel = arm_runs(fin, spec, arm, {**best.get(arm, {}), **(fixed or {})})
+        mats = [_corr_matrices(c) for c in sel["curves"]]
+        mats = [m for m in mats if m]
+        if mats:
+            per_arm[arm] = ({layer: np.nanmean([m[layer] for m in mats if layer in m], axis=0)
+                             for layer in sorted({l for m in mats for l in m})}, len(mats))
+    if not per_arm:
+        return []
+    layers = sorted({l for m, _ in per_arm.values() for l in m})
+    fig, axes = plt.subplots(len(per_arm), len(layers), figsize=(3.1 * len(layers), 3.0 * len(per_arm)), squeeze=False)
+    image = None
+    for row, (arm, (mats, n)) in enumerate(per_arm.items()):
+        for col, layer in enumerate(layers):
+            ax = axes[row, col]
+            if layer not in mats:
+                ax.axis("off")
+                continue
+            m = mats[layer]
+            off = np.abs(m[~np.eye(len(m), dtype=bool)])
+            image = ax.imshow(m, vmin=-1, vmax=1, cmap="RdBu_r")
+            ax.set_title(f"{arm_name(arm)}, hidden layer {layer + 1}\nmean |r| off the diagonal {np.nanmean(off):.2f} "
+                         f"(n={n})", fontsize=7)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    if image is not None:
+        fig.colorbar(image, ax=axes, shrink=0.8, label="correlation")
+    fig.suptitle(f"{spec.name}: correlation of the first {len(next(iter(next(iter(per_arm.values()))[0].values())))} "
+                 f"units' pre-activations at the end of training, {which}", fontsize=8)
+    return [save(fig, out / f"act_corr{_suffix(fixed)}.{fmt}")]
+
+
 @dataclass
 class StudyView:
     """What the figure registry reads to decide which figures apply: the study's frame, spec and
@@ -753,6 +811,9 @@ FIGURES: tuple[Figure, ...] = (
     Figure("metric against each axis key", _metric_vs_axes),
     Figure("a gain claim's key", _gain_keys),
     Figure("activation-input percentiles", _percentiles),
+    Figure("correlation matrices (whitening)",
+           lambda v: [p for fixed in v.panels for p in plot_act_corr(v.runs, v.spec, v.out, v.fmt, fixed)]
+           if v.has_curves("eval:probe/act_corr/") else []),
     Figure("activation statistics over training",
            lambda v: [p for fixed in v.panels for p in plot_act_stats(v.runs, v.spec, v.out, v.fmt, fixed)]
            if v.has_curves("eval:probe/act_stats/") else []),
