@@ -554,3 +554,24 @@ def test_the_whitening_figure_shows_each_arms_mean_correlation_matrix(store, tmp
     images = {ax.get_title().split(",")[0]: ax.images[0].get_array() for ax in fig.axes if ax.images}
     assert np.allclose(images["BN"], [[1, 0.1, 0.1], [0.1, 1, 0.1], [0.1, 0.1, 1]])
     assert np.allclose(images["no BN"][0, 1], 0.6)
+
+
+def test_zero_mean_and_unit_variance_are_checked_per_mode_for_the_arms_that_normalize(store):
+    """normalization_check: per arm that logged a normalized value, its |mean| and variance in
+    train and eval mode at the setting and on the seeds of the study's compare verdict; an arm
+    without a normalized value (no BN) has no row; the report words it as a check."""
+    from bnlab.analysis.verdicts import normalization_check
+    from bnlab.views.report import _normalization_check
+
+    runs = frame_from_store(store)
+    bn = runs["cfg.model.norm"] == "batch"
+    for mode, var in (("train", 1.0), ("eval", 1.3)):
+        runs[f"act_{mode}_norm_var"] = np.where(bn, var + 0.001 * (runs["cfg.seed"] % 3), np.nan)
+        runs[f"act_{mode}_norm_mean_abs"] = np.where(bn, 0.0 if mode == "train" else 0.2, np.nan)
+    r = claim_result(runs, spec(), ACCURACY)
+    rows = normalization_check(runs, spec(), [r])
+    assert [x["arm"] for x in rows] == ["batch"] and rows[0]["seeds"] == r["seeds"]
+    assert rows[0]["train_norm_var"]["mean"] == pytest.approx(1.0, abs=0.003)
+    assert rows[0]["eval_norm_mean_abs"]["mean"] == pytest.approx(0.2)
+    text = "\n".join(_normalization_check({"normalization": rows}))
+    assert "a check of what the normalization does, not a hypothesis" in text and "| BN | 100–104 |" in text

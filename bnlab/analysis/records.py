@@ -325,6 +325,8 @@ class Study(Record):
     """Whether ICS goes with the accuracy benefit (verdicts.ics_with_accuracy)."""
     settings: pd.DataFrame | None = None
     """The validation metric per arm and setting (verdicts.settings_reading)."""
+    normalization: list = field(default_factory=list)
+    """Zero mean and unit variance of the normalized value, checked (verdicts.normalization_check)."""
     figures: list = field(default_factory=list)
     """The figures drawn for it."""
     slices: dict | None = None

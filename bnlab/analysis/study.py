@@ -22,7 +22,8 @@ from omegaconf import OmegaConf
 from bnlab.analysis.selection import confirmation_runs
 from bnlab.analysis.spec import StudySpec, check_primaries, is_num, list_studies, load_spec, spec_for_runs
 from bnlab.analysis.records import Study
-from bnlab.analysis.verdicts import ics_with_accuracy, range_over_settings, settings_reading, study_verdicts
+from bnlab.analysis.verdicts import (ics_with_accuracy, normalization_check, range_over_settings, settings_reading,
+                                     study_verdicts)
 from bnlab.analysis.frames import budget, frame_from_csv, frame_from_store, relative, write_csv
 from bnlab.resolvers import REPO_ROOT
 from bnlab.analysis.stats import apply_holm
@@ -161,6 +162,7 @@ def decide(studies: list[dict]) -> None:
             s["ranges"] = {r["id"]: range_over_settings(s["runs"], s["spec"], r) for r in s["results"]}
             s["ics_accuracy"] = ics_with_accuracy(s["runs"], s["spec"], s["results"])
             s["settings"] = settings_reading(s["runs"], s["spec"])
+            s["normalization"] = normalization_check(s["runs"], s["spec"], s["results"])
             for r in s["results"]:
                 families.setdefault(r["family"], []).append(r)
     for name, family in families.items():

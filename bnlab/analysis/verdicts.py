@@ -24,7 +24,7 @@ import pandas as pd
 from bnlab.analysis.kinds import kind_of, per_seed_values, sensitivity_settings
 from bnlab.analysis.claim_measures import claim_measure, natural_mean, ratio_of
 from bnlab.analysis.frames import swept_columns
-from bnlab.analysis.selection import (arm_runs, finished, fixed_settings, gain_choice, gain_pools, setting_table,
+from bnlab.analysis.selection import (arm_runs, finished, fixed_settings, gain_choice, gain_pools, is_time_to, setting_table,
                                       tuning_runs, where)
 from bnlab.analysis.records import Claim, Verdict, as_claim, as_verdict, with_
 from bnlab.analysis.spec import DATASETS, Comparison, StudySpec, is_num
@@ -66,8 +66,9 @@ def claim_result(runs: pd.DataFrame, spec: StudySpec, claim: Claim | dict) -> Ve
     if pv["provisional"]:  # held back whatever its family says: the seeds that chose cannot decide
         res.update(hold=pv["provisional"], verdict="inconclusive", reason=pv["provisional"])
     metric = claim.get("metric")
-    if metric and claim.kind == "compare" and (
-            metric not in runs or pd.to_numeric(runs[metric], errors="coerce").notna().sum() == 0):
+    # a steps-to-target column that is empty is runs that never got there (censored), not a readout missing
+    if metric and claim.kind == "compare" and (metric not in runs or (
+            not is_time_to(metric) and pd.to_numeric(runs[metric], errors="coerce").notna().sum() == 0)):
         said = (f"not measured yet: no run of the study has `{metric}` (its runs predate that readout); "
                 f"rerun the study to measure it")
         res.update(hold=said, verdict="inconclusive", reason=said)
@@ -237,6 +238,34 @@ def settings_reading(runs: pd.DataFrame, spec: StudySpec) -> pd.DataFrame:
     fixed = sorted({k.removeprefix("cfg.") for f in fixed_settings(runs, spec) for k in f})
     return setting_table(runs[~runs["cfg.seed"].isin(spec.confirm_seeds)],
                          spec if spec.tune else replace(spec, tune=fixed), spec.select_on)
+
+
+def normalization_check(runs: pd.DataFrame, spec: StudySpec, results: list) -> list[dict]:
+    """"Normalizes the feature vectors to have zero mean and unit variance", checked (a check of
+    what the normalization does, not a hypothesis: DESIGN.md, family D): for every arm whose
+    runs logged the normalized value (bnlab.activation_stats), its per-unit |mean| and variance
+    in train mode (batch statistics) and eval mode (running statistics), mean [95% CI] over the
+    seeds and at the setting of the study's first compare verdict that read the arm."""
+    if "act_train_norm_var" not in runs:
+        return []
+    runs = finished(runs)
+    out = []
+    for arm in spec.arms:
+        r = next((r for r in results if r.get("kind") == "compare" and arm in (r["baseline"], r["treatment"])
+                  and r.get("seeds")), None)
+        if r is None:
+            continue
+        setting = {k: v for k, v in (r["chosen"].get(arm) or {}).items() if k.startswith("cfg.")}
+        sel = arm_runs(runs, spec, arm, setting)
+        sel = sel[sel["cfg.seed"].isin(r["seeds"])]
+        row = {"arm": arm, "seeds": sorted(int(s) for s in sel["cfg.seed"])}
+        for mode in ("train", "eval"):
+            for stat in ("norm_mean_abs", "norm_var"):
+                values = pd.to_numeric(sel.get(f"act_{mode}_{stat}"), errors="coerce").dropna().tolist()
+                row[f"{mode}_{stat}"] = seed_stats(values)
+        if row["train_norm_var"]["n"]:
+            out.append(row)
+    return out
 
 
 # the ICS measures a study's `ics` claims may use

@@ -288,6 +288,7 @@ def _study_section(s: dict) -> list[str]:
         out += [f"Validation metric `{spec.select_on}` per arm and setting on the tuning seeds (mean, 95% CI), "
                 f"with every run's outcome counted:", "", _table(table[keep]), ""]
     out += _ics_and_accuracy(s)
+    out += _normalization_check(s)
     out += _slices_section(s)
     for f in s.get("figures", []):
         out += [f"![{f.stem}]({Path(f).name})", ""]
@@ -334,6 +335,24 @@ def _ics_and_accuracy(s: dict) -> list[str]:
     return ["**Does ICS go with the accuracy benefit?** Each arm against "
             f"{arm_name(spec.baseline)}, on the seeds and settings of its ICS claims (paired per seed, 95% "
             "intervals; a change counts when its interval excludes 0):", "", _table(table), "", *verdicts, ""]
+
+
+def _normalization_check(s: dict) -> list[str]:
+    """The check of what the normalization does (bnlab.analysis.verdicts.normalization_check), as a table."""
+    rows = s.get("normalization") or []
+    if not rows:
+        return []
+
+    def ci(x: dict) -> str:
+        return f"{x['mean']:.4g} [{x['ci_low']:.4g}, {x['ci_high']:.4g}]" if x["n"] > 1 else _fmt(x.get("mean"))
+    table = pd.DataFrame([{"arm": arm_name(r["arm"]), "seeds": seeds_text(r["seeds"]),
+                           "train: per-unit mean (abs)": ci(r["train_norm_mean_abs"]), "train: variance": ci(r["train_norm_var"]),
+                           "eval: per-unit mean (abs)": ci(r["eval_norm_mean_abs"]), "eval: variance": ci(r["eval_norm_var"])}
+                          for r in rows])
+    return ["**Zero mean and unit variance, checked** (a check of what the normalization does, not a hypothesis): "
+            "the normalized value (before γ and β) per unit, mean over units and hidden layers, at the last evaluation; "
+            "in train mode (the batch's statistics) it is 0 and 1 by construction, in eval mode (running statistics) "
+            "only as far as they match the data (mean [95% CI] over seeds):", "", _table(table), ""]
 
 
 SLICE_COLUMNS = {"cfg.model.norm": "arm", "cfg.optim.lr": "lr", "cfg.model.width_multiplier": "width",
