@@ -8,8 +8,10 @@ here, and the report's budget table sums their wall time."""
 # help the no-BN net once its rate is tuned, so it cannot test the dropout claim;
 # dropout_wide_mnist (256 units), where dropout does help, is the suite's dropout study. It stays
 # in the report. cost_mnist and cost_cifar time the two arms side by side (the cost family).
+# activations_mnist measures the seed's own descriptions of BN (family D); placement_mnist puts BN
+# at the first or last hidden layer only (exploratory), read beside mnist_mlp.
 MNIST_SUITE = ("ioffe_fig1", "mnist_mlp", "lr_mnist", "init_mnist", "dropout_pilot_mnist", "dropout_wide_mnist",
-               "noisy_bn_mnist", "cost_mnist")
+               "noisy_bn_mnist", "cost_mnist", "activations_mnist", "placement_mnist")
 # cifar_cnn_cpu (a LeNet-like CNN on a 10,000-image subset) is not in the CIFAR-10 suite: the
 # VGG-11 studies answer its claims on the whole training split, on the paper's architecture.
 CIFAR_SUITE = ("santurkar", "resnet20", "lr_cifar", "init_cifar", "dropout_cifar", "cost_cifar")
