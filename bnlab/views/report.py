@@ -435,6 +435,13 @@ def _measure_words(r: dict) -> str:
     return KINDS[r["kind"]].words.format(m=label(measured))
 
 
+def _mean_words(r: dict) -> str:
+    """How an arm's value was averaged: a log2 measure read back as a geometric mean."""
+    if KINDS[r["kind"]].log_scale:
+        return ""  # the kind's words say it
+    return ", geometric mean over seeds" if str(r.get("metric", "")).startswith("log2 ") else ", mean over seeds"
+
+
 PLAIN_LEAD = {"supported": "Holds here", "not supported": "Ruled out here", "inconclusive": "Not decided",
               "exploratory": "Exploratory", "not comparable": "Not comparable"}
 
@@ -445,7 +452,7 @@ def plain_sentence(r: dict, s: dict | None = None) -> str:
     was not reached."""
     b, t = _arm_words(r, r["baseline"]), _arm_words(r, r["treatment"])
     means = (f"{t} {_value(r, 'treatment')} against {b} {_value(r, 'baseline')} "
-             f"({_measure_words(r)}{'' if KINDS[r['kind']].log_scale else ', mean over seeds'})")
+             f"({_measure_words(r)}{_mean_words(r)})")
     ratio = _ratio(r)
     text = f"{PLAIN_LEAD.get(r['verdict'], r['verdict'])}: {means}" + (f"; {ratio}" if ratio else "")
     if r["verdict"] != "supported" and r.get("reason"):
