@@ -38,7 +38,14 @@ LABELS = {
     "best/recal/test/acc": "best test accuracy, BN statistics recalibrated on clean batches",
     "best/recal/val/acc": "best validation accuracy, BN statistics recalibrated",
     "train/acc": "train-mode accuracy on the last training batches",
+    "best/train/loss": "lowest training loss reached",
 }
+
+# the activation-statistics probe's statistics (bnlab.analysis.measures.ACT_STATS), in words
+ACT_STAT_WORDS = {"norm_mean_abs": "per-unit |mean| of the normalized value", "norm_var": "variance of the normalized value",
+                  "pre_mean_abs": "per-unit |mean| of the pre-activation", "pre_var": "variance of the pre-activation",
+                  "pre_skew_abs": "|skewness| of the pre-activation", "pre_kurt_abs": "|excess kurtosis| of the pre-activation",
+                  "corr_abs": "mean |correlation| between units", "eff_rank_frac": "effective rank over width"}
 
 # the keys that read on a log axis (their grids are geometric); any other on a linear one
 LOG_SCALE = frozenset({"optim.lr", "init.std", "data.train_subset"})
@@ -52,6 +59,12 @@ def label(key: str) -> str:
         return LABELS[key]
     if key.startswith("log2 "):
         return f"log2 of {label(key.removeprefix('log2 '))}"
+    if key.startswith(("act_train_", "act_eval_")):
+        mode, stat = key.split("_", 2)[1:]
+        if stat in ACT_STAT_WORDS:
+            return f"{ACT_STAT_WORDS[stat]} ({mode} mode)"
+    if key.startswith("steps_to_train_loss_"):
+        return f"steps to a training loss of {key.removeprefix('steps_to_train_loss_')}"
     if key.startswith("steps_to_val_"):
         try:
             return f"steps to {100 * float(key.removeprefix('steps_to_val_')):.4g}% validation accuracy"
