@@ -128,6 +128,14 @@ def _measured(baseline, treatment, censored_baseline, censored_treatment, paired
     return b_raw[kb], t_raw[kt], cb_raw[kb], ct_raw[kt]
 
 
+def _untested(b: np.ndarray, t: np.ndarray, cb: np.ndarray, ct: np.ndarray, **extra) -> dict:
+    """A comparison's result before any test: the arms' sizes and means, nothing decided yet."""
+    return {"n_baseline": len(b), "n_treatment": len(t), "baseline_mean": b.mean() if len(b) else np.nan,
+            "treatment_mean": t.mean() if len(t) else np.nan, "effect": np.nan, "ci_low": np.nan,
+            "ci_high": np.nan, "p": np.nan, "effect_size": np.nan, **extra,
+            "test": "none", "bound": None, "censored": int((cb != 0).sum() + (ct != 0).sum())}
+
+
 def compare(baseline, treatment, direction: str, min_effect: float, *, paired: bool = False,
             censored_baseline=None, censored_treatment=None, min_seeds: int = MIN_SEEDS) -> dict:
     """Effect of treatment over baseline (signed: + = the claimed direction), its interval,
@@ -137,10 +145,7 @@ def compare(baseline, treatment, direction: str, min_effect: float, *, paired: b
     is seed i). `censored_*`: per value 0, +1 (true value >= recorded) or -1 (<=)."""
     b, t, cb, ct = _measured(baseline, treatment, censored_baseline, censored_treatment, paired)
     sign = 1.0 if direction == "higher" else -1.0
-    out = {"n_baseline": len(b), "n_treatment": len(t), "baseline_mean": b.mean() if len(b) else np.nan,
-           "treatment_mean": t.mean() if len(t) else np.nan, "effect": np.nan, "ci_low": np.nan,
-           "ci_high": np.nan, "p": np.nan, "effect_size": np.nan, "min_effect": min_effect,
-           "test": "none", "bound": None, "censored": int((cb != 0).sum() + (ct != 0).sum())}
+    out = _untested(b, t, cb, ct, min_effect=min_effect)
     if len(b) < 2 or len(t) < 2:
         out.update(verdict="inconclusive", reason="fewer than 2 seeds in an arm")
         return out
@@ -262,10 +267,7 @@ def noninferiority(baseline, treatment, margin: float, direction: str = "higher"
     against −margin; verdict by NONINFERIORITY_RULE (before the family)."""
     b, t, cb, ct = _measured(baseline, treatment, censored_baseline, censored_treatment, paired)
     sign = 1.0 if direction == "higher" else -1.0
-    out = {"n_baseline": len(b), "n_treatment": len(t), "baseline_mean": b.mean() if len(b) else np.nan,
-           "treatment_mean": t.mean() if len(t) else np.nan, "effect": np.nan, "ci_low": np.nan,
-           "ci_high": np.nan, "p": np.nan, "effect_size": np.nan, "min_effect": -margin, "ni_margin": margin,
-           "test": "none", "bound": None, "censored": int((cb != 0).sum() + (ct != 0).sum())}
+    out = _untested(b, t, cb, ct, min_effect=-margin, ni_margin=margin)
     if len(b) < 2 or len(t) < 2:
         out.update(verdict="inconclusive", reason="fewer than 2 seeds in an arm")
         return out
