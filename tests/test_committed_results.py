@@ -33,3 +33,18 @@ def test_the_report_and_every_study_page_link_only_files_that_exist():
         assert not missing, f"{page.relative_to(REPO_ROOT)}: dead links {missing}"
     linked = {(RESULTS / m).resolve() for m in _links(RESULTS / "REPORT.md")}
     assert set(p.resolve() for p in pages[1:]) <= linked, "every study page is linked from the report"
+
+
+def test_every_bn_arm_that_recorded_the_recalibrated_readout_shows_it_beside_the_running_one():
+    """santurkar's runs recorded probes.bn_recalibration: each BN-family arm's tuning row gets
+    the recalibrated readout and its lag; the arm without BN has none. Noisy BN's running
+    statistics, gathered on noised inputs, lag the most (the reason the readout exists)."""
+    from pathlib import Path
+    from bnlab.analysis.study import load_study
+    from bnlab.analysis.verdicts import settings_reading
+    s = load_study("santurkar", runs_root=Path("/nonexistent"))
+    table = settings_reading(s["runs"], s["spec"]).set_index(["cfg.model.norm", "cfg.optim.lr"])
+    assert table.loc[("none", 0.1), "recalibrated"] != table.loc[("none", 0.1), "recalibrated"]  # NaN
+    lag = table["recalibrated − running"]
+    assert lag[("noisy_batch", 0.1)] > lag[("batch", 0.1)] > 0
+    assert (table["recalibrated"] - table["mean"] - lag).abs().max() < 1e-12

@@ -236,8 +236,21 @@ def settings_reading(runs: pd.DataFrame, spec: StudySpec) -> pd.DataFrame:
     a study that tunes nothing but fixes several settings in advance (santurkar: lr 0.1 and
     0.5) has a row per arm and setting, as one that tunes has per arm and candidate."""
     fixed = sorted({k.removeprefix("cfg.") for f in fixed_settings(runs, spec) for k in f})
-    return setting_table(runs[~runs["cfg.seed"].isin(spec.confirm_seeds)],
-                         spec if spec.tune else replace(spec, tune=fixed), spec.select_on)
+    tuning, by = runs[~runs["cfg.seed"].isin(spec.confirm_seeds)], spec if spec.tune else replace(spec, tune=fixed)
+    table = setting_table(tuning, by, spec.select_on)
+    recalibrated = RECALIBRATED.get(spec.select_on)
+    if table.empty or recalibrated not in tuning or tuning[recalibrated].isna().all():
+        return table
+    # the recalibrated readout beside the running-statistics one (bnlab.recalibration): how far
+    # an arm's running statistics lag its weights; an arm without BN has none (NaN)
+    recal = setting_table(tuning, by, recalibrated)
+    table["recalibrated"] = recal["mean"].to_numpy()
+    table["recalibrated − running"] = table["recalibrated"] - table["mean"]
+    return table
+
+
+# a selection metric's recalibrated counterpart, shown beside it where the runs recorded it
+RECALIBRATED = {"best/val/acc": "best/recal/val/acc", "best/test/acc": "best/recal/test/acc"}
 
 
 def normalization_check(runs: pd.DataFrame, spec: StudySpec, results: list) -> list[dict]:

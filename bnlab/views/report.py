@@ -285,8 +285,14 @@ def _study_section(s: dict) -> list[str]:
     if not table.empty:
         keep = [c for c in table.columns if c.startswith("cfg.")] + ["runs", *[o for o in OUTCOMES if o in table],
                                                                      "n", "mean", "ci_low", "ci_high"]
+        recal = [c for c in ("recalibrated", "recalibrated − running") if c in table]
         out += [f"Validation metric `{spec.select_on}` per arm and setting on the tuning seeds (mean, 95% CI), "
-                f"with every run's outcome counted:", "", _table(table[keep]), ""]
+                f"with every run's outcome counted" + (
+                    "; `recalibrated`: the same metric with every BN layer's statistics recomputed on clean "
+                    "training batches (the network that was trained; – for an arm without BN), and how far "
+                    "the running statistics' readout lags it:" if recal else
+                    " (these runs did not record the recalibrated readout, `probes.bn_recalibration`):"),
+                "", _table(table[keep + recal]), ""]
     out += _ics_and_accuracy(s)
     out += _normalization_check(s)
     out += _slices_section(s)
