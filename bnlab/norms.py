@@ -111,30 +111,53 @@ def _noise(o):
     return SanturkarNoise(n["mean_range"], n["scale_low"], n["scale_high"], n["jitter"])
 
 
-@dataclass(frozen=True)
+# `subtracts_mean` has no usable default: a norm must say whether the layer before it keeps
+# its bias (a forgotten answer once dropped a custom norm's bias without a word)
+_UNDECIDED: Any = object()
+
+
+@dataclass(frozen=True, kw_only=True)
 class Norm:
-    """One entry of the norm registry: everything the code knows about a norm."""
+    """One entry of the norm registry: everything the code knows about a norm. Every field is
+    named in the entry (keyword-only), and `subtracts_mean` must be given as True or False."""
 
     build: Callable[[int, int, dict], nn.Module]
     """(features, dims, merged options) -> the layer; dims is 1 for (N, C), 2 for (N, C, H, W)."""
     options: tuple[str, ...]
     """The option groups of DEFAULT_OPTIONS it reads (documentation; every group is passed)."""
-    subtracts_mean: bool
-    """Whether it subtracts a mean, which makes the bias of the layer before it redundant."""
     label: str
     """Its name in figures and in the report."""
     colour: str
     """Its colour in every figure."""
+    subtracts_mean: bool = _UNDECIDED
+    """Whether its output is unchanged when the same constant is added to every input unit
+    (it subtracts a mean; tests/test_norms.py checks each entry's answer on its layer). True:
+    the models build the layer before it WITHOUT a bias (bnlab.models), and the activation
+    statistics treat it as a standardizing norm. The bias is exactly redundant for batch and
+    noisy_batch (each unit's mean over the batch is removed); layer and group norms remove a
+    mean over a sample's features, so for them dropping the bias is this project's convention
+    (all their runs were made so), not an identity. A norm that does not subtract a mean
+    (none, noise, an RMS norm) keeps the bias: say False."""
+
+    def __post_init__(self):
+        if self.subtracts_mean is _UNDECIDED:
+            raise TypeError(f"norm {self.label!r}: its registry entry must say subtracts_mean=True or False "
+                            "(True: the layer before it is built without a bias; False: the bias is kept)")
+        if not isinstance(self.subtracts_mean, bool):
+            raise TypeError(f"norm {self.label!r}: subtracts_mean must be True or False, got "
+                            f"{self.subtracts_mean!r}")
 
 
 NORMS: dict[str, Norm] = {
-    "none": Norm(lambda features, dims, o: nn.Identity(), (), False, "no BN", "#d62728"),
-    "batch": Norm(_batch, ("bn",), True, "BN", "#1f77b4"),
-    "layer": Norm(_layer, ("ln",), True, "layer norm", "#2ca02c"),
-    "group": Norm(_group, ("gn",), True, "group norm", "#9467bd"),
-    "noisy_batch": Norm(lambda features, dims, o: nn.Sequential(_batch(features, dims, o), _noise(o)),
-                        ("bn", "noise"), True, "noisy BN", "#17becf"),
-    "noise": Norm(lambda features, dims, o: _noise(o), ("noise",), False, "noise only", "#ff7f0e"),
+    "none": Norm(build=lambda features, dims, o: nn.Identity(), options=(), subtracts_mean=False,
+                 label="no BN", colour="#d62728"),
+    "batch": Norm(build=_batch, options=("bn",), subtracts_mean=True, label="BN", colour="#1f77b4"),
+    "layer": Norm(build=_layer, options=("ln",), subtracts_mean=True, label="layer norm", colour="#2ca02c"),
+    "group": Norm(build=_group, options=("gn",), subtracts_mean=True, label="group norm", colour="#9467bd"),
+    "noisy_batch": Norm(build=lambda features, dims, o: nn.Sequential(_batch(features, dims, o), _noise(o)),
+                        options=("bn", "noise"), subtracts_mean=True, label="noisy BN", colour="#17becf"),
+    "noise": Norm(build=lambda features, dims, o: _noise(o), options=("noise",), subtracts_mean=False,
+                  label="noise only", colour="#ff7f0e"),
 }
 NORM_KINDS = tuple(NORMS)  # the allowed values of model.norm
 
@@ -149,8 +172,8 @@ def make_norm(kind: str, features: int, dims: int = 1, options: dict | None = No
 
 
 def norm_has_shift(kind: str) -> bool:
-    """Whether the norm layer makes a preceding layer's bias redundant: every norm that
-    subtracts a mean (all but none and noise)."""
+    """Whether the layer before the norm is built without a bias: the norm's registry entry
+    says so (Norm.subtracts_mean; all but none and noise)."""
     return NORMS[kind].subtracts_mean
 
 

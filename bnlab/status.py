@@ -3,6 +3,7 @@
     bnlab-status quickstart               # by study name, under results/runs/
     bnlab-status results/runs/quickstart  # or by folder (a study or one sweep of it)
     bnlab-status quickstart --runs        # also one line per run
+    bnlab-status quickstart --compare     # settings side by side: mean [95% interval] over seeds
 
 Shows each sweep's "k of N done" with an ETA, then the runs aggregated over seeds: for
 every combination of swept values, how many runs completed / diverged / are incomplete
@@ -75,13 +76,29 @@ def _print_choices(runs: pd.DataFrame, study: Path) -> None:
         print(f"chosen for {spec.arm_key}={arm} (on {spec.select_on}, tuning seeds): {chosen}{warn}")
 
 
+def print_compare(study: Path) -> None:
+    """`--compare`: the runs under `study` grouped by the swept keys, mean and 95% interval
+    over seeds (bnlab.analysis.compare), read with the analysis' frame loader."""
+    from bnlab.analysis.compare import compare_text
+    from bnlab.analysis.frames import frame_from_store
+
+    runs = frame_from_store(study)
+    print(f"no runs under {study}" if runs.empty else f"{study}: {compare_text(runs)}")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="bnlab-status", description=__doc__.split("\n")[0])
     ap.add_argument("study", help="study name (folder under --runs-root) or a folder of runs")
     ap.add_argument("--runs-root", default=str(REPO_ROOT / "results" / "runs"))
     ap.add_argument("--runs", action="store_true", help="also list every run")
+    ap.add_argument("--compare", action="store_true",
+                    help="only the settings side by side: grouped by the swept keys, counts and mean "
+                         "[95%% interval] over seeds of final and best val/test accuracy, steps, ms/step")
     args = ap.parse_args(argv)
     study = resolve_study(args.study, Path(args.runs_root))
+    if args.compare:
+        print_compare(study)
+        return
 
     for sweep_file in sorted(study.rglob(SWEEP_FILE)):
         p = sweep_progress(sweep_file.parent)

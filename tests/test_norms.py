@@ -118,3 +118,52 @@ def test_the_registry_and_the_config_agree_on_every_norm_option():
     for kind, norm in NORMS.items():
         assert set(norm.options) <= set(DEFAULT_OPTIONS), kind
         assert norm.label and norm.colour.startswith("#"), kind
+
+
+def test_every_registry_entry_declares_whether_it_subtracts_a_mean_and_its_layer_agrees():
+    """A norm's entry says whether the layer before it keeps its bias (Norm.subtracts_mean);
+    the answer is checked on the layer itself: adding the same constant to every input unit
+    leaves the output of a mean-subtracting norm unchanged, and changes any other's."""
+    from bnlab.norms import NORMS
+
+    for kind, norm in NORMS.items():
+        assert isinstance(norm.subtracts_mean, bool), f"{kind}: subtracts_mean must be declared True or False"
+        for dims in (1, 2):
+            x = _data(dims, c=16)  # 16 units: group norm's 8 groups hold two each
+            layer = make_norm(kind, 16, dims).train()
+            outputs = []
+            for shifted in (x, x + 7.0):
+                seed_noise(layer, 0)  # noisy norms: the same noise for both inputs
+                outputs.append(layer(shifted))
+            # float32 rounding of the shifted input, divided by a small group's spread, reaches
+            # ~3e-4; a norm that keeps the shift moves its output by about the shift itself (7)
+            unchanged = (outputs[0] - outputs[1]).abs().max().item() < 0.01
+            assert unchanged == norm.subtracts_mean, f"{kind} (dims={dims}) declares subtracts_mean={norm.subtracts_mean}"
+
+
+def test_a_norm_entry_that_does_not_say_whether_it_subtracts_a_mean_is_refused_by_name():
+    from bnlab.norms import Norm
+
+    rms = {"build": lambda features, dims, o: nn.RMSNorm(features), "options": (), "label": "RMS norm",
+           "colour": "#8c564b"}
+    with pytest.raises(TypeError, match=r"norm 'RMS norm': its registry entry must say subtracts_mean=True or False"):
+        Norm(**rms)
+    with pytest.raises(TypeError, match=r"subtracts_mean must be True or False, got 'no'"):
+        Norm(**rms, subtracts_mean="no")
+    with pytest.raises(TypeError):  # fields by name only: a positional entry cannot shift its answers
+        Norm(rms["build"], (), "RMS norm", "#8c564b", False)
+
+
+def test_a_new_norm_keeps_or_drops_the_bias_before_it_as_its_entry_says(cfg_factory, monkeypatch):
+    from bnlab import norms
+    from bnlab.models import build_model
+
+    cfg = cfg_factory("model.norm=none")
+    for subtracts_mean in (False, True):
+        entry = norms.Norm(build=lambda features, dims, o: nn.RMSNorm(features), options=(), label="RMS norm",
+                           colour="#8c564b", subtracts_mean=subtracts_mean)
+        monkeypatch.setitem(norms.NORMS, "rms", entry)
+        cfg.model.norm = "rms"
+        model = build_model(cfg.model, (1, 28, 28), 10)
+        hidden = [layer for layer in model.weight_layers[:-1]]
+        assert hidden and all((layer.bias is None) == subtracts_mean for layer in hidden)
