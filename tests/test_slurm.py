@@ -74,6 +74,7 @@ def _slurm_sweep(tmp_path, *args, **popen):
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
 
 
+@pytest.mark.slow  # a real cluster (CI starts one): the slow tier
 def test_a_sweep_through_the_slurm_launcher_stores_every_run(mnist_root, cluster, tmp_path):
     proc = _slurm_sweep(tmp_path, "experiments=quickstart", "name=slurm_sweep", "seed=0,1",
                         "trainer.max_steps=150", "trainer.eval_every=75", "trainer.log_every=25",
@@ -130,6 +131,7 @@ def _nudge_requeued_jobs(proc, until: float, older: set[str], settle_s: float = 
         time.sleep(1)
 
 
+@pytest.mark.slow  # several minutes of SLURM time limits and requeues
 def test_a_time_limited_run_is_requeued_and_resumes_to_the_same_metrics(mnist_root, cluster, tmp_path):
     """Two minutes of SLURM time for a run that needs more: USR2 comes before the limit
     (`signal_delay_s`, and up to a minute earlier: SLURM checks limits every 30 s), the run

@@ -65,6 +65,7 @@ def _summaries(root: Path):
     return [json.loads(p.read_text()) for p in root.rglob("summary.json")]
 
 
+@pytest.mark.slow  # ~50 s: a sweep killed mid-way, then relaunched to the end
 def test_sigkilled_sweep_relaunched_completes_every_run_exactly_once(mnist_root, tmp_path):
     args = ["experiments=quickstart", "name=killed", "seed=0,1,2,3", "hydra.launcher.n_jobs=2", *TINY]
     proc = _cli(tmp_path, *args, start_new_session=True)
@@ -113,6 +114,7 @@ def test_third_launch_trains_nothing(mnist_root, tmp_path):
         next((tmp_path / "runs").rglob("summary.json")).read_text())["fingerprint"]) is not None
 
 
+@pytest.mark.slow  # ~20 s: submitit's own process start-up per job
 def test_submitit_local_executor_runs_a_small_study(mnist_root, tmp_path):
     out = _cli(tmp_path, "experiments=quickstart", "name=submitit", "seed=0",
                "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", *TINY)
@@ -192,6 +194,7 @@ def test_running_elsewhere_failed_and_damaged_are_not_counted_as_done(tmp_path):
                            "1 being trained by another process, not done here)"), line
 
 
+@pytest.mark.slow  # ~40 s: four launches of the same sweep
 def test_a_relaunch_with_nothing_to_train_leaves_no_folder_and_force_retrains(mnist_root, tmp_path):
     args = ["experiments=quickstart", "name=force", "model.norm=batch", *TINY]
     assert _cli(tmp_path, *args).returncode == 0
