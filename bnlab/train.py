@@ -270,7 +270,10 @@ def _label(hc) -> str | None:
 def hydra_main(cfg: DictConfig) -> str:
     from hydra.types import RunMode
 
+    from bnlab.workers import exit_worker, guard_worker
+
     hc = HydraConfig.get()
+    guard_worker(hc)  # a joblib worker whose launcher is gone starts nothing (bnlab.workers)
     out_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
     if cfg.trainer.num_threads is None:
@@ -328,7 +331,7 @@ def hydra_main(cfg: DictConfig) -> str:
         # checkpoint; one line instead of a traceback, and the shell's code for SIGTERM
         print(f"bnlab-train: {exc}: the run is recorded as failed, with a checkpoint; run the same "
               f"command again to resume it", file=sys.stderr)
-        sys.exit(128 + signal.SIGTERM)
+        exit_worker(hc, 128 + signal.SIGTERM)  # a joblib worker exits: it takes no next job
     return summary["status"]
 
 

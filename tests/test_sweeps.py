@@ -263,3 +263,55 @@ def test_a_parallel_sweep_says_which_job_each_line_is_and_counts_progress(mnist_
     assert "sweep logs: 2 of 2 done (2 trained, 0 already done)" in text
     steps = [ln for ln in lines if "train/loss" in ln]
     assert all(len(ln.split("train/loss ")[1].split()[0]) <= 7 for ln in steps), "rounded metrics"
+
+
+def _session_alive(sid: int) -> list[int]:
+    """Live (not zombie) processes of session `sid`: the launcher and every worker it made."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":  # fields: state, ppid, pgrp, session, ...
+            alive.append(int(stat.parent.name))
+    return alive
+
+
+def _last_steps(root: Path) -> dict[str, int]:
+    """Each run folder's last logged step."""
+    steps = {}
+    for m in root.rglob("metrics.jsonl"):
+        lines = [ln for ln in m.read_text().splitlines() if ln.strip()]
+        steps[str(m.parent)] = json.loads(lines[-1])["step"] if lines else -1
+    return steps
+
+
+@pytest.mark.parametrize("sig,whom", [("SIGTERM", "group"), ("SIGTERM", "launcher"), ("SIGKILL", "launcher")])
+def test_a_stopped_sweep_leaves_no_worker_and_trains_nothing_after_the_signal(mnist_root, tmp_path, sig, whom):
+    """Four long jobs on two loky workers, stopped once the first job trains: 5 s later no
+    process of the sweep is alive, no job started after the signal, the runs that were
+    training went on for at most the step in progress, and each is recorded failed with a
+    checkpoint to resume from (a SIGKILLed launcher's workers stop themselves)."""
+    proc = _cli(tmp_path, "-m", "name=stop", "seed=0,1,2,3", "hydra.launcher.n_jobs=2", "trainer.max_steps=1000000",
+                "trainer.eval_every=1000000", "trainer.log_every=5", "trainer.num_threads=1",
+                "tracking.mode=disabled", "trainer.progress=false", start_new_session=True)
+    root = tmp_path / "runs" / "stop"
+    deadline = time.time() + 240
+    while not any(s > 0 for s in _last_steps(root).values()) if root.exists() else True:
+        assert proc.poll() is None and time.time() < deadline, "the sweep did not start training"
+        time.sleep(0.2)
+    if whom == "group":
+        os.killpg(proc.pid, getattr(signal, sig))
+    else:
+        os.kill(proc.pid, getattr(signal, sig))
+    at_signal = _last_steps(root)
+    time.sleep(5)
+    assert proc.poll() is not None and _session_alive(proc.pid) == [], "every process of the sweep has ended"
+    after = _last_steps(root)
+    assert set(after) == set(at_signal), "no job started after the signal"
+    assert all(after[r] <= at_signal[r] + 5 for r in after), (at_signal, after)  # the step in progress at most
+    for run in after:
+        summary = json.loads((Path(run) / "summary.json").read_text())
+        assert summary["status"] == "failed" and "SIGTERM" in summary["error"], summary
+        assert (Path(run) / "checkpoint.pt").exists()
