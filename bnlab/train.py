@@ -174,6 +174,16 @@ def main() -> None:
     flags = [a for a in args if a.startswith("-")]
     overrides = [a for a in args if not a.startswith("-")]
     multirun = any(f in ("-m", "--multirun") for f in flags)
+    # --- launch and dry run agree (issue 22): a comma list or range on the command line is a
+    # sweep with or without -m, as in `--dry-run`; Hydra alone would refuse it without -m
+    if not multirun and "--cfg" not in flags and "-c" not in flags and _sweeps_on_command_line(overrides):
+        multirun = True
+        args = ["-m", *args]
+    # --- `--cfg` prints the values a run uses (Hydra's --resolve), `--cfg ... --unresolved`
+    # the interpolations as written
+    if ("--cfg" in flags or "-c" in flags) and "--resolve" not in flags:
+        args = [a for a in args if a != "--unresolved"] if "--unresolved" in flags else [*args, "--resolve"]
+    # ---
     try:
         if DRY_RUN in flags:  # what the launch would do; trains nothing, writes nothing
             from bnlab.dry_run import describe_launch
@@ -198,6 +208,17 @@ def main() -> None:
 
 
 DRY_RUN = "--dry-run"
+
+
+def _sweeps_on_command_line(overrides: list[str]) -> bool:
+    """Whether an override sweeps (model.norm=none,batch, seed=range(3)); a malformed one is
+    left to the preflight, which names it."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        return any(o.is_sweep_override() for o in OverridesParser.create().parse_overrides(overrides))
+    except Exception:
+        return False
 
 
 def _one_config_only(args: list[str]) -> None:

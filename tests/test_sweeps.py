@@ -315,3 +315,29 @@ def test_a_stopped_sweep_leaves_no_worker_and_trains_nothing_after_the_signal(mn
         summary = json.loads((Path(run) / "summary.json").read_text())
         assert summary["status"] == "failed" and "SIGTERM" in summary["error"], summary
         assert (Path(run) / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("dash_m", [[], ["-m"]])
+def test_the_dry_run_and_the_launch_accept_the_same_command_line(mnist_root, tmp_path, dash_m):
+    """A comma list on the command line is a sweep with or without -m: the line `--dry-run`
+    previews is the line that launches, and the preview then finds every job done."""
+    line = [*dash_m, "name=agree", "model.norm=none,batch", "seed=0", "trainer.max_steps=20", "trainer.eval_every=20",
+            "trainer.log_every=10", "tracking.mode=disabled", "trainer.progress=false", "hydra.launcher.n_jobs=1"]
+    before = _cli(tmp_path, *line, "--dry-run")
+    assert before.returncode == 0 and "2 job(s)" in before.stdout and "2 to train" in before.stdout, before
+    launch = _cli(tmp_path, *line)
+    assert launch.returncode == 0, launch.stderr[-2000:]
+    assert len(list((tmp_path / "runs" / "agree").rglob("summary.json"))) == 2
+    after = _cli(tmp_path, *line, "--dry-run")
+    assert "0 to train" in after.stdout and "2 already done" in after.stdout, after.stdout
+
+
+def test_cfg_job_shows_the_values_a_run_uses(tmp_path):
+    """`--cfg job` resolves the recipe's interpolations (learning rate, batch size, init);
+    `--unresolved` shows them as written."""
+    shown = _cli(tmp_path, "model.norm=batch", "--cfg", "job")
+    assert shown.returncode == 0 and "${" not in shown.stdout, shown.stdout
+    cfg = __import__("yaml").safe_load(shown.stdout)
+    assert (cfg["optim"]["lr"], cfg["optim"]["batch_size"], cfg["init"]["std"]) == (0.5, 60, 0.1)
+    raw = _cli(tmp_path, "model.norm=batch", "--cfg", "job", "--unresolved")
+    assert raw.returncode == 0 and "${oc.select:recipe" in raw.stdout
