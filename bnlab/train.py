@@ -243,19 +243,19 @@ def _one_config_only(args: list[str]) -> None:
                           f"job's config give one value per key (e.g. seed=0)")
 
 
-def _threads_per_job(hc) -> int | None:
-    """Torch threads for one job of a parallel sweep: the cores shared out between jobs."""
+def _thread_share(hc) -> dict:
+    """The cores one job of this launch may use (bnlab.threads.choose_threads): a SLURM
+    task's cpus_per_task, or the local launcher's cores shared by its n_jobs parallel jobs;
+    nothing for a single run (its free cores are read from the load)."""
     from hydra.types import RunMode
 
     if hc.mode != RunMode.MULTIRUN:
-        return None
+        return {}
     launcher = hc.launcher
     if launcher.get("cpus_per_task"):  # submitit: the cores the scheduler gives the task
-        return int(launcher.cpus_per_task)
+        return {"task_cpus": int(launcher.cpus_per_task)}
     n_jobs = launcher.get("n_jobs")
-    if n_jobs:
-        return max(1, (os.cpu_count() or 1) // int(n_jobs))
-    return None
+    return {"jobs_sharing": int(n_jobs)} if n_jobs else {}
 
 
 class JobPrefix(logging.Filter):
@@ -297,8 +297,10 @@ def hydra_main(cfg: DictConfig) -> str:
     guard_worker(hc)  # a joblib worker whose launcher is gone starts nothing (bnlab.workers)
     out_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
-    if cfg.trainer.num_threads is None:
-        cfg.trainer.num_threads = _threads_per_job(hc)
+    from bnlab.threads import set_torch_threads
+
+    # `auto`: the cores free for this job; the number chosen is what the run records
+    cfg.trainer.num_threads = set_torch_threads(cfg.trainer.num_threads, **_thread_share(hc))
     launch = Path(hc.sweep.dir).name if multirun else out_dir.name
     label = _label(hc)
     if multirun:  # parallel jobs interleave their lines: each says which job it is
