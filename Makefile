@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench report clean-venv
+.PHONY: demo test test-all bench report clean-venv
 
 $(BIN)/bnlab-train: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,9 +21,14 @@ demo: $(BIN)/bnlab-train
 	$(BIN)/bnlab-status quickstart --runs-root $(DEMO)/runs
 	$(BIN)/bnlab-plot quickstart --runs-root $(DEMO)/runs --results $(DEMO)
 
-# two workers, one test file each at a time (pytest-xdist): the SLURM requeue test mostly waits
-# on the cluster, and the other core runs the rest of the suite meanwhile
+# two workers, one test file each at a time (pytest-xdist). `test`: the fast tier, without the
+# end-to-end cases marked slow (kill and resume, the CNN recipes, SLURM); `test-all` (CI,
+# .ci/run): everything. The SLURM requeue test mostly waits on the cluster, and the other
+# core runs the rest of the suite meanwhile.
 test: $(BIN)/bnlab-train
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
+
+test-all: $(BIN)/bnlab-train
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # CSVs, figures and results/REPORT.md from the run store (or the committed CSVs)

@@ -116,13 +116,18 @@ def validate(cfg: DictConfig) -> None:
     _int(cfg, "trainer.eval_batch_size", lo=1)
     # at most the training images the run has (data.train_subset or the whole pool)
     _int(cfg, "trainer.eval_train", lo=0, hi=train_pool_size(cfg.data))
-    _int(cfg, "trainer.num_threads", lo=1, allow_none=True)
+    threads = _get(cfg, "trainer.num_threads")
+    if threads != "auto" and threads is not None and not (_is_int(threads) and threads >= 1):
+        raise ConfigError("trainer.num_threads", f"got {threads!r}; allowed: auto (the cores free for the run), "
+                          f"an integer >= 1, or null (torch's default: every core)")
     _number(cfg, "trainer.divergence_factor", lo=1, lo_open=True)
     _int(cfg, "trainer.divergence_warmup", lo=0)
     _number(cfg, "trainer.learned_margin", lo=0, hi=1, hi_open=True)
     _int(cfg, "trainer.eval_every_early", lo=1, allow_none=True)
     _int(cfg, "trainer.early_steps", lo=0)
     _bool(cfg, "trainer.progress")
+    if _get(cfg, "trainer.progress_every_s") is not None:
+        _number(cfg, "trainer.progress_every_s", lo=0, lo_open=True)
     _bool(cfg, "force")
     if _get(cfg, "trainer.checkpoint.every_s") is not None:
         _number(cfg, "trainer.checkpoint.every_s", lo=0, lo_open=True)

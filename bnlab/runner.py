@@ -27,6 +27,7 @@ from bnlab.rng import seed_everything, seed_noise
 from bnlab.stopping import StopRequests, Terminated
 from bnlab.store import RunWriter, fingerprint, resolved_config
 from bnlab.sweep import study_dir
+from bnlab.threads import AUTO, set_torch_threads
 from bnlab.tracking import open_mirror
 from bnlab.trainer import Hooks, LoopSpec, train
 
@@ -54,7 +55,9 @@ def run(cfg: DictConfig, out_dir: str | Path, *, label: str | None = None,
     if not validated:
         validate(cfg)
     config = resolved_config(cfg)
-    if cfg.trainer.num_threads is not None:
+    if cfg.trainer.num_threads == AUTO:  # a direct caller (bnlab.train chose the number already)
+        set_torch_threads(AUTO)
+    elif cfg.trainer.num_threads is not None:
         torch.set_num_threads(cfg.trainer.num_threads)
     device = resolve_device(cfg.trainer.device)
     data = load_data(cfg.data, device)

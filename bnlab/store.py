@@ -35,7 +35,7 @@ RUN_FILE, METRICS_FILE, SUMMARY_FILE = "run.json", "metrics.jsonl", "summary.jso
 # Keys that say where a run writes or how it is watched, not what it computes:
 # two runs that differ only here are the same experiment.
 NON_SCIENTIFIC_KEYS = ("paths", "tracking", "force", "recipe", "data.root", "data.download", "trainer.progress",
-                       "trainer.num_threads", "trainer.device", "trainer.eval_batch_size", "trainer.checkpoint",
+                       "trainer.progress_every_s", "trainer.num_threads", "trainer.device", "trainer.eval_batch_size", "trainer.checkpoint",
                        "tags", "claim", "description", "analysis",
                        # a study's budget profile acts only through the keys it sets (resolved)
                        "profile", "profiles",

@@ -224,6 +224,9 @@ class SweepProgress(Callback):
     """Hydra callback: sweep.json at multirun start, "k of N done" after every job."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        from bnlab.workers import stop_workers_on_sigterm
+
+        stop_workers_on_sigterm()  # before the launcher starts its workers: they inherit its pid
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         try:

@@ -174,6 +174,16 @@ def main() -> None:
     flags = [a for a in args if a.startswith("-")]
     overrides = [a for a in args if not a.startswith("-")]
     multirun = any(f in ("-m", "--multirun") for f in flags)
+    # --- launch and dry run agree (issue 22): a comma list or range on the command line is a
+    # sweep with or without -m, as in `--dry-run`; Hydra alone would refuse it without -m
+    if not multirun and "--cfg" not in flags and "-c" not in flags and _sweeps_on_command_line(overrides):
+        multirun = True
+        args = ["-m", *args]
+    # --- `--cfg` prints the values a run uses (Hydra's --resolve), `--cfg ... --unresolved`
+    # the interpolations as written
+    if ("--cfg" in flags or "-c" in flags) and "--resolve" not in flags:
+        args = [a for a in args if a != "--unresolved"] if "--unresolved" in flags else [*args, "--resolve"]
+    # ---
     try:
         if DRY_RUN in flags:  # what the launch would do; trains nothing, writes nothing
             from bnlab.dry_run import describe_launch
@@ -200,6 +210,17 @@ def main() -> None:
 DRY_RUN = "--dry-run"
 
 
+def _sweeps_on_command_line(overrides: list[str]) -> bool:
+    """Whether an override sweeps (model.norm=none,batch, seed=range(3)); a malformed one is
+    left to the preflight, which names it."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        return any(o.is_sweep_override() for o in OverridesParser.create().parse_overrides(overrides))
+    except Exception:
+        return False
+
+
 def _one_config_only(args: list[str]) -> None:
     """`--cfg` prints one config; on a sweep Hydra answers with a traceback or "Ambiguous
     value". Say what to do instead."""
@@ -222,19 +243,19 @@ def _one_config_only(args: list[str]) -> None:
                           f"job's config give one value per key (e.g. seed=0)")
 
 
-def _threads_per_job(hc) -> int | None:
-    """Torch threads for one job of a parallel sweep: the cores shared out between jobs."""
+def _thread_share(hc) -> dict:
+    """The cores one job of this launch may use (bnlab.threads.choose_threads): a SLURM
+    task's cpus_per_task, or the local launcher's cores shared by its n_jobs parallel jobs;
+    nothing for a single run (its free cores are read from the load)."""
     from hydra.types import RunMode
 
     if hc.mode != RunMode.MULTIRUN:
-        return None
+        return {}
     launcher = hc.launcher
     if launcher.get("cpus_per_task"):  # submitit: the cores the scheduler gives the task
-        return int(launcher.cpus_per_task)
+        return {"task_cpus": int(launcher.cpus_per_task)}
     n_jobs = launcher.get("n_jobs")
-    if n_jobs:
-        return max(1, (os.cpu_count() or 1) // int(n_jobs))
-    return None
+    return {"jobs_sharing": int(n_jobs)} if n_jobs else {}
 
 
 class JobPrefix(logging.Filter):
@@ -270,11 +291,16 @@ def _label(hc) -> str | None:
 def hydra_main(cfg: DictConfig) -> str:
     from hydra.types import RunMode
 
+    from bnlab.workers import exit_worker, guard_worker
+
     hc = HydraConfig.get()
+    guard_worker(hc)  # a joblib worker whose launcher is gone starts nothing (bnlab.workers)
     out_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
-    if cfg.trainer.num_threads is None:
-        cfg.trainer.num_threads = _threads_per_job(hc)
+    from bnlab.threads import set_torch_threads
+
+    # `auto`: the cores free for this job; the number chosen is what the run records
+    cfg.trainer.num_threads = set_torch_threads(cfg.trainer.num_threads, **_thread_share(hc))
     launch = Path(hc.sweep.dir).name if multirun else out_dir.name
     label = _label(hc)
     if multirun:  # parallel jobs interleave their lines: each says which job it is
@@ -328,7 +354,7 @@ def hydra_main(cfg: DictConfig) -> str:
         # checkpoint; one line instead of a traceback, and the shell's code for SIGTERM
         print(f"bnlab-train: {exc}: the run is recorded as failed, with a checkpoint; run the same "
               f"command again to resume it", file=sys.stderr)
-        sys.exit(128 + signal.SIGTERM)
+        exit_worker(hc, 128 + signal.SIGTERM)  # a joblib worker exits: it takes no next job
     return summary["status"]
 
 

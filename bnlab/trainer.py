@@ -55,6 +55,28 @@ def _progress_bar(total: int, enabled: bool):
     return tqdm(total=total, unit="step", dynamic_ncols=True, leave=False)
 
 
+class Heartbeat:
+    """A log line with the step, the rate and the ETA at least every `every_s` seconds of a
+    run whose progress bar is not shown (stderr is not a terminal: a log file, a scheduler's
+    output), so that a slow run between two evaluations is never silent. The rate is that of
+    the last interval, in wall-clock time (evaluations included: what the ETA must cover)."""
+
+    def __init__(self, every_s: float, step: int, max_steps: int, clock: Callable[[], float] = time.monotonic):
+        self.every_s, self.max_steps, self.clock = every_s, max_steps, clock
+        self.last_step, self.last_t = step, clock()
+
+    def tick(self, step: int) -> None:
+        now = self.clock()
+        if now - self.last_t < self.every_s:
+            return
+        rate = (step - self.last_step) / (now - self.last_t)
+        eta = (self.max_steps - step) / rate if rate > 0 else None
+        eta_text = "?" if eta is None else f"{int(eta) // 3600}:{int(eta) % 3600 // 60:02d}:{int(eta) % 60:02d}"
+        log.info("step %d/%d (%.1f%%), %.3g steps/s, ETA %s", step, self.max_steps, 100 * step / self.max_steps,
+                 rate, eta_text)
+        self.last_step, self.last_t = step, now
+
+
 def _short(value) -> str:
     """A metric for a log line: 4 significant digits ("-" when not measured)."""
     return "-" if value is None else f"{value:.4g}"
@@ -104,6 +126,8 @@ class LoopSpec:
     """the validation accuracy whose first reaching is the run's speed (`data.target_val_acc`)"""
     progress: bool = False
     """a progress bar when stderr is a terminal (`trainer.progress`)"""
+    progress_every_s: float | None = None
+    """without a bar (not a terminal): a log line with step, rate and ETA this often (`trainer.progress_every_s`)"""
 
     @classmethod
     def from_config(cls, cfg) -> "LoopSpec":
@@ -115,7 +139,7 @@ class LoopSpec:
                    eval_batch_size=t.eval_batch_size, eval_train=t.get("eval_train", 0) or 0,
                    divergence_factor=t.divergence_factor, divergence_warmup=t.divergence_warmup,
                    learned_margin=t.learned_margin, target_acc=cfg.data.target_val_acc,
-                   progress=bool(t.progress))
+                   progress=bool(t.progress), progress_every_s=t.get("progress_every_s"))
 
     def is_eval_step(self, step: int) -> bool:
         return is_eval_step(step, self.max_steps, self.eval_every, self.eval_every_early, self.early_steps)
@@ -234,6 +258,8 @@ class _Loop:
         bar = _progress_bar(spec.max_steps, spec.progress)
         if bar is not None:
             bar.update(p.step)
+        beat = Heartbeat(spec.progress_every_s, p.step, spec.max_steps) if bar is None and spec.progress_every_s \
+            else None
         self.model.train()
         self._start_clock()
         for step in range(p.step + 1, spec.max_steps + 1):
@@ -241,6 +267,8 @@ class _Loop:
             self._save_if_due()
             do_eval = spec.is_eval_step(step)
             self._step(step, probing=do_eval and bool(self.hooks.step_probes))
+            if beat is not None:
+                beat.tick(step)
             do_log = step % spec.log_every == 0 or step == spec.max_steps
             if not (do_log or do_eval):
                 continue

@@ -78,16 +78,54 @@ start_munge() {
     pgrep -x munged >/dev/null || su -s /bin/sh munge -c "munged --force" 2>/dev/null || munged --force
 }
 
+# The partition's node states as sinfo prints them (one per line: idle, mix, alloc, down*, ...).
+node_states() { sinfo -h -p "$PARTITION" -o %t 2>/dev/null || true; }
+
+# A node that takes jobs: idle, partly or fully allocated (sinfo may add a flag: idle*, mix~).
+has_usable_node() { grep -qE '^(idle|mix|alloc)([^a-z]|$)'; }
+
+# A cluster already running on this machine (started by an earlier `start`, or by someone
+# else): reuse it when its partition has a node that takes jobs, else say what to do. Writing
+# a new slurm.conf under a running slurmctld would leave the daemons and the file disagreeing.
+# Returns 0 (reuse it), 1 (running but unusable: the caller stops), 2 (no slurmctld running).
+existing_cluster() {
+    local pid states
+    pid=$(pgrep -x slurmctld | head -n 1) || return 2
+    [ -n "$pid" ] || return 2
+    states=$(node_states)
+    if ! printf '%s\n' "$states" | has_usable_node && [ "$(id -u)" = 0 ]; then
+        # a node left down by an earlier run is brought back (root only), then looked at again
+        scontrol update nodename="$(hostname -s)" state=resume >/dev/null 2>&1 || true
+        for _ in 1 2 3 4 5; do
+            sleep 1
+            states=$(node_states)
+            printf '%s\n' "$states" | has_usable_node && break
+        done
+    fi
+    if printf '%s\n' "$states" | has_usable_node; then
+        echo "slurm_cluster: reusing the running cluster (slurmctld pid $pid): partition $PARTITION is up"
+        return 0
+    fi
+    echo "slurm_cluster: a slurmctld is already running (pid $pid) but partition $PARTITION has no idle node" \
+         "(sinfo: $(printf '%s' "${states:-no such partition}" | tr '\n' ' ')); run \`scripts/slurm_cluster.sh stop\` (as root) and start again," \
+         "or set BNLAB_SLURM_PARTITION to a partition of that cluster" >&2
+    return 1
+}
+
 start() {
+    local found=0
+    existing_cluster || found=$?
+    [ "$found" = 0 ] && return 0
+    [ "$found" = 1 ] && exit 1
     [ "$(id -u)" = 0 ] || die "start needs root"
     install
     write_conf
     start_munge
-    pgrep -x slurmctld >/dev/null || slurmctld
+    slurmctld
     sleep 1
     pgrep -x slurmd >/dev/null || slurmd
     for _ in $(seq 1 60); do
-        if sinfo -h -p "$PARTITION" -o %t 2>/dev/null | grep -qE '^(idle|mix|alloc)'; then
+        if node_states | has_usable_node; then
             echo "slurm_cluster: partition $PARTITION is up on $(hostname -s) ($(nproc) CPUs)"
             return 0
         fi
@@ -95,7 +133,8 @@ start() {
         scontrol update nodename="$(hostname -s)" state=resume >/dev/null 2>&1 || true
         sleep 1
     done
-    tail -5 "$LOGDIR/slurmctld.log" "$LOGDIR/slurmd.log" >&2 || true
+    # `tail -n 5`: the obsolete `tail -5` is refused with more than one file
+    tail -n 5 "$LOGDIR/slurmctld.log" "$LOGDIR/slurmd.log" >&2 || true
     die "the node did not come up within 60 s (logs above)"
 }
 

@@ -43,7 +43,10 @@ def make_cfg(tmp_path: Path, *overrides: str):
     """The real config, shrunk for tests: W&B disabled, results under tmp_path, no bar."""
     base = [f"paths.results={tmp_path}", f"paths.data={data_root()}", "tracking.mode=disabled",
             "trainer.progress=false", "trainer.max_steps=50", "trainer.eval_every=25",
-            "trainer.log_every=25"]
+            "trainer.log_every=25",
+            # a fixed thread count: the last bits of a run depend on it (bnlab.threads), and
+            # `auto` would read it from the machine's load
+            "trainer.num_threads=1"]
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         return compose("config", overrides=base + list(overrides))
 

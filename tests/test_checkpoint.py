@@ -150,6 +150,7 @@ def uninterrupted(tmp_path_factory):
     return json.loads(next(where.rglob("summary.json")).read_text())
 
 
+@pytest.mark.slow  # ~1 min each: an uninterrupted reference run beside a killed and resumed one
 @pytest.mark.parametrize("sig", ["SIGKILL", "SIGTERM"])
 def test_a_killed_run_relaunched_resumes_and_ends_as_if_never_stopped(mnist_root, tmp_path, uninterrupted, sig):
     """The issue's check, shrunk: a run killed a third of the way and launched again resumes

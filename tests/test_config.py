@@ -190,7 +190,9 @@ def test_cli_completed_and_diverged_runs_exit_zero(mnist_root, tmp_path):
     assert statuses == ["completed", "diverged"]
 
 
-@pytest.mark.parametrize("data,model", [("mnist", "mlp"), ("mnist", "cnn"), ("cifar10", "mlp"), ("cifar10", "cnn")])
+# the CNN pairs take a minute or more each on a loaded 2-core machine: the slow tier (make test-all)
+@pytest.mark.parametrize("data,model", [("mnist", "mlp"), pytest.param("mnist", "cnn", marks=pytest.mark.slow),
+                                        ("cifar10", "mlp"), pytest.param("cifar10", "cnn", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("norm", ["none", "batch"])
 def test_every_data_and_model_pair_trains_out_of_the_box(mnist_root, cifar_root, cfg_factory, tmp_path, data,
                                                          model, norm):

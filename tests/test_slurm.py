@@ -34,6 +34,38 @@ def cluster():
     return PARTITION
 
 
+def _start_with(tmp_path, slurmctld_running: bool, sinfo_states: str):
+    """`slurm_cluster.sh start` as a non-root user on a machine where `pgrep`, `sinfo`, `id`
+    and `scontrol` say what the test wants (fakes first on PATH): no daemon is touched."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(parents=True)
+    fakes = {"pgrep": "echo 4242" if slurmctld_running else "exit 1",
+             "sinfo": f"printf '{sinfo_states}'", "id": "echo 1000", "scontrol": "exit 0"}
+    for name, body in fakes.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "BNLAB_SLURM_PARTITION": "bnlab"}
+    return subprocess.run(["bash", str(REPO_ROOT / "scripts" / "slurm_cluster.sh"), "start"], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_a_cluster_already_up_is_reused_or_named_in_one_line(tmp_path):
+    up = _start_with(tmp_path / "up", True, "idle\n")
+    assert up.returncode == 0 and "reusing the running cluster (slurmctld pid 4242)" in up.stdout, up
+    flagged = _start_with(tmp_path / "flagged", True, "mix*\n")
+    assert flagged.returncode == 0, flagged
+    down = _start_with(tmp_path / "down", True, "down*\ndrain\n")
+    assert down.returncode == 1 and not down.stdout
+    lines = down.stderr.strip().splitlines()
+    assert len(lines) == 1 and "already running (pid 4242)" in lines[0] and "(sinfo: down* drain)" in lines[0] \
+        and "slurm_cluster.sh stop" in lines[0], down.stderr
+    idled = _start_with(tmp_path / "idled", True, "idler\n")  # not a state: never taken for "idle"
+    assert idled.returncode == 1
+    # none running: a new cluster is started, which needs root (the fake `id` is not root)
+    fresh = _start_with(tmp_path / "fresh", False, "")
+    assert fresh.returncode == 1 and fresh.stderr.strip() == "slurm_cluster: start needs root", fresh
+
+
 def _slurm_sweep(tmp_path, *args, **popen):
     env = {**os.environ, "BNLAB_DATA": str(data_root())}
     cmd = [sys.executable, "-m", "bnlab.train", "-m", f"paths.results={tmp_path}", "tracking.mode=disabled",
@@ -42,6 +74,7 @@ def _slurm_sweep(tmp_path, *args, **popen):
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
 
 
+@pytest.mark.slow  # a real cluster (CI starts one): the slow tier
 def test_a_sweep_through_the_slurm_launcher_stores_every_run(mnist_root, cluster, tmp_path):
     proc = _slurm_sweep(tmp_path, "experiments=quickstart", "name=slurm_sweep", "seed=0,1",
                         "trainer.max_steps=150", "trainer.eval_every=75", "trainer.log_every=25",
@@ -98,6 +131,7 @@ def _nudge_requeued_jobs(proc, until: float, older: set[str], settle_s: float = 
         time.sleep(1)
 
 
+@pytest.mark.slow  # several minutes of SLURM time limits and requeues
 def test_a_time_limited_run_is_requeued_and_resumes_to_the_same_metrics(mnist_root, cluster, tmp_path):
     """Two minutes of SLURM time for a run that needs more: USR2 comes before the limit
     (`signal_delay_s`, and up to a minute earlier: SLURM checks limits every 30 s), the run

@@ -65,6 +65,7 @@ def _summaries(root: Path):
     return [json.loads(p.read_text()) for p in root.rglob("summary.json")]
 
 
+@pytest.mark.slow  # ~50 s: a sweep killed mid-way, then relaunched to the end
 def test_sigkilled_sweep_relaunched_completes_every_run_exactly_once(mnist_root, tmp_path):
     args = ["experiments=quickstart", "name=killed", "seed=0,1,2,3", "hydra.launcher.n_jobs=2", *TINY]
     proc = _cli(tmp_path, *args, start_new_session=True)
@@ -113,6 +114,7 @@ def test_third_launch_trains_nothing(mnist_root, tmp_path):
         next((tmp_path / "runs").rglob("summary.json")).read_text())["fingerprint"]) is not None
 
 
+@pytest.mark.slow  # ~20 s: submitit's own process start-up per job
 def test_submitit_local_executor_runs_a_small_study(mnist_root, tmp_path):
     out = _cli(tmp_path, "experiments=quickstart", "name=submitit", "seed=0",
                "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", *TINY)
@@ -192,6 +194,7 @@ def test_running_elsewhere_failed_and_damaged_are_not_counted_as_done(tmp_path):
                            "1 being trained by another process, not done here)"), line
 
 
+@pytest.mark.slow  # ~40 s: four launches of the same sweep
 def test_a_relaunch_with_nothing_to_train_leaves_no_folder_and_force_retrains(mnist_root, tmp_path):
     args = ["experiments=quickstart", "name=force", "model.norm=batch", *TINY]
     assert _cli(tmp_path, *args).returncode == 0
@@ -260,3 +263,81 @@ def test_a_parallel_sweep_says_which_job_each_line_is_and_counts_progress(mnist_
     assert "sweep logs: 2 of 2 done (2 trained, 0 already done)" in text
     steps = [ln for ln in lines if "train/loss" in ln]
     assert all(len(ln.split("train/loss ")[1].split()[0]) <= 7 for ln in steps), "rounded metrics"
+
+
+def _session_alive(sid: int) -> list[int]:
+    """Live (not zombie) processes of session `sid`: the launcher and every worker it made."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":  # fields: state, ppid, pgrp, session, ...
+            alive.append(int(stat.parent.name))
+    return alive
+
+
+def _last_steps(root: Path) -> dict[str, int]:
+    """Each run folder's last logged step."""
+    steps = {}
+    for m in root.rglob("metrics.jsonl"):
+        lines = [ln for ln in m.read_text().splitlines() if ln.strip()]
+        steps[str(m.parent)] = json.loads(lines[-1])["step"] if lines else -1
+    return steps
+
+
+@pytest.mark.parametrize("sig,whom", [("SIGTERM", "group"), ("SIGTERM", "launcher"), ("SIGKILL", "launcher")])
+def test_a_stopped_sweep_leaves_no_worker_and_trains_nothing_after_the_signal(mnist_root, tmp_path, sig, whom):
+    """Four long jobs on two loky workers, stopped once the first job trains: 5 s later no
+    process of the sweep is alive, no job started after the signal, the runs that were
+    training went on for at most the step in progress, and each is recorded failed with a
+    checkpoint to resume from (a SIGKILLed launcher's workers stop themselves)."""
+    proc = _cli(tmp_path, "-m", "name=stop", "seed=0,1,2,3", "hydra.launcher.n_jobs=2", "trainer.max_steps=1000000",
+                "trainer.eval_every=1000000", "trainer.log_every=5", "trainer.num_threads=1",
+                "tracking.mode=disabled", "trainer.progress=false", start_new_session=True)
+    root = tmp_path / "runs" / "stop"
+    deadline = time.time() + 240
+    while not any(s > 0 for s in _last_steps(root).values()) if root.exists() else True:
+        assert proc.poll() is None and time.time() < deadline, "the sweep did not start training"
+        time.sleep(0.2)
+    if whom == "group":
+        os.killpg(proc.pid, getattr(signal, sig))
+    else:
+        os.kill(proc.pid, getattr(signal, sig))
+    at_signal = _last_steps(root)
+    time.sleep(5)
+    assert proc.poll() is not None and _session_alive(proc.pid) == [], "every process of the sweep has ended"
+    after = _last_steps(root)
+    assert set(after) == set(at_signal), "no job started after the signal"
+    assert all(after[r] <= at_signal[r] + 5 for r in after), (at_signal, after)  # the step in progress at most
+    for run in after:
+        summary = json.loads((Path(run) / "summary.json").read_text())
+        assert summary["status"] == "failed" and "SIGTERM" in summary["error"], summary
+        assert (Path(run) / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("dash_m", [[], ["-m"]])
+def test_the_dry_run_and_the_launch_accept_the_same_command_line(mnist_root, tmp_path, dash_m):
+    """A comma list on the command line is a sweep with or without -m: the line `--dry-run`
+    previews is the line that launches, and the preview then finds every job done."""
+    line = [*dash_m, "name=agree", "model.norm=none,batch", "seed=0", "trainer.max_steps=20", "trainer.eval_every=20",
+            "trainer.log_every=10", "tracking.mode=disabled", "trainer.progress=false", "hydra.launcher.n_jobs=1"]
+    before = _cli(tmp_path, *line, "--dry-run")
+    assert before.returncode == 0 and "2 job(s)" in before.stdout and "2 to train" in before.stdout, before
+    launch = _cli(tmp_path, *line)
+    assert launch.returncode == 0, launch.stderr[-2000:]
+    assert len(list((tmp_path / "runs" / "agree").rglob("summary.json"))) == 2
+    after = _cli(tmp_path, *line, "--dry-run")
+    assert "0 to train" in after.stdout and "2 already done" in after.stdout, after.stdout
+
+
+def test_cfg_job_shows_the_values_a_run_uses(tmp_path):
+    """`--cfg job` resolves the recipe's interpolations (learning rate, batch size, init);
+    `--unresolved` shows them as written."""
+    shown = _cli(tmp_path, "model.norm=batch", "--cfg", "job")
+    assert shown.returncode == 0 and "${" not in shown.stdout, shown.stdout
+    cfg = __import__("yaml").safe_load(shown.stdout)
+    assert (cfg["optim"]["lr"], cfg["optim"]["batch_size"], cfg["init"]["std"]) == (0.5, 60, 0.1)
+    raw = _cli(tmp_path, "model.norm=batch", "--cfg", "job", "--unresolved")
+    assert raw.returncode == 0 and "${oc.select:recipe" in raw.stdout

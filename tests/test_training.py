@@ -2,6 +2,7 @@
 records divergence as a result, and records failures."""
 import json
 import math
+import re
 
 import pytest
 
@@ -483,3 +484,58 @@ def test_run_validates_for_a_direct_caller(cfg_factory, tmp_path):
     with pytest.raises(ConfigError, match="optim.lr"):
         run(cfg_factory("optim.lr=-1"), tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
+
+
+def test_auto_threads_share_the_free_cores_and_too_many_are_named_in_one_line(caplog):
+    """`trainer.num_threads=auto`: a single run takes the cores the load leaves free (at least
+    one), a parallel sweep's job its share of the cores, a SLURM task its cpus_per_task; an
+    explicit count above the free cores is one warning line naming the key."""
+    import torch
+
+    from bnlab.threads import choose_threads, set_torch_threads
+
+    assert choose_threads("auto", cores=2, load=0.2)[:2] == (2, 2)
+    assert choose_threads("auto", cores=2, load=1.1)[:2] == (1, 1)
+    assert choose_threads("auto", cores=2, load=3.0)[:2] == (1, 0)
+    assert choose_threads("auto", jobs_sharing=2, cores=2, load=5.0)[:2] == (1, 1), "the load of its sibling jobs"
+    assert choose_threads("auto", jobs_sharing=3, cores=16)[:2] == (5, 5)
+    assert choose_threads("auto", task_cpus=4, cores=2)[:2] == (4, 4)
+    assert choose_threads(3, cores=8, load=0.0)[:2] == (3, 8)
+    before = torch.get_num_threads()
+    try:
+        with caplog.at_level("WARNING", logger="bnlab"):
+            assert set_torch_threads(2, cores=2, load=1.0) == 2 and torch.get_num_threads() == 2
+            assert set_torch_threads(1, cores=2, load=1.0) == 1
+        warned = [r.getMessage() for r in caplog.records]
+        assert len(warned) == 1 and warned[0].startswith("trainer.num_threads: this run uses 2 torch thread(s) "
+                                                         "but 1 core(s) are free for it"), warned
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("value", ["many", 0, 1.5])
+def test_a_bad_thread_count_is_one_line_naming_auto(cfg_factory, value):
+    from bnlab.config import validate
+    from bnlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"trainer.num_threads: got .*allowed: auto"):
+        validate(cfg_factory(f"trainer.num_threads={value}"))
+
+
+def test_a_run_without_a_terminal_logs_step_rate_and_eta(mnist_root, cfg_factory, tmp_path, caplog):
+    """No progress bar (not a terminal): a line with the step, steps/s and the ETA at least
+    every trainer.progress_every_s seconds (here: a tiny interval, so every step); the run's
+    numbers are those of a run without the lines."""
+    from bnlab.runner import run
+
+    base = ["model.norm=batch", "trainer.max_steps=30", "trainer.eval_every=30", "trainer.log_every=10"]
+    with caplog.at_level("INFO", logger="bnlab"):
+        beating = run(cfg_factory(*base, "trainer.progress_every_s=1e-9"), tmp_path / "beat")
+    lines = [r.getMessage() for r in caplog.records if "steps/s" in r.getMessage()]
+    assert len(lines) >= 25, lines
+    assert re.fullmatch(r"step \d+/30 \(\d+\.\d%\), [\d.e+]+ steps/s, ETA \d+:\d\d:\d\d", lines[-1]), lines[-1]
+    caplog.clear()
+    with caplog.at_level("INFO", logger="bnlab"):
+        quiet = run(cfg_factory(*base, "trainer.progress_every_s=null"), tmp_path / "quiet")
+    assert not [r for r in caplog.records if "steps/s" in r.getMessage()]
+    assert {k: v for k, v in beating.items() if "/" in k} == {k: v for k, v in quiet.items() if "/" in k}
