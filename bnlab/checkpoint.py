@@ -23,6 +23,7 @@ from typing import Callable
 
 import torch
 
+from bnlab.errors import StoreWriteError
 from bnlab.store import RUN_FILE, SUMMARY_FILE, atomic_replace, read_json, read_record, store_writes
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class Checkpoints:
         if self.meta is not None:
             payload["meta"] = self.meta()  # the run's own bookkeeping (wall time so far, resumes)
         with store_writes(self.path):
-            atomic_replace(self.path, lambda f: torch.save(payload, f))
+            atomic_replace(self.path, lambda f: _save_to(self.path, payload, f))
         cost = time.monotonic() - start
         self._last = time.monotonic()
         if self.every_s is not None:
@@ -78,6 +79,18 @@ class Checkpoints:
         """The run finished: its checkpoint is no longer needed (unless asked to keep it)."""
         if not self.keep:
             self.path.unlink(missing_ok=True)
+
+
+def _save_to(path: Path, payload: dict, f) -> None:
+    """torch.save into the open file `f` (the temp file of `path`). torch's zip writer reports
+    a failed write (a full disk, a file-size limit) as a RuntimeError, with the OSError, when
+    there is one, as its context: it is the store's write error all the same (one line, exit 3,
+    and atomic_replace leaves the previous checkpoint in place)."""
+    try:
+        torch.save(payload, f)
+    except RuntimeError as exc:
+        cause = exc.__context__ if isinstance(exc.__context__, OSError) else None
+        raise StoreWriteError(path, cause or f"torch.save failed ({str(exc).splitlines()[0][:200]})") from None
 
 
 def load_checkpoint(run_dir) -> dict | None:

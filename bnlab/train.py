@@ -314,9 +314,10 @@ def hydra_main(cfg: DictConfig) -> str:
                           resume_from=checkpoint, validated=True)
     except InputError as exc:
         _discard_unstarted(out_dir)
-        if multirun:
-            raise
-        print(f"bnlab-train: error: {exc}", file=sys.stderr)
+        # one line in a sweep job too: SystemExit passes through the job runner and joblib's
+        # workers to the launcher, which exits with it (a raised error would be a traceback)
+        where = f" (in sweep job {hc.job.num}: {label or ' '.join(hc.overrides.task)})" if multirun else ""
+        print(f"bnlab-train: error: {exc}{where}", file=sys.stderr)
         sys.exit(2)
     except StoreWriteError as exc:
         # the store cannot be written: nothing more can be kept, so the whole sweep stops

@@ -1,0 +1,105 @@
+"""Hard cases and faults (issue 22, deliverable 9): each ends in its one clean outcome — bad
+input in one line naming the key (exit 2, nothing written), a store fault in the store's one
+line (exit 3), or a stated recovery — never a traceback, and nothing finished or logged lost."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pickle
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bnlab.errors import ConfigError, DataError, InputError, StoreWriteError
+
+from conftest import data_root
+
+TINY = ["tracking.mode=disabled", "trainer.progress=false", "trainer.num_threads=1",
+        "trainer.max_steps=40", "trainer.eval_every=20", "trainer.log_every=10"]
+
+
+def _cli(tmp_path, *args, timeout=300, module="bnlab.train", fsize=None, **env):
+    """A bnlab command in a fresh process: (exit code, stderr). `fsize`: the largest file it
+    may write, in bytes (RLIMIT_FSIZE: a full disk for that process only)."""
+    flags = [a for a in args if a in ("-m", "--multirun")]  # Hydra wants -m before the overrides
+    results = [f"paths.results={tmp_path}"] if module == "bnlab.train" else []
+    cmd = [sys.executable, "-m", module, *flags, *results, *[a for a in args if a not in flags]]
+    limit = (lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))) if fsize else None
+    proc = subprocess.run(cmd, env={**os.environ, "BNLAB_DATA": str(data_root()), **env}, capture_output=True,
+                          text=True, timeout=timeout, preexec_fn=limit)
+    return proc.returncode, proc.stderr
+
+
+def _one_error_line(err: str) -> str:
+    assert "Traceback" not in err, err[-3000:]
+    lines = [ln for ln in err.splitlines() if "error" in ln.lower()]
+    assert len(lines) == 1, err[-3000:]
+    return lines[0]
+
+
+# ---------------------------------------------------------------- errors cross process boundaries
+
+@pytest.mark.parametrize("error", [InputError("seed", "got -1; must be an integer >= 0"),
+                                   ConfigError("model.norm", "got 'x'; allowed: none, batch"),
+                                   DataError("data.root", "mnist not found"),
+                                   StoreWriteError("/r/summary.json", OSError(28, "No space left on device"))])
+def test_every_bnlab_error_survives_a_pickle_round_trip(error):
+    back = pickle.loads(pickle.dumps(error))
+    assert type(back) is type(error) and str(back) == str(error)
+    assert getattr(back, "key", None) == getattr(error, "key", None)
+
+
+def test_a_bad_job_in_a_parallel_sweep_is_one_line_and_exit_2(mnist_root, tmp_path):
+    """data.verify=true on a copy of MNIST whose test labels differ by one byte fails inside
+    the job (the checksum is read when the data loads), in a joblib worker."""
+    root = tmp_path / "data" / "MNIST" / "raw"
+    root.mkdir(parents=True)
+    for f in (mnist_root / "MNIST" / "raw").iterdir():
+        (root / f.name).symlink_to(f)
+    labels = root / "t10k-labels-idx1-ubyte"
+    data = bytearray(labels.read_bytes())
+    data[100] = (data[100] + 1) % 10
+    labels.unlink()
+    labels.write_bytes(bytes(data))
+    code, err = _cli(tmp_path, "-m", "data.verify=true,false", f"data.root={tmp_path / 'data'}",
+                     "hydra.launcher.n_jobs=2", *TINY)
+    line = _one_error_line(err)
+    assert code == 2 and line.startswith("bnlab-train: error: data.verify: ") and "sweep job 0" in line, err[-3000:]
+
+
+# ---------------------------------------------------------------- a checkpoint that does not fit
+
+@contextlib.contextmanager
+def _file_size_limit(nbytes: int):
+    """Writes beyond `nbytes` fail with EFBIG in this process (Python ignores SIGXFSZ)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+def test_a_checkpoint_that_does_not_fit_is_the_stores_error_and_keeps_the_previous_one(tmp_path):
+    import torch
+
+    from bnlab.checkpoint import CHECKPOINT_FILE, Checkpoints, load_checkpoint
+
+    c = Checkpoints(tmp_path, every_s=300, max_overhead=0.01, keep=False)
+    c.save({"progress": {"step": 1}, "blob": torch.zeros(10)})
+    good = (tmp_path / CHECKPOINT_FILE).read_bytes()
+    with _file_size_limit(64 * 1024), pytest.raises(StoreWriteError) as err:
+        c.save({"progress": {"step": 2}, "blob": torch.zeros(100_000)})  # 400 kB: does not fit
+    assert str(err.value) == f"cannot write {tmp_path / CHECKPOINT_FILE}: File too large"
+    assert (tmp_path / CHECKPOINT_FILE).read_bytes() == good and load_checkpoint(tmp_path)["progress"]["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == [CHECKPOINT_FILE], "no temp file left behind"
+
+
+def test_a_run_whose_checkpoint_does_not_fit_stops_with_the_stores_line(mnist_root, tmp_path):
+    code, err = _cli(tmp_path, *TINY, "trainer.checkpoint.every_s=1", fsize=300 * 1024)
+    line = _one_error_line(err)
+    assert code == 3 and line.startswith("bnlab-train: error: cannot write ") and "checkpoint.pt" in line, err
