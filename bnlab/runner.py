@@ -95,6 +95,7 @@ def run(cfg: DictConfig, out_dir: str | Path, *, label: str | None = None,
     wall_before = before.get("wall_time_s", 0.0)
     wandb_id = {"id": before.get("wandb_id")}
     checkpoints = Checkpoints.from_config(out_dir, cfg.trainer.checkpoint, records=writer, meta=lambda: {
+        "fingerprint": fp,  # the config it belongs to (bnlab.checkpoint.unusable_because)
         "resumes": resumes, "started_at": base["started_at"], "wandb_id": wandb_id["id"],
         "wall_time_s": wall_before + time.perf_counter() - wall})
     stop = StopRequests()

@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
@@ -178,9 +179,15 @@ class RunWriter:
     def start(self, record: dict) -> None:
         with store_writes(self.dir):
             self.dir.mkdir(parents=True, exist_ok=True)
-        with store_writes(self.dir / SUMMARY_FILE):
-            # a run trained again in the same folder starts from a clean slate
-            (self.dir / SUMMARY_FILE).unlink(missing_ok=True)
+        # a run trained again in the same folder (a SLURM job requeued to its own folder whose
+        # checkpoint could not be used) starts from a clean slate; the earlier attempt's
+        # records are renamed, not cut: nothing logged is lost
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+        for name in (SUMMARY_FILE, METRICS_FILE):
+            earlier = self.dir / name
+            if earlier.exists():
+                with store_writes(earlier):
+                    earlier.rename(earlier.with_name(f"{earlier.name}.earlier-{stamp}"))
         write_json_atomic(self.dir / RUN_FILE, record)
         with store_writes(self.dir / METRICS_FILE):
             self._metrics = open(self.dir / METRICS_FILE, "w")

@@ -103,3 +103,83 @@ def test_a_run_whose_checkpoint_does_not_fit_stops_with_the_stores_line(mnist_ro
     code, err = _cli(tmp_path, *TINY, "trainer.checkpoint.every_s=1", fsize=300 * 1024)
     line = _one_error_line(err)
     assert code == 3 and line.startswith("bnlab-train: error: cannot write ") and "checkpoint.pt" in line, err
+
+
+# ---------------------------------------------------------------- a checkpoint from another config
+
+class Killed(BaseException):
+    """Stands for SIGKILL: the run stops where it is, with no summary."""
+
+
+def _kill_after(monkeypatch, step):
+    from bnlab.store import RunWriter
+
+    real_log = RunWriter.log
+
+    def log(self, record):
+        real_log(self, record)
+        if record["step"] == step:
+            raise Killed(step)
+
+    monkeypatch.setattr(RunWriter, "log", log)
+
+
+SMALL = [*TINY, "trainer.max_steps=60", "trainer.checkpoint.every_s=1e-9"]
+
+
+def test_a_foreign_checkpoint_is_set_aside_before_anything_is_cut_and_the_run_retrained(
+        mnist_root, cfg_factory, tmp_path, monkeypatch, caplog):
+    import torch
+
+    from bnlab.checkpoint import CHECKPOINT_FILE, find_resumable
+    from bnlab.runner import run
+    from bnlab.store import fingerprint, load_runs, resolved_config
+
+    cfg = cfg_factory(*SMALL)
+    killed = tmp_path / "runs" / "default" / "killed"
+    with monkeypatch.context() as m:
+        _kill_after(m, 30)
+        with pytest.raises(Killed):
+            run(cfg, killed)
+    run(cfg_factory(*SMALL, "model.widths=[50]", "trainer.checkpoint.keep=true"), tmp_path / "other")
+    # as the checkpoints made before they recorded their config's fingerprint: only the shapes tell
+    foreign = torch.load(tmp_path / "other" / CHECKPOINT_FILE, weights_only=True)
+    del foreign["meta"]["fingerprint"]
+    torch.save(foreign, killed / CHECKPOINT_FILE)
+    records = (killed / "metrics.jsonl").read_bytes()
+
+    assert find_resumable(tmp_path / "runs", fingerprint(resolved_config(cfg))) == (None, None)
+    assert (killed / "metrics.jsonl").read_bytes() == records, "nothing logged is cut"
+    aside = [p.name for p in killed.glob("checkpoint.unusable-*.pt")]
+    assert not (killed / CHECKPOINT_FILE).exists() and len(aside) == 1, "set aside, not deleted"
+    warned = [r.getMessage() for r in caplog.records if "unusable checkpoint" in r.getMessage()]
+    assert len(warned) == 1 and aside[0] in warned[0] and "model does not fit" in warned[0], warned
+
+    # the launch, as a user relaunches it: trained again from the start, in a new folder
+    code, err = _cli(tmp_path, *SMALL)
+    assert code == 0, err[-3000:]
+    runs = load_runs(tmp_path / "runs" / "default")
+    assert sorted(runs["status"]) == ["completed", "failed"]  # the new run, and the killed one as it was
+    assert (killed / "metrics.jsonl").read_bytes() == records
+
+
+def test_a_checkpoint_of_the_same_shapes_from_another_config_is_not_resumed(mnist_root, cfg_factory, tmp_path,
+                                                                             monkeypatch):
+    """Another learning rate: the shapes fit, the fingerprint the checkpoint records does not."""
+    from bnlab.checkpoint import CHECKPOINT_FILE, find_resumable
+    from bnlab.runner import run
+    from bnlab.store import fingerprint, resolved_config
+
+    cfg = cfg_factory(*SMALL)
+    with monkeypatch.context() as m:
+        _kill_after(m, 30)
+        with pytest.raises(Killed):
+            run(cfg, tmp_path / "killed")
+        with pytest.raises(Killed):
+            run(cfg_factory(*SMALL, "optim.lr=0.01"), tmp_path / "other")
+    (tmp_path / "killed" / CHECKPOINT_FILE).write_bytes((tmp_path / "other" / CHECKPOINT_FILE).read_bytes())
+    assert find_resumable(tmp_path / "killed", fingerprint(resolved_config(cfg))) == (None, None)
+    assert list((tmp_path / "killed").glob("checkpoint.unusable-*.pt"))
+    # while the other run's own checkpoint still resumes it
+    other = fingerprint(resolved_config(cfg_factory(*SMALL, "optim.lr=0.01")))
+    assert find_resumable(tmp_path / "other", other)[0] == tmp_path / "other"
