@@ -182,13 +182,15 @@ def set_aside(path: Path, why: str) -> None:
                 "the start in a new folder (the records in that one are kept)", path, why, aside.name)
 
 
-def find_resumable(root: Path, fp: str, prefer: Path | None = None) -> tuple[Path | None, dict | None]:
+def find_resumable(root: Path, fp: str, prefer: Path | None = None,
+                   look_only: bool = False) -> tuple[Path | None, dict | None]:
     """An unfinished run of fingerprint `fp` under `root` with a usable checkpoint, and
     that checkpoint: (run folder, state), or (None, None). A run is unfinished when it has
     no summary (killed) or a `failed` one (stopped by a signal, or an error). `prefer` (the
     job's own folder: a job requeued by SLURM comes back to it) is taken first; else the
     most recent checkpoint. A checkpoint that is damaged or does not belong to its run
-    (unusable_because) is set aside, named in one line, and not resumed from."""
+    (unusable_because) is set aside, named in one line, and not resumed from (`look_only`:
+    a dry run, which writes nothing, leaves it where it is)."""
     if not root.exists():
         return None, None
     candidates = sorted(root.rglob(CHECKPOINT_FILE), key=lambda c: c.stat().st_mtime, reverse=True)
@@ -205,7 +207,8 @@ def find_resumable(root: Path, fp: str, prefer: Path | None = None) -> tuple[Pat
         state, why = _read(path)
         why = why or unusable_because(run_dir, state, fp, start.get("config"))
         if why:
-            set_aside(path, why)
+            if not look_only:
+                set_aside(path, why)
             continue
         return run_dir, state
     return None, None

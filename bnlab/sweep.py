@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import math
 import os
 import shutil
 import sys
@@ -29,7 +30,7 @@ from typing import Iterator
 
 from omegaconf import DictConfig, OmegaConf
 
-from bnlab.errors import StoreWriteError
+from bnlab.errors import ConfigError, StoreWriteError
 from bnlab.store import RUN_FILE, SUMMARY_FILE, read_json, read_record, store_writes, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,51 @@ def expand_sweep(params: dict, overrides: list[str]) -> list[list[str]]:
     args = [f"{k}={v}" for k, v in (params or {}).items()] + list(overrides)
     parsed = OverridesParser.create().parse_overrides(args)
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+
+
+# The most jobs one launch may have. Expanding a sweep makes every job's override list in
+# memory: `seed=range(0,100000000)` took 90 s and then ran out of memory. The count comes
+# first, from the size of each swept value (count_sweep), and a launch above the cap is
+# refused in one line; split such a sweep into several launches.
+MAX_SWEEP_JOBS = 10_000
+
+
+def count_sweep(params: dict, overrides: list[str]) -> int:
+    """How many jobs expand_sweep(params, overrides) would make, without making them: the
+    product of each swept key's number of values (a command-line value replaces the study's
+    for the same key). ConfigError for a range that is empty or never ends (step 0)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ChoiceSweep, RangeSweep
+
+    args = [f"{k}={v}" for k, v in (params or {}).items()] + list(overrides)
+    sizes: dict[str, int] = {}
+    for ov in OverridesParser.create().parse_overrides(args):
+        value = ov.value() if ov.is_sweep_override() else None
+        if isinstance(value, RangeSweep):
+            start, stop, step = value.start, value.stop, value.step
+            if not step:
+                raise ConfigError(ov.key_or_group, f"got range({start}, {stop}, {step}); a range's step must not be 0")
+            n = max(0, math.ceil((stop - start) / step))
+            if n == 0:
+                raise ConfigError(ov.key_or_group, f"got range({start}, {stop}, {step}), which has no values; "
+                                  f"a range(start, stop, step) goes from start towards stop, stop excluded")
+        elif isinstance(value, ChoiceSweep):
+            n = len(value.list)
+        elif ov.is_sweep_override():  # a glob over a group's options: a handful
+            n = sum(1 for _ in ov.sweep_string_iterator())
+        else:
+            n = 1
+        sizes[ov.get_key_element()] = n
+    return math.prod(sizes.values())
+
+
+def check_sweep_size(params: dict, overrides: list[str]) -> int:
+    """The sweep's job count; ConfigError naming the count and the cap above MAX_SWEEP_JOBS."""
+    n = count_sweep(params, overrides)
+    if n > MAX_SWEEP_JOBS:
+        raise ConfigError("sweep", f"{n:,} jobs; at most {MAX_SWEEP_JOBS:,} in one launch (sweep fewer values, "
+                          f"or split the sweep into several launches)")
+    return n
 
 
 def count_jobs(hydra_cfg: DictConfig) -> int:

@@ -24,7 +24,7 @@ from bnlab.errors import ConfigError, InputError, StoreWriteError
 from bnlab.resolvers import CONF_DIR, STUDIES_ROOT
 from bnlab.stopping import Terminated
 from bnlab.store import RUN_FILE, fingerprint, resolved_config
-from bnlab.sweep import STORE_WRITE_EXIT, claim, expand_sweep, find_done, record_skip, study_dir
+from bnlab.sweep import STORE_WRITE_EXIT, check_sweep_size, claim, expand_sweep, find_done, record_skip, study_dir
 
 log = logging.getLogger("bnlab")
 
@@ -118,6 +118,7 @@ def compose_jobs(overrides: list[str], multirun: bool = False) -> list[tuple[lis
             params = OmegaConf.select(base, "hydra.sweeper.params")
             params = OmegaConf.to_container(params) if params is not None else {}
             try:
+                check_sweep_size(params, overrides)  # counted before any job is made
                 jobs = expand_sweep(params, overrides)
             except HydraException as exc:
                 raise ConfigError("hydra.sweeper.params", _one_line(exc)) from None

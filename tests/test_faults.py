@@ -183,3 +183,25 @@ def test_a_checkpoint_of_the_same_shapes_from_another_config_is_not_resumed(mnis
     # while the other run's own checkpoint still resumes it
     other = fingerprint(resolved_config(cfg_factory(*SMALL, "optim.lr=0.01")))
     assert find_resumable(tmp_path / "other", other)[0] == tmp_path / "other"
+
+
+# ---------------------------------------------------------------- a sweep too large to expand
+
+@pytest.mark.parametrize("params,overrides", [
+    ({}, ["seed=range(0,7)", "model.norm=none,batch"]),
+    ({"seed": "range(0,5)", "optim.lr": "0.1,0.5"}, ["seed=0,1"]),  # the command line replaces the study's
+    ({}, ["optim.lr=range(0.1,0.5,0.1)", "name=x"]),
+])
+def test_a_sweep_is_counted_without_expanding_it(params, overrides):
+    from bnlab.sweep import count_sweep, expand_sweep
+
+    assert count_sweep(params, overrides) == len(expand_sweep(params, overrides))
+
+
+@pytest.mark.parametrize("sweep,says", [("seed=range(0,100000000)", "sweep: 100,000,000 jobs; at most 10,000"),
+                                        ("optim.lr=range(0,1,0)", "optim.lr: got range(0, 1, 0); a range's step")])
+@pytest.mark.parametrize("dry", [True, False])
+def test_a_sweep_above_the_cap_or_without_end_is_refused_before_it_is_expanded(tmp_path, sweep, says, dry):
+    code, err = _cli(tmp_path, "-m", sweep, *TINY, *(["--dry-run"] if dry else []), timeout=60)
+    assert code == 2 and _one_error_line(err).startswith(f"bnlab-train: error: {says}"), err[-2000:]
+    assert not tmp_path.exists() or not any(tmp_path.iterdir()), "nothing written"
