@@ -25,7 +25,7 @@ from typing import Callable
 import torch
 
 from bnlab.errors import StoreWriteError
-from bnlab.store import METRICS_FILE, RUN_FILE, SUMMARY_FILE, atomic_replace, read_json, read_record, store_writes
+from bnlab.store import METRICS_FILE, RUN_FILE, SUMMARY_FILE, atomic_replace, read_json, read_summary, store_writes
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ def find_resumable(root: Path, fp: str, prefer: Path | None = None,
         start = read_json(run_dir / RUN_FILE) or {}
         if start.get("fingerprint") != fp:
             continue
-        found, summary = read_record(run_dir / SUMMARY_FILE)
+        found, summary = read_summary(run_dir / SUMMARY_FILE)
         if found == "damaged" or (summary is not None and summary.get("status") != "failed"):
             continue
         state, why = _read(path)

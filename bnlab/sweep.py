@@ -31,7 +31,7 @@ from typing import Iterator
 from omegaconf import DictConfig, OmegaConf
 
 from bnlab.errors import ConfigError, StoreWriteError
-from bnlab.store import RUN_FILE, SUMMARY_FILE, read_json, read_record, store_writes, write_json_atomic
+from bnlab.store import RUN_FILE, SUMMARY_FILE, read_json, read_summary, store_writes, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def find_done(root: Path, fp: str) -> Path | None:
         return None
     done = []
     for summary_path in root.rglob(SUMMARY_FILE):
-        summary = read_json(summary_path)
+        summary = read_summary(summary_path)[1]
         if summary and summary.get("fingerprint") == fp and summary.get("status") in DONE_STATUSES:
             done.append((str(summary.get("finished_at") or ""), str(summary_path.parent)))
     return Path(max(done)[1]) if done else None
@@ -175,8 +175,9 @@ def sweep_progress(sweep_dir: Path) -> dict | None:
     'eta_s'} of one sweep folder. Done: trained here to a completed or diverged summary
     (also by resuming an unfinished run in its own folder), or already done elsewhere."""
     meta = read_json(sweep_dir / SWEEP_FILE)
-    if meta is None:
-        return None
+    if meta is None or not all(isinstance(meta.get(k), (int, float)) and not isinstance(meta.get(k), bool)
+                               for k in ("total", "started_unix")):
+        return None  # no sweep record, or a damaged one: no progress line, the runs are still read
     jobs = [p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()]
     outcomes = []  # per job: its run's summary status, or the reason it trained nothing here
     for j in jobs:
@@ -187,7 +188,7 @@ def sweep_progress(sweep_dir: Path) -> dict | None:
             continue
         if skip is not None:  # trained here, in the unfinished run's folder it resumed
             run_dir = Path(skip.get("existing_run") or j)
-        found, summary = read_record(run_dir / SUMMARY_FILE)
+        found, summary = read_summary(run_dir / SUMMARY_FILE)
         if found == "damaged":
             outcomes.append("damaged")
         elif summary is not None:

@@ -205,3 +205,72 @@ def test_a_sweep_above_the_cap_or_without_end_is_refused_before_it_is_expanded(t
     code, err = _cli(tmp_path, "-m", sweep, *TINY, *(["--dry-run"] if dry else []), timeout=60)
     assert code == 2 and _one_error_line(err).startswith(f"bnlab-train: error: {says}"), err[-2000:]
     assert not tmp_path.exists() or not any(tmp_path.iterdir()), "nothing written"
+
+
+# ---------------------------------------------------------------- damaged or ill-typed records
+
+def _edit(path: Path, **fields):
+    record = json.loads(path.read_text())
+    record.update(fields)
+    path.write_text(json.dumps(record))
+
+
+DAMAGE = {
+    "random bytes in run.json": lambda run: (run / "run.json").write_bytes(bytes(range(256))),
+    "an empty run.json": lambda run: (run / "run.json").write_text("{}"),
+    "a config that is text": lambda run: _edit(run / "run.json", config="oops"),
+    "a seed that is text": lambda run: _edit(run / "run.json", config={"seed": "one"}),
+    "a metric that is text": lambda run: _edit(run / "summary.json", **{"test/acc": "high"}),
+    "a time that is a number": lambda run: _edit(run / "summary.json", finished_at=12345),
+    "a status that is a number": lambda run: _edit(run / "summary.json", status=42),
+    "random bytes in summary.json": lambda run: (run / "summary.json").write_bytes(bytes(range(256))),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_a_damaged_or_ill_typed_record_is_counted_and_named_and_the_study_still_read(tmp_path, capsys, caplog,
+                                                                                    damage):
+    from bnlab.analysis.frames import outcome_counts
+    from bnlab.analysis.study import decide, load_study
+    from bnlab.status import main as status_main
+    from bnlab.store import load_runs
+
+    from synthetic import make_store
+
+    study = make_store(tmp_path)
+    run = sorted(p.parent for p in study.rglob("run.json"))[0]
+    DAMAGE[damage](run)
+    runs = load_runs(study)
+    assert (runs["status"] == "damaged").sum() == 1 and len(runs) == 35
+    assert any(str(run) in r.getMessage() and "damaged record" in r.getMessage() for r in caplog.records)
+
+    status_main([str(study)])  # bnlab-status: the rest of the study, with the damaged run counted
+    table = capsys.readouterr().out
+    assert "damaged" in table and "34 runs" not in table and "35 runs" in table
+
+    loaded = load_study(str(study))  # what bnlab-plot reads, frames and verdicts
+    decide([loaded])
+    assert outcome_counts(loaded["runs"])["damaged"] == 1
+    assert sum(outcome_counts(loaded["runs"]).values()) == 35
+
+
+def test_a_status_that_is_not_a_status_is_damaged_in_every_count(tmp_path):
+    """`"status": 42` was "failed" in a sweep's progress and "incomplete" in the study's
+    counts: it is one damaged summary in both, and not a run done."""
+    from bnlab.analysis.frames import outcome
+    from bnlab.store import load_run
+    from bnlab.sweep import SWEEP_FILE, find_done, sweep_progress
+
+    from synthetic import write_run
+
+    sweep = tmp_path / "s" / "multirun_x"
+    write_run(tmp_path, "s", "batch", 0.1, 0, 0.9, 0.9, path=sweep / "0")
+    (sweep / SWEEP_FILE).write_text(json.dumps({"total": 1, "started_unix": 0, "swept": []}))
+    fp = json.loads((sweep / "0" / "run.json").read_text())["fingerprint"]
+    assert find_done(tmp_path / "s", fp) == sweep / "0"
+    _edit(sweep / "0" / "summary.json", status=42)
+    progress = sweep_progress(sweep)
+    assert (progress["damaged"], progress["failed"], progress["done"]) == (1, 0, 0)
+    row = load_run(sweep / "0")
+    assert row["status"] == "damaged" and outcome(row) == "damaged" and row["damaged"] == "summary.json"
+    assert find_done(tmp_path / "s", fp) is None
