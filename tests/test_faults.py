@@ -274,3 +274,23 @@ def test_a_status_that_is_not_a_status_is_damaged_in_every_count(tmp_path):
     row = load_run(sweep / "0")
     assert row["status"] == "damaged" and outcome(row) == "damaged" and row["damaged"] == "summary.json"
     assert find_done(tmp_path / "s", fp) is None
+
+
+# ---------------------------------------------------------------- a truncated dataset file
+
+@pytest.mark.parametrize("verify", ["true", "false"])
+def test_a_truncated_mnist_file_is_named_with_its_expected_size_before_anything_is_made(mnist_root, tmp_path,
+                                                                                       verify):
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for f in (mnist_root / "MNIST" / "raw").iterdir():
+        (raw / f.name).symlink_to(f)
+    images = raw / "train-images-idx3-ubyte"
+    head = images.read_bytes()[:1_000_000]
+    images.unlink()
+    images.write_bytes(head)
+    code, err = _cli(tmp_path / "results", f"data.root={tmp_path / 'data'}", f"data.verify={verify}", *TINY)
+    assert code == 2 and _one_error_line(err) == (
+        f"bnlab-train: error: data.root: {images} has 1,000,000 bytes, not the 47,040,016 of the MNIST file "
+        f"(truncated or not MNIST); replace it, or set BNLAB_DATA or data.root to a folder that holds it"), err
+    assert not (tmp_path / "results").exists(), "nothing half-made"
