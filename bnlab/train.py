@@ -151,6 +151,11 @@ def preflight(overrides: list[str], multirun: bool = False) -> list[DictConfig]:
     # Download missing datasets once, here, rather than in every parallel job at once.
     for d in {(c.data.name, str(c.data.root)): c.data for c in cfgs}.values():
         ensure_present(d)
+    # The memory the jobs that run at once on this machine need (not on a cluster's nodes).
+    if not any(o.startswith("hydra/launcher=") and not o.endswith("=local") for o in overrides):
+        from bnlab.memory import check_memory, parallel_jobs
+
+        check_memory(cfgs, parallel_jobs(overrides) if len(cfgs) > 1 else 1)
     return cfgs
 
 

@@ -294,3 +294,41 @@ def test_a_truncated_mnist_file_is_named_with_its_expected_size_before_anything_
         f"bnlab-train: error: data.root: {images} has 1,000,000 bytes, not the 47,040,016 of the MNIST file "
         f"(truncated or not MNIST); replace it, or set BNLAB_DATA or data.root to a folder that holds it"), err
     assert not (tmp_path / "results").exists(), "nothing half-made"
+
+
+# ---------------------------------------------------------------- a run that cannot fit in memory
+
+@pytest.mark.parametrize("overrides,key", [(["model.widths=[100000000]"], "model"),
+                                           (["model=resnet20", "data=cifar10", "data.verify=false",
+                                             "model.width=100000"], "model"),
+                                           (["optim.batch_size=54000", "model.widths=[1000000]"],
+                                            "optim.batch_size"),
+                                           (["optim.batch_size=54000", "model.widths=[30000,30000]",
+                                             "hydra.launcher.n_jobs=2", "-m", "seed=0,1"], None)])
+def test_a_run_that_cannot_fit_in_memory_is_refused_with_the_estimate(mnist_root, cifar_root, tmp_path,
+                                                                      overrides, key):
+    from bnlab.memory import available
+
+    code, err = _cli(tmp_path, *TINY, *overrides, timeout=120)
+    free, _ = available("cpu")
+    line = _one_error_line(err)
+    assert code == 2 and "a run needs about " in line and " available (MemAvailable in /proc/meminfo)" in line, err
+    assert key is None or line.startswith(f"bnlab-train: error: {key}: "), line
+    assert not tmp_path.exists() or not any(tmp_path.rglob("run.json")), "refused before any run"
+
+
+def test_the_estimate_counts_data_parameters_and_activations(cfg_factory):
+    from bnlab.memory import estimate
+
+    small, wide = estimate(cfg_factory()), estimate(cfg_factory("model.widths=[1000,1000,1000]"))
+    # the MLP 784-100-100-100-10: 99,710 parameters; plain SGD holds weights and gradients, with
+    # momentum a buffer more, Adam two
+    assert small["parameters"] == 99_710 * 4 * 2
+    assert estimate(cfg_factory("optim.momentum=0.9"))["parameters"] == 99_710 * 4 * 3
+    assert estimate(cfg_factory("optim=adam"))["parameters"] == 99_710 * 4 * 4
+    # MNIST: 70,000 images of 784 float32 values on the device, and the uint8 copy
+    assert small["data"] == 70_000 * 784 * 4 + 70_000 * 784
+    assert wide["parameters"] > 25 * small["parameters"]
+    # the larger of a training batch (kept for backward, with gradients) and an evaluation batch
+    assert estimate(cfg_factory("optim.batch_size=20000"))["activations"] > small["activations"]
+    assert estimate(cfg_factory("trainer.eval_batch_size=20000"))["activations"] > small["activations"]
