@@ -138,5 +138,5 @@ def run(cfg: DictConfig, out_dir: str | Path, *, label: str | None = None,
              summary["status"], summary["steps"], summary.get("test/acc", float("nan")),
              summary["best/val/acc"] or float("nan"), summary["best/step"], summary["step_time_ms"])
     if stop.requested:  # asked to stop after the last step: the run is done, the sweep stops
-        stop.honour()
+        stop.honour(finished=summary["status"])
     return summary

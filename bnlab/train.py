@@ -333,8 +333,10 @@ def hydra_main(cfg: DictConfig) -> str:
     except Terminated as exc:
         # asked to stop (a scheduler's limit, `kill`): the run is recorded `failed` with its
         # checkpoint; one line instead of a traceback, and the shell's code for SIGTERM
-        print(f"bnlab-train: {exc}: the run is recorded as failed, with a checkpoint; run the same "
-              f"command again to resume it", file=sys.stderr)
+        finished = getattr(exc, "finished", None)  # the signal came as the run was finishing
+        print(f"bnlab-train: {exc}: " + (f"the run had finished and is recorded as {finished}; nothing more was "
+                                         f"started" if finished else "the run is recorded as failed, with a "
+                                         "checkpoint; run the same command again to resume it"), file=sys.stderr)
         sys.exit(128 + signal.SIGTERM)
     return summary["status"]
 

@@ -332,3 +332,35 @@ def test_the_estimate_counts_data_parameters_and_activations(cfg_factory):
     # the larger of a training batch (kept for backward, with gradients) and an evaluation batch
     assert estimate(cfg_factory("optim.batch_size=20000"))["activations"] > small["activations"]
     assert estimate(cfg_factory("trainer.eval_batch_size=20000"))["activations"] > small["activations"]
+
+
+# ---------------------------------------------------------------- wrong or silent
+
+def test_sigterm_as_a_run_finishes_says_it_completed(mnist_root, cfg_factory, tmp_path, monkeypatch):
+    import signal
+
+    import bnlab.runner
+    from bnlab.stopping import Terminated
+    from bnlab.store import load_run
+
+    real_train = bnlab.runner.train
+
+    def train(*args, **kw):  # SIGTERM lands after the last step, as the run's summary is made
+        result = real_train(*args, **kw)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return result
+
+    monkeypatch.setattr(bnlab.runner, "train", train)
+    with pytest.raises(Terminated) as stopped:
+        bnlab.runner.run(cfg_factory(*TINY), tmp_path / "r")
+    assert stopped.value.finished == "completed" and load_run(tmp_path / "r")["status"] == "completed"
+
+
+@pytest.mark.parametrize("project", ["a/b", "x:y", "q?", "p" * 129])
+def test_a_project_name_wandb_refuses_is_refused_up_front(cfg_factory, project):
+    from bnlab.config import validate
+
+    with pytest.raises(ConfigError) as err:
+        validate(cfg_factory(f"tracking.project='{project}'"))
+    assert err.value.key == "tracking.project" and "W&B project name" in str(err.value)
+    validate(cfg_factory("tracking.project=bnlab-runs.v2"))
