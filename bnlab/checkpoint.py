@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from bnlab.store import RUN_FILE, SUMMARY_FILE, atomic_replace, read_json, read_record, store_writes
+from bnlab.errors import StoreWriteError
+from bnlab.store import METRICS_FILE, RUN_FILE, SUMMARY_FILE, atomic_replace, read_json, read_summary, store_writes
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,7 @@ class Checkpoints:
         if self.meta is not None:
             payload["meta"] = self.meta()  # the run's own bookkeeping (wall time so far, resumes)
         with store_writes(self.path):
-            atomic_replace(self.path, lambda f: torch.save(payload, f))
+            atomic_replace(self.path, lambda f: _save_to(self.path, payload, f))
         cost = time.monotonic() - start
         self._last = time.monotonic()
         if self.every_s is not None:
@@ -80,29 +82,115 @@ class Checkpoints:
             self.path.unlink(missing_ok=True)
 
 
+def _save_to(path: Path, payload: dict, f) -> None:
+    """torch.save into the open file `f` (the temp file of `path`). torch's zip writer reports
+    a failed write (a full disk, a file-size limit) as a RuntimeError, with the OSError, when
+    there is one, as its context: it is the store's write error all the same (one line, exit 3,
+    and atomic_replace leaves the previous checkpoint in place)."""
+    try:
+        torch.save(payload, f)
+    except RuntimeError as exc:
+        cause = exc.__context__ if isinstance(exc.__context__, OSError) else None
+        raise StoreWriteError(path, cause or f"torch.save failed ({str(exc).splitlines()[0][:200]})") from None
+
+
+def _read(path: Path) -> tuple[dict | None, str]:
+    """(the checkpoint at `path`, "") or (None, why it cannot be used)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a torn or foreign file: any unpickling error
+        return None, str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        return None, f"not a bnlab checkpoint of format {FORMAT}"
+    return state, ""
+
+
 def load_checkpoint(run_dir) -> dict | None:
     """The checkpoint of `run_dir`, or None when there is none or it cannot be read
     (a damaged checkpoint is named in one warning line; the run then starts afresh)."""
     path = Path(run_dir) / CHECKPOINT_FILE
     if not path.exists():
         return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a torn or foreign file: any unpickling error
-        log.warning("damaged checkpoint %s: %s; not resumed from", path, str(exc).splitlines()[0][:200])
-        return None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        log.warning("damaged checkpoint %s: not a bnlab checkpoint of format %d; not resumed from", path, FORMAT)
-        return None
+    state, why = _read(path)
+    if state is None:
+        log.warning("damaged checkpoint %s: %s; not resumed from", path, why)
     return state
 
 
-def find_resumable(root: Path, fp: str, prefer: Path | None = None) -> tuple[Path | None, dict | None]:
-    """An unfinished run of fingerprint `fp` under `root` with a readable checkpoint, and
+def _expected_shapes(config: dict) -> dict[str, tuple[int, ...]] | None:
+    """The state-dict shapes of the model `config` (a run.json's resolved config) builds,
+    from a model made on the meta device (no memory, no weights); None if it cannot be built."""
+    from omegaconf import OmegaConf
+
+    from bnlab.data import DATASETS
+    from bnlab.models import build_model
+
+    try:
+        cfg = OmegaConf.create(config)
+        spec = DATASETS[cfg.data.name]
+        with torch.device("meta"):
+            model = build_model(cfg.model, spec.shape, spec.num_classes)
+        return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    except Exception as exc:  # an old or hand-edited run.json: the other checks still apply
+        log.debug("cannot rebuild the model of this run (%s); shapes not checked", exc)
+        return None
+
+
+def unusable_because(run_dir: Path, state: dict, fp: str, config: dict | None) -> str:
+    """Why checkpoint `state` cannot continue the run in `run_dir` (fingerprint `fp`, resolved
+    `config`), or "" when it can. Checked before anything of the run is touched: resuming
+    cuts metrics.jsonl back to the checkpoint's offset, and a checkpoint from another config
+    (copied over, a run folder reused) would cut the run's records and then fail to load."""
+    made_for = (state.get("meta") or {}).get("fingerprint")
+    if made_for is not None and made_for != fp:
+        return f"it was made by another config (fingerprint {made_for}; this run's is {fp})"
+    saved = state.get("model")
+    expected = _expected_shapes(config) if isinstance(config, dict) else None
+    if expected is not None:
+        got = {k: tuple(v.shape) for k, v in saved.items()} if isinstance(saved, dict) else {}
+        if got != expected:
+            key = next((k for k in expected if got.get(k) != expected[k]), None) or \
+                next(k for k in got if k not in expected)
+            return (f"its model does not fit this run's config ({key}: "
+                    f"{list(got[key]) if key in got else 'missing'} in the checkpoint, "
+                    f"{list(expected[key]) if key in expected else 'none'} in the model)")
+    offset = state.get("records_offset")
+    metrics = run_dir / METRICS_FILE
+    size = metrics.stat().st_size if metrics.is_file() else 0
+    if not isinstance(offset, int) or not 0 <= offset <= size:
+        return f"its position in {METRICS_FILE} ({offset!r} bytes) is beyond that file ({size} bytes)"
+    if offset:
+        with open(metrics, "rb") as f:
+            f.seek(offset - 1)
+            if f.read(1) != b"\n":
+                return f"its position in {METRICS_FILE} ({offset} bytes) is not the end of a line"
+    return ""
+
+
+def set_aside(path: Path, why: str) -> None:
+    """Rename an unusable checkpoint out of the way (never delete it: it may be someone's
+    only copy) and say so in one line; the run is then trained from the start."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+    aside = path.with_name(f"{path.stem}.unusable-{stamp}{path.suffix}")
+    try:
+        path.rename(aside)
+    except OSError as exc:
+        log.warning("unusable checkpoint %s: %s; not resumed from (could not be set aside: %s)",
+                    path, why, exc.strerror or exc)
+        return
+    log.warning("unusable checkpoint %s: %s; set aside as %s, and the run is trained again from "
+                "the start in a new folder (the records in that one are kept)", path, why, aside.name)
+
+
+def find_resumable(root: Path, fp: str, prefer: Path | None = None,
+                   look_only: bool = False) -> tuple[Path | None, dict | None]:
+    """An unfinished run of fingerprint `fp` under `root` with a usable checkpoint, and
     that checkpoint: (run folder, state), or (None, None). A run is unfinished when it has
     no summary (killed) or a `failed` one (stopped by a signal, or an error). `prefer` (the
     job's own folder: a job requeued by SLURM comes back to it) is taken first; else the
-    most recent checkpoint."""
+    most recent checkpoint. A checkpoint that is damaged or does not belong to its run
+    (unusable_because) is set aside, named in one line, and not resumed from (`look_only`:
+    a dry run, which writes nothing, leaves it where it is)."""
     if not root.exists():
         return None, None
     candidates = sorted(root.rglob(CHECKPOINT_FILE), key=lambda c: c.stat().st_mtime, reverse=True)
@@ -113,10 +201,14 @@ def find_resumable(root: Path, fp: str, prefer: Path | None = None) -> tuple[Pat
         start = read_json(run_dir / RUN_FILE) or {}
         if start.get("fingerprint") != fp:
             continue
-        found, summary = read_record(run_dir / SUMMARY_FILE)
+        found, summary = read_summary(run_dir / SUMMARY_FILE)
         if found == "damaged" or (summary is not None and summary.get("status") != "failed"):
             continue
-        state = load_checkpoint(run_dir)
-        if state is not None:
-            return run_dir, state
+        state, why = _read(path)
+        why = why or unusable_because(run_dir, state, fp, start.get("config"))
+        if why:
+            if not look_only:
+                set_aside(path, why)
+            continue
+        return run_dir, state
     return None, None

@@ -26,6 +26,9 @@ TRACKING_MODES = ("offline", "online", "disabled")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
 MAX_NAME = 100
+# W&B refuses a project name with these characters, or longer than 128, inside a run
+WANDB_FORBIDDEN = set("/\\#?%:")
+MAX_WANDB_PROJECT = 128
 # numpy and torch take seeds below 2**32 (numpy's legacy seeding refuses larger ones)
 MAX_SEED = 2**32 - 1
 
@@ -168,6 +171,10 @@ def validate(cfg: DictConfig) -> None:
     _number(cfg, "probes.landscape.high", lo=low, lo_open=True)
 
     _choice(cfg, "tracking.mode", TRACKING_MODES)
+    project = _get(cfg, "tracking.project")
+    if not isinstance(project, str) or not 0 < len(project) <= MAX_WANDB_PROJECT or WANDB_FORBIDDEN & set(project):
+        raise ConfigError("tracking.project", f"got {project!r}; must be a W&B project name of 1 to "
+                          f"{MAX_WANDB_PROJECT} characters, none of {' '.join(sorted(WANDB_FORBIDDEN))}")
 
 
 def check_writable(key: str, path) -> None:

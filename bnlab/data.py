@@ -103,6 +103,27 @@ def _md5(path: Path) -> str:
 
 FIX = "set BNLAB_DATA or data.root to a folder that holds it"
 
+# The byte size of each uncompressed MNIST file (an IDX header, then one byte per pixel or
+# label): a truncated or padded copy is named before it is read, whether or not its
+# checksum is verified (torchvision would fail on it with "shape '[60000, 28, 28]' is invalid").
+MNIST_SIZES = {
+    "MNIST/raw/train-images-idx3-ubyte": 16 + 60000 * 28 * 28,
+    "MNIST/raw/train-labels-idx1-ubyte": 8 + 60000,
+    "MNIST/raw/t10k-images-idx3-ubyte": 16 + 10000 * 28 * 28,
+    "MNIST/raw/t10k-labels-idx1-ubyte": 8 + 10000,
+}
+
+
+def _check_sizes(d, root: Path) -> None:
+    """DataError naming the first MNIST file whose size is not the expected one."""
+    if d.name != "mnist":
+        return
+    for f, size in MNIST_SIZES.items():
+        actual = (root / f).stat().st_size
+        if actual != size:
+            raise DataError("data.root", f"{root / f} has {actual:,} bytes, not the {size:,} of the MNIST file "
+                            f"(truncated or not MNIST); replace it, or {FIX}")
+
 
 def check_data_present(d) -> bool:
     """True when the files are there; False when they are missing but may be downloaded;
@@ -112,6 +133,8 @@ def check_data_present(d) -> bool:
     if missing and not d.download:
         raise DataError("data.root", f"{d.name} not found in {root} (missing {missing[0]}); "
                         f"{FIX}, or set data.download=true to fetch it")
+    if not missing:
+        _check_sizes(d, root)
     return not missing
 
 
@@ -148,6 +171,7 @@ def _read_raw(d, root: Path) -> tuple[torch.Tensor, ...]:
     import torchvision  # imported here: it takes a second, and only data loading needs it
 
     if d.name == "mnist":
+        _check_sizes(d, root)
         if d.verify:
             bad = [f for f, md5 in MNIST_MD5.items() if _md5(root / f) != md5]
             if bad:
@@ -163,7 +187,11 @@ def _read_raw(d, root: Path) -> tuple[torch.Tensor, ...]:
                             "checksums; this copy loads only with data.verify=false") from None
     else:
         cls = _cifar10_unverified()
-        sets = [cls(str(root), train=t, download=False) for t in (True, False)]
+        try:
+            sets = [cls(str(root), train=t, download=False) for t in (True, False)]
+        except Exception as exc:  # a truncated or foreign batch file: any unpickling error
+            raise DataError("data.root", f"the CIFAR-10 files in {root / 'cifar-10-batches-py'} cannot be read "
+                            f"({type(exc).__name__}: {str(exc)[:120]}); replace them, or {FIX}") from None
     return tuple(x for s in sets for x in (torch.from_numpy(s.data).permute(0, 3, 1, 2).contiguous(),
                                            torch.tensor(s.targets, dtype=torch.long)))
 

@@ -43,7 +43,7 @@ def job_state(cfg: DictConfig) -> tuple[str, Path | None]:
     done = find_done(root, fp)
     if done is not None:
         return "already done", done
-    unfinished, _ = find_resumable(root, fp)
+    unfinished, _ = find_resumable(root, fp, look_only=True)
     if unfinished is not None:
         return "to resume", unfinished
     return "to train", None

@@ -1,4 +1,10 @@
-"""Errors that mean "the input is wrong": reported as one line, before any training."""
+"""Errors that mean "the input is wrong": reported as one line, before any training.
+
+Every error here survives a pickle round trip: a sweep job raises it in a joblib worker (or
+a SLURM task) and it must arrive in the launching process intact, naming the key, instead
+of breaking the pool. `__reduce__` rebuilds each from its own arguments, since pickle's
+default calls the class with `args` (the formatted message) alone.
+"""
 
 
 class InputError(Exception):
@@ -6,7 +12,10 @@ class InputError(Exception):
 
     def __init__(self, key: str, message: str):
         super().__init__(f"{key}: {message}")
-        self.key = key
+        self.key, self.message = key, message
+
+    def __reduce__(self):
+        return type(self), (self.key, self.message)
 
 
 class ConfigError(InputError):
@@ -27,3 +36,6 @@ class StoreWriteError(Exception):
         reason = cause if isinstance(cause, str) else (cause.strerror or str(cause))
         super().__init__(f"cannot write {path}: {reason}")
         self.path, self.reason = str(path), reason
+
+    def __reduce__(self):
+        return type(self), (self.path, self.reason)

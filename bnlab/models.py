@@ -18,6 +18,7 @@ mean, the affine layer's bias is redundant and is dropped, as in the paper.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -152,7 +153,7 @@ def _dense_blocks(in_features: int, widths: Sequence[int], m) -> list[Block]:
 
 
 def build_mlp(m, in_shape: Sequence[int], num_classes: int) -> Classifier:
-    in_features = int(torch.tensor(in_shape).prod())
+    in_features = math.prod(in_shape)  # plain ints: the model can also be built on the meta device
     blocks = _dense_blocks(in_features, m.widths, m)
     return Classifier(nn.Sequential(nn.Flatten()), blocks, nn.Linear(m.widths[-1], num_classes))
 
@@ -181,7 +182,7 @@ def build_cnn(m, in_shape: Sequence[int], num_classes: int) -> Classifier:
 
 def build_deep_mlp(m, in_shape: Sequence[int], num_classes: int) -> Classifier:
     """`depth` hidden layers of `width`, no skips (Yang et al. 2019's setting for BN at depth)."""
-    in_features = int(torch.tensor(in_shape).prod())
+    in_features = math.prod(in_shape)  # plain ints: the model can also be built on the meta device
     widths = [m.width] * m.depth
     return Classifier(nn.Sequential(nn.Flatten()), _dense_blocks(in_features, widths, m),
                       nn.Linear(widths[-1], num_classes))

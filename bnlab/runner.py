@@ -98,6 +98,7 @@ def run(cfg: DictConfig, out_dir: str | Path, *, label: str | None = None,
     wall_before = before.get("wall_time_s", 0.0)
     wandb_id = {"id": before.get("wandb_id")}
     checkpoints = Checkpoints.from_config(out_dir, cfg.trainer.checkpoint, records=writer, meta=lambda: {
+        "fingerprint": fp,  # the config it belongs to (bnlab.checkpoint.unusable_because)
         "resumes": resumes, "started_at": base["started_at"], "wandb_id": wandb_id["id"],
         "wall_time_s": wall_before + time.perf_counter() - wall})
     stop = StopRequests()
@@ -140,5 +141,5 @@ def run(cfg: DictConfig, out_dir: str | Path, *, label: str | None = None,
              summary["status"], summary["steps"], summary.get("test/acc", float("nan")),
              summary["best/val/acc"] or float("nan"), summary["best/step"], summary["step_time_ms"])
     if stop.requested:  # asked to stop after the last step: the run is done, the sweep stops
-        stop.honour()
+        stop.honour(finished=summary["status"])
     return summary

@@ -74,8 +74,9 @@ class StopRequests:
             self.honour()
         self.signum = signum
 
-    def honour(self) -> None:
-        """End the run for the pending request (call after saving the checkpoint)."""
+    def honour(self, finished: str | None = None) -> None:
+        """End the run for the pending request (call after saving the checkpoint). `finished`:
+        the status of a run that ended before the request was honoured (it is not failed)."""
         previous = self._previous.get(self.signum)
         if self.signum != signal.SIGTERM and callable(previous):
             try:
@@ -84,7 +85,9 @@ class StopRequests:
                 if list(exc.cmd[:2]) != ["scontrol", "requeue"]:
                     raise
                 requeue_again(str(exc.cmd[2]), exc)
-        raise Terminated(self.reason)
+        stopped = Terminated(self.reason)
+        stopped.finished = finished
+        raise stopped
 
 
 # squeue's states of a job that has been requeued (or is being requeued)

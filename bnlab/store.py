@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
@@ -178,9 +179,15 @@ class RunWriter:
     def start(self, record: dict) -> None:
         with store_writes(self.dir):
             self.dir.mkdir(parents=True, exist_ok=True)
-        with store_writes(self.dir / SUMMARY_FILE):
-            # a run trained again in the same folder starts from a clean slate
-            (self.dir / SUMMARY_FILE).unlink(missing_ok=True)
+        # a run trained again in the same folder (a SLURM job requeued to its own folder whose
+        # checkpoint could not be used) starts from a clean slate; the earlier attempt's
+        # records are renamed, not cut: nothing logged is lost
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+        for name in (SUMMARY_FILE, METRICS_FILE):
+            earlier = self.dir / name
+            if earlier.exists():
+                with store_writes(earlier):
+                    earlier.rename(earlier.with_name(f"{earlier.name}.earlier-{stamp}"))
         write_json_atomic(self.dir / RUN_FILE, record)
         with store_writes(self.dir / METRICS_FILE):
             self._metrics = open(self.dir / METRICS_FILE, "w")
@@ -240,12 +247,77 @@ def _report_damage(path, why: str) -> None:
         log.warning("damaged record %s: %s", path, why)
 
 
-def read_record(path: Path) -> tuple[str, dict | None]:
+# What a run's records hold, by type: a file that parses but holds a field of the wrong type
+# (a metric "high", "finished_at": 12345, "config": "oops", "status": 42) is as damaged as one
+# that does not parse, and is counted as damaged by every reader alike.
+SUMMARY_STATUSES = ("completed", "diverged", "failed")
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _field_problem(key: str, value, expect: str) -> str:
+    ok = {"number": _is_number(value), "integer": isinstance(value, int) and not isinstance(value, bool),
+          "text": isinstance(value, str), "object": isinstance(value, dict), "list": isinstance(value, list),
+          "true/false": isinstance(value, bool)}[expect]
+    return "" if ok else f"{key} is {json.dumps(value)[:40]}, not {'an' if expect[0] in 'aeiou' else 'a'} {expect}"
+
+
+def summary_problem(summary: dict) -> str:
+    """Why summary.json's object is not a summary ("" when it is): its status one of
+    SUMMARY_STATUSES; metrics (keys with a '/'), times and counts numbers or null; times of
+    day text; `learned` true, false or null."""
+    if summary.get("status") not in SUMMARY_STATUSES:
+        return f"status is {json.dumps(summary.get('status'))[:40]}, not one of {', '.join(SUMMARY_STATUSES)}"
+    for key, value in summary.items():
+        if value is None:
+            continue
+        if "/" in key or key.endswith(("_s", "_ms", "step", "steps", "_target")) or key in (
+                "initial_loss", "target_val_acc", "params"):
+            expect = "number"
+        elif key.endswith("_at"):
+            expect = "text"
+        elif key in ("fingerprint", "error"):
+            expect = "text"
+        elif key == "learned":
+            expect = "true/false"
+        elif key == "data":
+            expect = "object"
+        else:
+            continue
+        why = _field_problem(key, value, expect)
+        if why:
+            return why
+    return ""
+
+
+def run_record_problem(record: dict) -> str:
+    """Why run.json's object is not a run's record ("" when it is): its config an object,
+    and where present its seed an integer, its fingerprint and start time text, its
+    environment and data objects, its parameter count an integer."""
+    why = _field_problem("config", record.get("config"), "object")
+    seed = record["config"].get("seed") if not why else None
+    checks = [("config.seed", seed, "integer"), *((key, record.get(key), expect) for key, expect in (
+        ("fingerprint", "text"), ("env", "object"), ("data", "object"), ("params", "integer"), ("started_at", "text")))]
+    for key, value, expect in checks:
+        if not why and value is not None:
+            why = _field_problem(key, value, expect)
+    return why
+
+
+def read_summary(path: Path) -> tuple[str, dict | None]:
+    """read_record for a summary.json, its fields checked by type (summary_problem)."""
+    return read_record(path, summary_problem)
+
+
+def read_record(path: Path, check: Callable[[dict], str] | None = None) -> tuple[str, dict | None]:
     """("missing", None), ("ok", the object) or ("damaged", None) for a JSON record file.
 
     Only a UTF-8 JSON object counts as a record: binary bytes (a disk fault, a bad copy),
-    truncated JSON or any other JSON value are damage, reported in one warning line that
-    names the file — never a traceback, and never a reason to stop reading other runs."""
+    truncated JSON or any other JSON value are damage, as is an object that `check` finds
+    wrong (it returns why), reported in one warning line that names the file — never a
+    traceback, and never a reason to stop reading other runs."""
     try:
         with open(path, "rb") as f:
             raw = f.read()
@@ -255,6 +327,8 @@ def read_record(path: Path) -> tuple[str, dict | None]:
         _report_damage(path, f"cannot be read ({exc.strerror or exc})")
         return "damaged", None
     obj, why = _parse_object(raw)
+    if obj is not None and check is not None and check(obj):
+        obj, why = None, check(obj)
     if obj is None:
         _report_damage(path, f"{why}; skipped")
         return "damaged", None
@@ -315,8 +389,8 @@ def load_run(run_dir: str | os.PathLike) -> dict:
     A run that started but has no summary has status `incomplete`; one whose run.json or
     summary.json is damaged has status `damaged` and names the file in `damaged`."""
     run_dir = Path(run_dir)
-    start_state, start = read_record(run_dir / RUN_FILE)
-    summary_state, summary = read_record(run_dir / SUMMARY_FILE)
+    start_state, start = read_record(run_dir / RUN_FILE, run_record_problem)
+    summary_state, summary = read_summary(run_dir / SUMMARY_FILE)
     row = {"path": str(run_dir), "status": "incomplete"}
     start = start or {}
     config = start.get("config")

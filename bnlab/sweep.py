@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import math
 import os
 import shutil
 import sys
@@ -29,8 +30,8 @@ from typing import Iterator
 
 from omegaconf import DictConfig, OmegaConf
 
-from bnlab.errors import StoreWriteError
-from bnlab.store import RUN_FILE, SUMMARY_FILE, read_json, read_record, store_writes, write_json_atomic
+from bnlab.errors import ConfigError, StoreWriteError
+from bnlab.store import RUN_FILE, SUMMARY_FILE, read_json, read_summary, store_writes, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def find_done(root: Path, fp: str) -> Path | None:
         return None
     done = []
     for summary_path in root.rglob(SUMMARY_FILE):
-        summary = read_json(summary_path)
+        summary = read_summary(summary_path)[1]
         if summary and summary.get("fingerprint") == fp and summary.get("status") in DONE_STATUSES:
             done.append((str(summary.get("finished_at") or ""), str(summary_path.parent)))
     return Path(max(done)[1]) if done else None
@@ -101,6 +102,51 @@ def expand_sweep(params: dict, overrides: list[str]) -> list[list[str]]:
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
 
 
+# The most jobs one launch may have. Expanding a sweep makes every job's override list in
+# memory: `seed=range(0,100000000)` took 90 s and then ran out of memory. The count comes
+# first, from the size of each swept value (count_sweep), and a launch above the cap is
+# refused in one line; split such a sweep into several launches.
+MAX_SWEEP_JOBS = 10_000
+
+
+def count_sweep(params: dict, overrides: list[str]) -> int:
+    """How many jobs expand_sweep(params, overrides) would make, without making them: the
+    product of each swept key's number of values (a command-line value replaces the study's
+    for the same key). ConfigError for a range that is empty or never ends (step 0)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ChoiceSweep, RangeSweep
+
+    args = [f"{k}={v}" for k, v in (params or {}).items()] + list(overrides)
+    sizes: dict[str, int] = {}
+    for ov in OverridesParser.create().parse_overrides(args):
+        value = ov.value() if ov.is_sweep_override() else None
+        if isinstance(value, RangeSweep):
+            start, stop, step = value.start, value.stop, value.step
+            if not step:
+                raise ConfigError(ov.key_or_group, f"got range({start}, {stop}, {step}); a range's step must not be 0")
+            n = max(0, math.ceil((stop - start) / step))
+            if n == 0:
+                raise ConfigError(ov.key_or_group, f"got range({start}, {stop}, {step}), which has no values; "
+                                  f"a range(start, stop, step) goes from start towards stop, stop excluded")
+        elif isinstance(value, ChoiceSweep):
+            n = len(value.list)
+        elif ov.is_sweep_override():  # a glob over a group's options: a handful
+            n = sum(1 for _ in ov.sweep_string_iterator())
+        else:
+            n = 1
+        sizes[ov.get_key_element()] = n
+    return math.prod(sizes.values())
+
+
+def check_sweep_size(params: dict, overrides: list[str]) -> int:
+    """The sweep's job count; ConfigError naming the count and the cap above MAX_SWEEP_JOBS."""
+    n = count_sweep(params, overrides)
+    if n > MAX_SWEEP_JOBS:
+        raise ConfigError("sweep", f"{n:,} jobs; at most {MAX_SWEEP_JOBS:,} in one launch (sweep fewer values, "
+                          f"or split the sweep into several launches)")
+    return n
+
+
 def count_jobs(hydra_cfg: DictConfig) -> int:
     params = OmegaConf.select(hydra_cfg, "sweeper.params") or {}
     return len(expand_sweep(dict(params), list(hydra_cfg.overrides.task)))
@@ -129,8 +175,9 @@ def sweep_progress(sweep_dir: Path) -> dict | None:
     'eta_s'} of one sweep folder. Done: trained here to a completed or diverged summary
     (also by resuming an unfinished run in its own folder), or already done elsewhere."""
     meta = read_json(sweep_dir / SWEEP_FILE)
-    if meta is None:
-        return None
+    if meta is None or not all(isinstance(meta.get(k), (int, float)) and not isinstance(meta.get(k), bool)
+                               for k in ("total", "started_unix")):
+        return None  # no sweep record, or a damaged one: no progress line, the runs are still read
     jobs = [p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()]
     outcomes = []  # per job: its run's summary status, or the reason it trained nothing here
     for j in jobs:
@@ -141,7 +188,7 @@ def sweep_progress(sweep_dir: Path) -> dict | None:
             continue
         if skip is not None:  # trained here, in the unfinished run's folder it resumed
             run_dir = Path(skip.get("existing_run") or j)
-        found, summary = read_record(run_dir / SUMMARY_FILE)
+        found, summary = read_summary(run_dir / SUMMARY_FILE)
         if found == "damaged":
             outcomes.append("damaged")
         elif summary is not None:

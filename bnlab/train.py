@@ -24,7 +24,7 @@ from bnlab.errors import ConfigError, InputError, StoreWriteError
 from bnlab.resolvers import CONF_DIR, STUDIES_ROOT
 from bnlab.stopping import Terminated
 from bnlab.store import RUN_FILE, fingerprint, resolved_config
-from bnlab.sweep import STORE_WRITE_EXIT, claim, expand_sweep, find_done, record_skip, study_dir
+from bnlab.sweep import STORE_WRITE_EXIT, check_sweep_size, claim, expand_sweep, find_done, record_skip, study_dir
 
 log = logging.getLogger("bnlab")
 
@@ -118,6 +118,7 @@ def compose_jobs(overrides: list[str], multirun: bool = False) -> list[tuple[lis
             params = OmegaConf.select(base, "hydra.sweeper.params")
             params = OmegaConf.to_container(params) if params is not None else {}
             try:
+                check_sweep_size(params, overrides)  # counted before any job is made
                 jobs = expand_sweep(params, overrides)
             except HydraException as exc:
                 raise ConfigError("hydra.sweeper.params", _one_line(exc)) from None
@@ -150,6 +151,11 @@ def preflight(overrides: list[str], multirun: bool = False) -> list[DictConfig]:
     # Download missing datasets once, here, rather than in every parallel job at once.
     for d in {(c.data.name, str(c.data.root)): c.data for c in cfgs}.values():
         ensure_present(d)
+    # The memory the jobs that run at once on this machine need (not on a cluster's nodes).
+    if not any(o.startswith("hydra/launcher=") and not o.endswith("=local") for o in overrides):
+        from bnlab.memory import check_memory, parallel_jobs
+
+        check_memory(cfgs, parallel_jobs(overrides) if len(cfgs) > 1 else 1)
     return cfgs
 
 
@@ -340,9 +346,10 @@ def hydra_main(cfg: DictConfig) -> str:
                           resume_from=checkpoint, validated=True)
     except InputError as exc:
         _discard_unstarted(out_dir)
-        if multirun:
-            raise
-        print(f"bnlab-train: error: {exc}", file=sys.stderr)
+        # one line in a sweep job too: SystemExit passes through the job runner and joblib's
+        # workers to the launcher, which exits with it (a raised error would be a traceback)
+        where = f" (in sweep job {hc.job.num}: {label or ' '.join(hc.overrides.task)})" if multirun else ""
+        print(f"bnlab-train: error: {exc}{where}", file=sys.stderr)
         sys.exit(2)
     except StoreWriteError as exc:
         # the store cannot be written: nothing more can be kept, so the whole sweep stops
@@ -352,8 +359,10 @@ def hydra_main(cfg: DictConfig) -> str:
     except Terminated as exc:
         # asked to stop (a scheduler's limit, `kill`): the run is recorded `failed` with its
         # checkpoint; one line instead of a traceback, and the shell's code for SIGTERM
-        print(f"bnlab-train: {exc}: the run is recorded as failed, with a checkpoint; run the same "
-              f"command again to resume it", file=sys.stderr)
+        finished = getattr(exc, "finished", None)  # the signal came as the run was finishing
+        print(f"bnlab-train: {exc}: " + (f"the run had finished and is recorded as {finished}; nothing more was "
+                                         f"started" if finished else "the run is recorded as failed, with a "
+                                         "checkpoint; run the same command again to resume it"), file=sys.stderr)
         exit_worker(hc, 128 + signal.SIGTERM)  # a joblib worker exits: it takes no next job
     return summary["status"]
 

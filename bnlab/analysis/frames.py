@@ -131,7 +131,8 @@ def frame_from_store(root: str | Path) -> pd.DataFrame:
     curves, hw = [], []
     for path in runs["path"]:
         curves.append(curves_of(read_metrics(path)))
-        env = (read_json(Path(path) / RUN_FILE) or {}).get("env", {})
+        env = (read_json(Path(path) / RUN_FILE) or {}).get("env")
+        env = env if isinstance(env, dict) else {}  # a damaged run.json: counted as damaged by load_runs
         hw.append({"env.device": env.get("device"), "env.device_name": env.get("device_name"),
                    "env.torch": env.get("torch"), "env.torch_threads": env.get("torch_threads")})
     runs = pd.concat([runs.reset_index(drop=True), pd.DataFrame(hw)], axis=1)
@@ -207,8 +208,10 @@ def swept_columns(runs: pd.DataFrame) -> list[str]:
     """`cfg.*` columns that take more than one value across the runs, leaving out keys that
     say where or how a run was made rather than what it computed (NON_SCIENTIFIC_KEYS)."""
     skip = tuple(f"cfg.{k}" for k in NON_SCIENTIFIC_KEYS)
-    return [c for c in runs.columns
-            if c.startswith("cfg.") and not c.startswith(skip) and runs[c].map(repr).nunique() > 1]
+    # a damaged run has no config to compare: every key would look swept
+    readable = runs[runs["status"] != "damaged"] if "status" in runs else runs
+    return [c for c in readable.columns
+            if c.startswith("cfg.") and not c.startswith(skip) and readable[c].map(repr).nunique() > 1]
 
 
 def wall_clock_hours(runs: pd.DataFrame) -> float:

@@ -34,8 +34,9 @@ def seeds_text(seeds) -> str:
 
 
 def phase_of(runs: pd.DataFrame, spec: StudySpec) -> pd.Series:
+    """"tune" or "confirm" by each run's seed; "none" for a run without one (a damaged run.json)."""
     confirm = set(spec.confirm_seeds)
-    return runs["cfg.seed"].map(lambda s: "confirm" if int(s) in confirm else "tune")
+    return runs["cfg.seed"].map(lambda s: "none" if not (is_num(s) and s == s) else "confirm" if int(s) in confirm else "tune")
 
 
 def tuning_runs(runs: pd.DataFrame, spec: StudySpec) -> pd.DataFrame:
