@@ -48,3 +48,45 @@ def test_every_bn_arm_that_recorded_the_recalibrated_readout_shows_it_beside_the
     lag = table["recalibrated − running"]
     assert lag[("noisy_batch", 0.1)] > lag[("batch", 0.1)] > 0
     assert (table["recalibrated"] - table["mean"] - lag).abs().max() < 1e-12
+
+
+def _copy_of_the_repository(dst):
+    """The repository's tracked files as they are in the working tree, committed in a fresh git
+    repository at `dst` (a clone that also holds uncommitted edits): `git status` there is clean."""
+    import shutil
+    import subprocess
+
+    if not (REPO_ROOT / ".git").exists():
+        import pytest
+        pytest.skip("not a git checkout")
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True).stdout
+    for rel in filter(None, tracked.decode().split("\0")):
+        src = REPO_ROOT / rel
+        if src.is_file():
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / rel)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "copy"]):
+        subprocess.run(git + cmd, cwd=dst, check=True, capture_output=True)
+    return dst
+
+
+def test_analysis_commands_under_a_profile_never_write_over_the_committed_results(tmp_path):
+    """`bnlab-report --profile quick` and `bnlab-plot santurkar --profile gpu` in a clone without
+    runs of those profiles: each says so in one line, writes nothing, and `git status` stays clean
+    (they once replaced results/REPORT.md and redrew committed figures from the CPU runs)."""
+    import os
+    import subprocess
+    import sys
+
+    clone = _copy_of_the_repository(tmp_path / "clone")
+    env = {**os.environ, "PYTHONPATH": str(clone)}
+    for module, args in (("bnlab.views.report", ["--profile", "quick"]),
+                         ("bnlab.plot_command", ["santurkar", "--profile", "gpu"])):
+        done = subprocess.run([sys.executable, "-m", module, *args], cwd=clone, env=env, capture_output=True, text=True)
+        said = (done.stdout + done.stderr).strip().splitlines()
+        assert done.returncode != 0 and "Traceback" not in done.stderr, said
+        assert any("no runs" in ln for ln in said) and said[-1].count("nothing written") == 1, said
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=clone,
+                                capture_output=True, text=True, check=True).stdout
+        assert status == "", f"{module} {args} changed the clone:\n{status}"
