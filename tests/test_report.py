@@ -66,7 +66,9 @@ def test_figures_hold_the_data(store, tmp_path, monkeypatch):
     assert any(t.get_text() == "5/5" for t in ax.texts), "diverged runs are counted on the plot"
 
 
-def test_report_from_runs_then_from_csv_alone(store, tmp_path, capsys):
+def _as_mnist_mlp(store, tmp_path):
+    """The synthetic store as mnist_mlp's run store under tmp_path/results/runs (35 runs at the
+    study's budget), plus one quick check launched with another budget: not the study's evidence."""
     results = tmp_path / "results"
     (results / "runs").mkdir(parents=True)
     store.rename(results / "runs" / "mnist_mlp")
@@ -75,8 +77,29 @@ def test_report_from_runs_then_from_csv_alone(store, tmp_path, capsys):
         d["config"]["name"] = "mnist_mlp"
         d["config"]["trainer"].update(max_steps=10000, eval_every_early=100, early_steps=5000)  # the study's
         p.write_text(json.dumps(d))
-    # a quick check launched with another budget is not part of the study's evidence
     write_run(results / "runs", "mnist_mlp", "batch", 0.5, 9, 0.5, 0.5)
+    return results
+
+
+def test_status_and_plot_read_the_same_runs_and_say_which(store, tmp_path, capsys):
+    """One loader for every command: bnlab-status and bnlab-plot print the same line (source,
+    run count, what was left out) for a study's run store, and for the committed CSV when there is
+    no store (bnlab-status on a fresh clone once failed with "no study")."""
+    results = _as_mnist_mlp(store, tmp_path)
+    status_main(["mnist_mlp", "--runs-root", str(results / "runs")])
+    from_status = capsys.readouterr().out.splitlines()[0]
+    plot_main(["mnist_mlp", "--results", str(results)])
+    from_plot = capsys.readouterr().out.splitlines()[0]
+    assert from_status == from_plot
+    assert from_status.startswith("mnist_mlp: 35 runs") and "run store" in from_status and "1 left out" in from_status
+    status_main(["quickstart", "--runs-root", str(tmp_path / "no-runs-here")])
+    said = capsys.readouterr().out
+    assert said.splitlines()[0].startswith("quickstart: 4 runs") and "committed CSV" in said.splitlines()[0]
+    assert "quickstart: 4 runs, 2 seed(s)" in said
+
+
+def test_report_from_runs_then_from_csv_alone(store, tmp_path, capsys):
+    results = _as_mnist_mlp(store, tmp_path)
     report_main(["--results", str(results)])
     said = capsys.readouterr().out
     # one line per study naming its source; the run left out is said there, not on the page
