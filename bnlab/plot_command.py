@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from bnlab.analysis.spec import list_studies, load_spec
+from bnlab.analysis.findings import findings
 from bnlab.analysis.stats import effect_text
 from bnlab.errors import ConfigError
 from bnlab.analysis.study import RESULTS, analyse_all, decide, load_study, profile_results, save_frame
@@ -60,6 +61,14 @@ def main(argv=None) -> None:
         print(f"claim {r['id']} ({r['comparison']}): {r['verdict']} (effect {effect_text(r)}, {r['test']}, p={r['p']:.2g}, "
               f"p_Holm={r.get('p_holm', float('nan')):.2g}; {r['decided_by']})")
     print(f"{len(figures)} figure(s) in {study['out']}, in {time.perf_counter() - t0:.1f} s")
+    found = findings(study["runs"], study["spec"])
+    if found:  # a study without claims (the demo): what its runs found, in the report's plain words
+        from bnlab.views.report import plain_sentence
+
+        print(f"\nWhat these {len(study['runs'])} runs found ({study['budget']['seeds']} seed(s) per arm; "
+              f"a verdict needs at least 5):")
+        for r in found:
+            print(f"- {plain_sentence(r)}")
 
 
 if __name__ == "__main__":

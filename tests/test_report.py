@@ -611,3 +611,24 @@ def test_zero_mean_and_unit_variance_are_checked_per_mode_for_the_arms_that_norm
     assert rows[0]["eval_norm_mean_abs"]["mean"] == pytest.approx(0.2)
     text = "\n".join(_normalization_check({"normalization": rows}))
     assert "a check of what the normalization does, not a hypothesis" in text and "| BN | 100–104 |" in text
+
+
+def test_the_demo_ends_with_what_its_runs_found_in_plain_sentences(tmp_path, capsys):
+    """`make demo` ends with bnlab-plot quickstart: after its figures, one sentence per question
+    (accuracy, steps to the target, cost of a step) from the verdict code and the report's plain-
+    sentence generator, on the committed quickstart runs; the numbers are the runs' own means."""
+    import shutil
+    from bnlab.resolvers import REPO_ROOT
+
+    shutil.copytree(REPO_ROOT / "results" / "quickstart", tmp_path / "results" / "quickstart")
+    plot_main(["quickstart", "--results", str(tmp_path / "results"), "--runs-root", str(tmp_path / "no-runs")])
+    out = capsys.readouterr().out
+    runs = pd.read_csv(tmp_path / "results" / "quickstart" / "runs.csv")
+    found = out.split("What these 4 runs found")[1].strip().splitlines()[1:]
+    assert len(found) == 3 and all(ln.startswith("- ") and ln.endswith(".") for ln in found), found
+    means = runs.groupby("cfg.model.norm")["best/test/acc"].mean()
+    assert f"BN {means['batch']:.4g} against no BN {means['none']:.4g} (best test accuracy" in found[0]
+    steps = runs.groupby("cfg.model.norm")["steps_to_target"].mean()
+    assert f"BN {steps['batch']:.4g} against no BN {steps['none']:.4g} (steps to the target" in found[1]
+    assert "ms per training step" in found[2]
+    assert all("fewer than 5 seeds" in ln for ln in found), "2 seeds a side decide nothing, and it says so"
