@@ -47,7 +47,11 @@ def test_figures_hold_the_data(store, tmp_path, monkeypatch):
     monkeypatch.setattr(plots, "save", capture)
     runs = frame_from_store(store)
     res = [claim_result(runs, spec(), ACCURACY)]
+    import matplotlib.pyplot as plt
+    open_before = plt.get_fignums()
     plots.plot_study(runs, spec(), res, tmp_path / "figs")
+    # every figure is closed once drawn, even with `save` (which closes) replaced by a capture
+    assert plt.get_fignums() == open_before and len(drawn) >= 5
     assert {"convergence.png", "best_test_acc_vs_lr.png", "act_input_percentiles.png",
             "claim_accuracy.png", "sensitivity.png"} <= set(drawn)
     # convergence: the BN line is the seed-mean of BN's confirmation runs at its chosen lr

@@ -10,6 +10,7 @@ SVG or PDF on request.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -29,6 +30,21 @@ from bnlab.analysis.frames import FINISHED, swept_columns  # noqa: E402
 from bnlab.analysis.measures import act_in_series, grad_ics_layers, last_layer  # noqa: E402
 from bnlab.analysis.stats import effect_text, seed_stats  # noqa: E402
 from bnlab.views.style import LOG_SCALE, STYLE, arm_name, colour, label  # noqa: E402
+
+
+def closes_figures(draw: Callable) -> Callable:
+    """Every figure function closes what it opened, whatever happens inside (a figure left open
+    by an early return, an error, or a test that captures `save`, piles up in pyplot: "More than
+    20 figures have been opened"). A closed figure stays readable; pyplot only forgets it."""
+    @functools.wraps(draw)
+    def drawing(*args, **kwargs):
+        before = set(plt.get_fignums())
+        try:
+            return draw(*args, **kwargs)
+        finally:
+            for number in set(plt.get_fignums()) - before:
+                plt.close(number)
+    return drawing
 
 
 def save(fig, path: Path) -> Path:
@@ -72,6 +88,7 @@ def _band(ax, x, mat: pd.DataFrame, arm, label):
     return line
 
 
+@closes_figures
 def plot_convergence(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = "png",
                      fixed: dict | None = None) -> list[Path]:
     """Isolation plot of training: each arm at its own best setting (or, in a study that fixes
@@ -124,6 +141,7 @@ def _plain_value(v) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
+@closes_figures
 def plot_metric_vs(runs: pd.DataFrame, spec: StudySpec, key: str, metric: str, out: Path,
                    fmt: str = "png", logx: bool = True) -> list[Path]:
     """`metric` against a swept key per arm (mean with 95% CI over seeds); diverged runs
@@ -178,6 +196,7 @@ def plot_metric_vs(runs: pd.DataFrame, spec: StudySpec, key: str, metric: str, o
     return [save(fig, out / f"{metric.replace('/', '_')}_vs_{key.split('.')[-1]}.{fmt}")]
 
 
+@closes_figures
 def plot_metric_by(runs: pd.DataFrame, spec: StudySpec, key: str, metric: str, out: Path,
                    fmt: str = "png") -> list[Path]:
     """`metric` against `key` (dropout rate), one line per arm and per value of the study's
@@ -212,6 +231,7 @@ def plot_metric_by(runs: pd.DataFrame, spec: StudySpec, key: str, metric: str, o
     return [save(fig, out / f"{metric.replace('/', '_')}_by_{key.split('.')[-1]}.{fmt}")]
 
 
+@closes_figures
 def plot_grid(runs: pd.DataFrame, spec: StudySpec, key: str, metric: str, out: Path,
               fmt: str = "png") -> list[Path]:
     """Heat map of mean `metric` over arm × a swept key (e.g. dropout × norm), tuning seeds."""
@@ -233,6 +253,7 @@ def plot_grid(runs: pd.DataFrame, spec: StudySpec, key: str, metric: str, out: P
     return [save(fig, out / f"grid_{key.split('.')[-1]}.{fmt}")]
 
 
+@closes_figures
 def plot_percentiles(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = "png",
                      setting: dict | None = None, max_units: int = 3) -> list[Path]:
     """Ioffe & Szegedy Fig. 1(b,c): the 15th, 50th and 85th percentiles of the input to a
@@ -290,6 +311,7 @@ def _percentile_panel(ax, sel: pd.DataFrame, series: list[dict], layer: str, uni
         ax.fill_between(x, np.nanmin(mat, axis=0), np.nanmax(mat, axis=0), color=colour(arm), alpha=0.12, lw=0)
 
 
+@closes_figures
 def plot_ioffe_fig1(runs: pd.DataFrame, spec: StudySpec, results: list[dict], out: Path,
                     fmt: str = "png") -> list[Path]:
     """Ioffe & Szegedy's Figure 1 from our runs: (a) test accuracy against training steps, each
@@ -346,6 +368,7 @@ def ics_layers(layers: list[int], most: int = MAX_ICS_LAYERS) -> list[int]:
     return [layers[i] for i in sorted(set(picks))]
 
 
+@closes_figures
 def plot_grad_ics(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = "png",
                   setting: dict | None = None, fixed: dict | None = None) -> list[Path]:
     """Santurkar et al.'s ICS over training, for a few weight layers across depth: ||G - G'||
@@ -383,6 +406,7 @@ LANDSCAPE_PANELS = (("loss_range", "loss range along −g\n(max − min of L(W �
                     ("beta", "effective β-smoothness\n(max ||∇L(W − ηg) − ∇L(W)|| / ||ηg||)"))
 
 
+@closes_figures
 def plot_landscape(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = "png",
                    setting: dict | None = None, fixed: dict | None = None) -> list[Path]:
     """Santurkar et al.'s Fig. 4 from our runs: along the gradient from the current weights,
@@ -409,6 +433,7 @@ def plot_landscape(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = "p
     return [save(fig, out / f"landscape{_suffix(fixed)}.{fmt}")]
 
 
+@closes_figures
 def plot_claim(result: dict, spec: StudySpec, out: Path, fmt: str = "png") -> list[Path]:
     """The per-seed values behind one claim's verdict: each arm's points (censored values,
     which are bounds, as triangles), mean and 95% CI, and the test that decided."""
@@ -452,6 +477,7 @@ def speed_results(results: list[dict]) -> list[dict]:
     return [r for r in results if str(r.get("metric", "")).startswith("steps_to_val_") and r.get("seeds")]
 
 
+@closes_figures
 def plot_reached_target(runs: pd.DataFrame, spec: StudySpec, results: list[dict], out: Path,
                         fmt: str = "png") -> list[Path]:
     """Beside each speed verdict, the fraction of its runs that have reached the target by each
@@ -512,6 +538,7 @@ def _mark_literature(fig, ax, result: dict, spec: StudySpec) -> None:
         fig.text(0.01, -0.02, f"Literature (no number on this axis): {short}", fontsize=6, wrap=True, va="top")
 
 
+@closes_figures
 def plot_sensitivity(results: list[dict], spec: StudySpec, out: Path, fmt: str = "png") -> list[Path]:
     """Each claim's effect (treatment − baseline, + = as claimed) with its 95% interval at
     every matched setting, against the smallest effect that matters (an equivalence: against
@@ -560,6 +587,7 @@ def plot_sensitivity(results: list[dict], spec: StudySpec, out: Path, fmt: str =
     return [save(fig, out / f"sensitivity.{fmt}")]
 
 
+@closes_figures
 def plot_slice_curves(runs: pd.DataFrame, slice_runs: pd.DataFrame, label: str, spec: StudySpec, out: Path,
                       fmt: str = "png", fixed: dict | None = None) -> list[Path]:
     """The study's runs beside runs of another budget committed with it (a GPU slice at the
@@ -607,6 +635,7 @@ ACT_PANELS = (("pre_skew_abs", "|skewness| of the pre-activation", 0.0),
               ("norm_var", "variance of the normalized value", 1.0))
 
 
+@closes_figures
 def plot_act_stats(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = "png",
                    fixed: dict | None = None) -> list[Path]:
     """The seed's descriptions over training: per statistic, each arm at its chosen setting,
@@ -666,6 +695,7 @@ def _corr_matrices(curves: dict) -> dict[int, np.ndarray]:
     return out
 
 
+@closes_figures
 def plot_act_corr(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = "png",
                   fixed: dict | None = None) -> list[Path]:
     """Whitening, seen: per arm (rows) and hidden layer (columns), the correlation matrix of the
@@ -826,6 +856,7 @@ FIGURES: tuple[Figure, ...] = (
 )
 
 
+@closes_figures
 def plot_study(runs: pd.DataFrame, spec: StudySpec, results: list[dict], out: Path,
                fmt: str = "png", slices: dict | None = None) -> list[Path]:
     """Every figure of the registry that applies to the study's runs (or to a folder of runs
