@@ -25,14 +25,35 @@ def test_the_first_screen_answers_the_twelve_primary_hypotheses():
         assert verdict in ("**supported**", "**not supported**", "**inconclusive**", "**not run yet**"), ln
 
 
-def test_the_report_and_every_study_page_link_only_files_that_exist():
-    pages = [RESULTS / "REPORT.md", *sorted(RESULTS.glob("*/README.md"))]
-    assert len(pages) > 10
+def _assert_no_dead_links(results):
+    pages = [results / "REPORT.md", *sorted(results.glob("*/README.md"))]
     for page in pages:
         missing = [m for m in _links(page) if not (page.parent / m).exists()]
-        assert not missing, f"{page.relative_to(REPO_ROOT)}: dead links {missing}"
-    linked = {(RESULTS / m).resolve() for m in _links(RESULTS / "REPORT.md")}
+        assert not missing, f"{page}: dead links {missing}"
+    linked = {(results / m).resolve() for m in _links(results / "REPORT.md")}
     assert set(p.resolve() for p in pages[1:]) <= linked, "every study page is linked from the report"
+    return pages
+
+
+def test_the_report_and_every_study_page_link_only_files_that_exist():
+    assert len(_assert_no_dead_links(RESULTS)) > 10
+
+
+def test_a_profile_report_links_only_files_it_wrote(tmp_path):
+    """A quick-profile report (here read from two studies' committed CSVs placed in a profile
+    folder) links only files that exist: a quick report once linked a claim_lr.png it had not drawn
+    (a page linked any claim figure found in the folder when its study drew none)."""
+    import shutil
+    from bnlab.views.report import main as report_main
+
+    quick = tmp_path / "quick"
+    for name in ("lr_mnist", "ioffe_fig1"):
+        for f in ("runs.csv", "runs.curves.jsonl.gz"):
+            (quick / name).mkdir(parents=True, exist_ok=True)
+            shutil.copy(RESULTS / name / f, quick / name / f)
+    report_main(["--profile", "quick", "--results", str(quick), "--runs-root", str(tmp_path / "no-runs")])
+    pages = _assert_no_dead_links(quick)
+    assert len(pages) >= 3 and "budget profile `quick`" in pages[0].read_text().splitlines()[0]
 
 
 def test_every_bn_arm_that_recorded_the_recalibrated_readout_shows_it_beside_the_running_one():

@@ -164,7 +164,9 @@ def _figure_link(s: dict, r: dict, text: str = "figure") -> str:
     """A link to the claim's own figure, from the study's page, where it was drawn (a claim
     without one, say a description on one seed, links nothing)."""
     name = f"claim_{r['id']}.png"
-    drawn = {Path(f).name for f in s.get("figures", [])} or {f.name for f in Path(s.get("out", ".")).glob("claim_*")}
+    # only what this run drew: a file left in the folder by an earlier run (another profile's,
+    # another definition's) may be gone or stale by the time the page is read
+    drawn = {Path(f).name for f in s.get("figures", [])}
     return f"[{text}]({name})" if name in drawn else "–"
 
 
