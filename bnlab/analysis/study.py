@@ -132,6 +132,8 @@ def load_study(target: str, results_dir: Path = RESULTS, runs_root: Path | None 
     study's own). Writes nothing (`save_frame` writes the CSV)."""
     runs_root = runs_root or results_dir / "runs"
     folder = Path(target)
+    if "/" not in target and target not in list_studies() and not folder.is_dir() and (runs_root / target).is_dir():
+        folder = runs_root / target  # runs launched under a name with no study file (name=adhoc, default)
     left_out = {"stale": 0, "differing": {}}
     store = None
     if "/" not in target and target in list_studies():
