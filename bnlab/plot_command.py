@@ -5,8 +5,10 @@
     bnlab-plot results/runs/default               # runs launched ad hoc (bnlab-train -m model.norm=none,batch …)
     bnlab-plot mnist_mlp --format svg
 
-Trains nothing and needs no network. A study's figures go to results/<study>/; a folder's to
-<folder>/figures/. A study's verdicts are Holm-adjusted over the same family as the report
+Trains nothing and needs no network. It reads a study's runs as bnlab-status and bnlab-report do
+(bnlab.analysis.study.load_study: the run store, else the committed CSV) and says which in one
+line. A study's figures go to results/<study>/; a folder's to <folder>/figures/; with
+`--profile P`, to results/<P>/<study>/ (git-ignored), from the runs under results/<P>/runs/. A study's verdicts are Holm-adjusted over the same family as the report
 (every study's claims), so a figure never disagrees with REPORT.md; a folder's over its own.
 """
 from __future__ import annotations
@@ -17,9 +19,10 @@ import time
 from pathlib import Path
 
 from bnlab.analysis.spec import list_studies, load_spec
+from bnlab.analysis.findings import findings
 from bnlab.analysis.stats import effect_text
 from bnlab.errors import ConfigError
-from bnlab.analysis.study import RESULTS, analyse_all, decide, load_study
+from bnlab.analysis.study import RESULTS, analyse_all, decide, load_study, profile_results, save_frame
 from bnlab.views.figures import draw
 
 
@@ -32,7 +35,7 @@ def main(argv=None) -> None:
     ap.add_argument("--profile", default=None, help="the budget profile to read a study under (e.g. quick)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    results_dir = Path(args.results)
+    results_dir = profile_results(Path(args.results), args.profile)
     runs_root = Path(args.runs_root) if args.runs_root else None
     target = args.study.rstrip("/") or "/"
     try:
@@ -46,17 +49,26 @@ def main(argv=None) -> None:
             decide([study])
     except (FileNotFoundError, ConfigError) as exc:
         sys.exit(f"bnlab-plot: error: {exc}")
+    print(study["source_line"])
     if not study["ran"]:
-        sys.exit(f"bnlab-plot: error: study {target!r} has no runs and no CSV under {args.results}; "
-                 f"run `bnlab-study {target}` first")
+        sys.exit(f"bnlab-plot: nothing written: run `bnlab-study {target}"
+                 + (f" profile={args.profile} paths.results={results_dir.resolve()}" if args.profile else "") + "` first")
+    save_frame(study)
     figures = draw(study, args.format)
     for p in figures:
         print(p)
     for r in study.get("results", []):
         print(f"claim {r['id']} ({r['comparison']}): {r['verdict']} (effect {effect_text(r)}, {r['test']}, p={r['p']:.2g}, "
               f"p_Holm={r.get('p_holm', float('nan')):.2g}; {r['decided_by']})")
-    print(f"{len(figures)} figure(s) from {len(study['runs'])} runs ({study['source']}) "
-          f"in {time.perf_counter() - t0:.1f} s")
+    print(f"{len(figures)} figure(s) in {study['out']}, in {time.perf_counter() - t0:.1f} s")
+    found = findings(study["runs"], study["spec"])
+    if found:  # a study without claims (the demo): what its runs found, in the report's plain words
+        from bnlab.views.report import plain_sentence
+
+        print(f"\nWhat these {len(study['runs'])} runs found ({study['budget']['seeds']} seed(s) per arm; "
+              f"a verdict needs at least 5):")
+        for r in found:
+            print(f"- {plain_sentence(r)}")
 
 
 if __name__ == "__main__":

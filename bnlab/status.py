@@ -5,7 +5,8 @@
     bnlab-status quickstart --runs        # also one line per run
     bnlab-status quickstart --compare     # settings side by side: mean [95% interval] over seeds
 
-Shows each sweep's "k of N done" with an ETA, then the runs aggregated over seeds: for
+Reads a study's runs as bnlab-plot and bnlab-report do (bnlab.analysis.study.load_study: the
+run store, else the committed CSV) and says which in one line. Shows each sweep's "k of N done" with an ETA, then the runs aggregated over seeds: for
 every combination of swept values, how many runs completed / diverged / are incomplete
 and the mean ± std of the final metrics.
 """
@@ -22,21 +23,10 @@ from bnlab.analysis.selection import best_settings, edge_flags
 from bnlab.analysis.spec import spec_for_runs
 from bnlab.analysis.frames import FINISHED, OUTCOMES, outcome, swept_columns
 from bnlab.resolvers import REPO_ROOT
-from bnlab.store import load_runs
+from bnlab.analysis.study import RESULTS, load_study
 from bnlab.sweep import SWEEP_FILE, progress_line, sweep_progress
 
 METRICS = ("test/acc", "val/acc", "best/val/acc", "steps_to_target", "step_time_ms")
-
-def resolve_study(arg: str, runs_root: Path) -> Path:
-    path = Path(arg)
-    if path.is_dir():
-        return path
-    if (runs_root / arg).is_dir():
-        return runs_root / arg
-    known = sorted(p.name for p in runs_root.iterdir() if p.is_dir()) if runs_root.is_dir() else []
-    raise SystemExit(f"bnlab-status: error: no study {arg!r} in {runs_root}; "
-                     f"known: {', '.join(known) or 'none'}")
-
 
 def aggregate(runs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """One row per setting of `by`: run counts by outcome (learned, did not learn, diverged,
@@ -76,14 +66,12 @@ def _print_choices(runs: pd.DataFrame, study: Path) -> None:
         print(f"chosen for {spec.arm_key}={arm} (on {spec.select_on}, tuning seeds): {chosen}{warn}")
 
 
-def print_compare(study: Path) -> None:
-    """`--compare`: the runs under `study` grouped by the swept keys, mean and 95% interval
-    over seeds (bnlab.analysis.compare), read with the analysis' frame loader."""
+def print_compare(runs: pd.DataFrame, name: str) -> None:
+    """`--compare`: a study's runs (as the one loader read them) grouped by the swept keys,
+    mean and 95% interval over seeds (bnlab.analysis.compare)."""
     from bnlab.analysis.compare import compare_text
-    from bnlab.analysis.frames import frame_from_store
 
-    runs = frame_from_store(study)
-    print(f"no runs under {study}" if runs.empty else f"{study}: {compare_text(runs)}")
+    print(f"{name}: no runs" if runs.empty else f"{name}: {compare_text(runs)}")
 
 
 def main(argv=None) -> None:
@@ -95,32 +83,39 @@ def main(argv=None) -> None:
                     help="only the settings side by side: grouped by the swept keys, counts and mean "
                          "[95%% interval] over seeds of final and best val/test accuracy, steps, ms/step")
     args = ap.parse_args(argv)
-    study = resolve_study(args.study, Path(args.runs_root))
-    if args.compare:
-        print_compare(study)
-        return
-
-    for sweep_file in sorted(study.rglob(SWEEP_FILE)):
+    try:  # the one loader bnlab-plot and bnlab-report use: the same runs, named in one line
+        loaded = load_study(args.study, RESULTS, Path(args.runs_root))
+    except FileNotFoundError as exc:
+        if Path(args.study).is_dir():  # a sweep folder that has no run yet
+            print(exc)
+            return
+        raise SystemExit(f"bnlab-status: error: {exc}")
+    study = loaded["store"]
+    for sweep_file in sorted(study.rglob(SWEEP_FILE)) if study.is_dir() else []:
         p = sweep_progress(sweep_file.parent)
         if p:
             print(progress_line(sweep_file.parent.name, p))
-    runs = load_runs(study)
-    if runs.empty:
-        print(f"no runs under {study}")
+    print(loaded["source_line"])
+    if args.compare and loaded["ran"]:  # the same runs, side by side
+        print_compare(loaded["runs"], loaded["name"])
         return
+    if not loaded["ran"]:
+        return
+    runs = loaded["runs"]
     runs["outcome"] = [outcome(r) for _, r in runs.iterrows()]
-    versions = runs.loc[runs["status"].isin(FINISHED), "code_version"].dropna().value_counts()
+    versions = (runs.loc[runs["status"].isin(FINISHED), "code_version"].dropna().value_counts()
+                if "code_version" in runs else pd.Series(dtype=int))
     if len(versions) > 1:
         print(f"WARNING: finished runs from {len(versions)} training-code versions ("
               + ", ".join(f"{v}: {n}" for v, n in versions.items())
               + "); a code change does not retrain finished runs: force=true does (nothing is deleted)")
     by = [c for c in swept_columns(runs) if c != "cfg.seed"]
     seeds = runs["cfg.seed"].nunique() if "cfg.seed" in runs else 1
-    print(f"\n{study}: {len(runs)} runs, {seeds} seed(s); swept: "
+    print(f"\n{loaded['name']}: {len(runs)} runs, {seeds} seed(s); swept: "
           f"{', '.join(c.removeprefix('cfg.') for c in swept_columns(runs)) or 'nothing'}")
     with pd.option_context("display.width", 200, "display.max_columns", 50):
         print(aggregate(runs, by).to_string(index=False))
-        _print_choices(runs, study)
+        _print_choices(runs, Path(loaded["name"]))
         if args.runs:
             cols = [c for c in ["status", "outcome", *swept_columns(runs), *METRICS, "path"] if c in runs]
             print()

@@ -47,7 +47,11 @@ def test_figures_hold_the_data(store, tmp_path, monkeypatch):
     monkeypatch.setattr(plots, "save", capture)
     runs = frame_from_store(store)
     res = [claim_result(runs, spec(), ACCURACY)]
+    import matplotlib.pyplot as plt
+    open_before = plt.get_fignums()
     plots.plot_study(runs, spec(), res, tmp_path / "figs")
+    # every figure is closed once drawn, even with `save` (which closes) replaced by a capture
+    assert plt.get_fignums() == open_before and len(drawn) >= 5
     assert {"convergence.png", "best_test_acc_vs_lr.png", "act_input_percentiles.png",
             "claim_accuracy.png", "sensitivity.png"} <= set(drawn)
     # convergence: the BN line is the seed-mean of BN's confirmation runs at its chosen lr
@@ -66,7 +70,9 @@ def test_figures_hold_the_data(store, tmp_path, monkeypatch):
     assert any(t.get_text() == "5/5" for t in ax.texts), "diverged runs are counted on the plot"
 
 
-def test_report_from_runs_then_from_csv_alone(store, tmp_path):
+def _as_mnist_mlp(store, tmp_path):
+    """The synthetic store as mnist_mlp's run store under tmp_path/results/runs (35 runs at the
+    study's budget), plus one quick check launched with another budget: not the study's evidence."""
     results = tmp_path / "results"
     (results / "runs").mkdir(parents=True)
     store.rename(results / "runs" / "mnist_mlp")
@@ -75,16 +81,42 @@ def test_report_from_runs_then_from_csv_alone(store, tmp_path):
         d["config"]["name"] = "mnist_mlp"
         d["config"]["trainer"].update(max_steps=10000, eval_every_early=100, early_steps=5000)  # the study's
         p.write_text(json.dumps(d))
-    # a quick check launched with another budget is not part of the study's evidence
     write_run(results / "runs", "mnist_mlp", "batch", 0.5, 9, 0.5, 0.5)
+    return results
+
+
+def test_status_and_plot_read_the_same_runs_and_say_which(store, tmp_path, capsys):
+    """One loader for every command: bnlab-status and bnlab-plot print the same line (source,
+    run count, what was left out) for a study's run store, and for the committed CSV when there is
+    no store (bnlab-status on a fresh clone once failed with "no study")."""
+    results = _as_mnist_mlp(store, tmp_path)
+    status_main(["mnist_mlp", "--runs-root", str(results / "runs")])
+    from_status = capsys.readouterr().out.splitlines()[0]
+    plot_main(["mnist_mlp", "--results", str(results)])
+    from_plot = capsys.readouterr().out.splitlines()[0]
+    assert from_status == from_plot
+    assert from_status.startswith("mnist_mlp: 35 runs") and "run store" in from_status and "1 left out" in from_status
+    status_main(["quickstart", "--runs-root", str(tmp_path / "no-runs-here")])
+    said = capsys.readouterr().out
+    assert said.splitlines()[0].startswith("quickstart: 4 runs") and "committed CSV" in said.splitlines()[0]
+    assert "quickstart: 4 runs, 2 seed(s)" in said
+
+
+def test_report_from_runs_then_from_csv_alone(store, tmp_path, capsys):
+    results = _as_mnist_mlp(store, tmp_path)
     report_main(["--results", str(results)])
+    said = capsys.readouterr().out
+    # one line per study naming its source; the run left out is said there, not on the page
+    # (the page must regenerate byte for byte from the CSV, which does not hold it)
+    line = next(ln for ln in said.splitlines() if ln.startswith("mnist_mlp: "))
+    assert "35 runs" in line and "from the run store" in line and "1 left out" in line and "trainer.max_steps" in line
     report = (results / "REPORT.md").read_text()
     assert "| `mnist_mlp` | 35 |" in report and "[`mnist_mlp`](mnist_mlp/README.md)" in report
     assert_links_exist(results / "REPORT.md")
     page = results / "mnist_mlp" / "README.md"  # the study's own page holds its every row
     text = page.read_text()
     assert_links_exist(page)
-    assert "Left out: 1 run(s)" in text and "trainer.max_steps" in text
+    assert "Left out" not in text
     row = next(ln for ln in text.splitlines() if ln.startswith("| 3. Accuracy is higher `accuracy`"))
     # mnist_mlp's accuracy is exploratory (the primary accuracy test is ioffe_fig1's): no verdict word
     assert "**exploratory**" in row and "**supported**" not in row and "paired t" in row
@@ -100,13 +132,21 @@ def test_report_from_runs_then_from_csv_alone(store, tmp_path):
     assert s["source"].startswith("committed CSV")
     acc = claim_result(s["runs"], s["spec"], next(c for c in s["spec"].claims if c["claim"] == "accuracy"))
     assert effect_text(acc) in row
-    # and the figures regenerate from the CSV alone, with the same verdict table
+    # regenerated from the CSVs alone (a fresh clone's `make report`), every file the report
+    # wrote comes out byte for byte the same: the committed results are a fixed point
+    def written():
+        return {p.relative_to(results): p.read_bytes() for p in sorted(results.rglob("*"))
+                if p.is_file() and "runs" not in p.relative_to(results).parts[:1]}
+    before = written()
+    assert {"REPORT.md", "mnist_mlp/README.md", "mnist_mlp/convergence.png"} <= {str(p) for p in before}
     for f in (results / "mnist_mlp").glob("*.png"):
         f.unlink()
+    capsys.readouterr()
     report_main(["--results", str(results), "--runs-root", str(tmp_path / "no-runs-here")])
-    assert (results / "mnist_mlp" / "convergence.png").exists()
-    again = page.read_text()
-    assert again.split("| claim: comparison")[1].split("- Budget")[0] == text.split("| claim: comparison")[1].split("- Budget")[0]
+    assert "mnist_mlp: 35 runs from the committed CSV" in capsys.readouterr().out
+    after = written()
+    assert after.keys() == before.keys()
+    assert [str(p) for p in after if after[p] != before[p]] == []
 
 
 def test_plot_and_status_on_a_folder_of_runs_launched_ad_hoc(tmp_path, capsys):
@@ -575,3 +615,24 @@ def test_zero_mean_and_unit_variance_are_checked_per_mode_for_the_arms_that_norm
     assert rows[0]["eval_norm_mean_abs"]["mean"] == pytest.approx(0.2)
     text = "\n".join(_normalization_check({"normalization": rows}))
     assert "a check of what the normalization does, not a hypothesis" in text and "| BN | 100–104 |" in text
+
+
+def test_the_demo_ends_with_what_its_runs_found_in_plain_sentences(tmp_path, capsys):
+    """`make demo` ends with bnlab-plot quickstart: after its figures, one sentence per question
+    (accuracy, steps to the target, cost of a step) from the verdict code and the report's plain-
+    sentence generator, on the committed quickstart runs; the numbers are the runs' own means."""
+    import shutil
+    from bnlab.resolvers import REPO_ROOT
+
+    shutil.copytree(REPO_ROOT / "results" / "quickstart", tmp_path / "results" / "quickstart")
+    plot_main(["quickstart", "--results", str(tmp_path / "results"), "--runs-root", str(tmp_path / "no-runs")])
+    out = capsys.readouterr().out
+    runs = pd.read_csv(tmp_path / "results" / "quickstart" / "runs.csv")
+    found = out.split("What these 4 runs found")[1].strip().splitlines()[1:]
+    assert len(found) == 3 and all(ln.startswith("- ") and ln.endswith(".") for ln in found), found
+    means = runs.groupby("cfg.model.norm")["best/test/acc"].mean()
+    assert f"BN {means['batch']:.4g} against no BN {means['none']:.4g} (best test accuracy" in found[0]
+    steps = runs.groupby("cfg.model.norm")["steps_to_target"].mean()
+    assert f"BN {steps['batch']:.4g} against no BN {steps['none']:.4g} (steps to the target" in found[1]
+    assert "ms per training step" in found[2]
+    assert all("fewer than 5 seeds" in ln for ln in found), "2 seeds a side decide nothing, and it says so"

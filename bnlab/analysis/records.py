@@ -315,6 +315,10 @@ class Study(Record):
     """Its current runs, one row each."""
     source: str | None = None
     """Where the runs were read from (the run store, or the committed CSV), in words."""
+    source_line: str = ""
+    """The one line every command prints: the source, the run count and what was left out."""
+    store: Path | None = None
+    """Its run-store folder (which may not exist)."""
     budget: dict = field(default_factory=dict)
     """What produced its numbers (bnlab.analysis.frames.budget)."""
     results: list = field(default_factory=list)

@@ -98,29 +98,66 @@ def _same(a, b) -> bool:
     return a == b or str(a) == str(b)
 
 
+def profile_results(results_dir: Path, profile: str | None) -> Path:
+    """Where a command run under `--profile P` reads and writes: results/<P>/ (git-ignored, where
+    `scripts/suite.sh --profile P` puts its runs) when the results folder is the committed one, so
+    that no profile's report or figures ever land over the committed results/; any other folder
+    given with --results as it is."""
+    if profile and Path(results_dir).resolve() == RESULTS.resolve():
+        return Path(results_dir) / profile
+    return Path(results_dir)
+
+
+def _shown(path: Path) -> str:
+    """A folder as the line that names a source shows it: from the current directory when under it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve())) or "."
+    except ValueError:
+        return str(path)
+
+
+def _left_out_text(left_out: dict) -> str:
+    differing = "; ".join(f"{k}: {', '.join(v)}" for k, v in left_out["differing"].items())
+    return f"from an earlier definition of the study or launched with extra overrides (differing in {differing})"
+
+
 def load_study(target: str, results_dir: Path = RESULTS, runs_root: Path | None = None,
                profile: str | None = None) -> Study:
-    """Resolve a study name or a folder of runs into a Study record (name, spec, runs, source, out …);
-    `ran` is False when there is nothing to analyse. A study with budget profiles is read
-    under `profile` (default: the study's own): its runs are those of that budget."""
+    """The one loader of a study's runs, for bnlab-status, bnlab-plot and bnlab-report alike:
+    resolve a study name or a folder of runs into a Study record (name, spec, runs, source, out …);
+    `ran` is False when there is nothing to analyse. A study name reads its run store's runs of
+    the study as defined now (`current_runs`); when the store has none of them, the committed CSV
+    (results/<study>/runs.csv). `source_line` says in one line which, with the run count and
+    what was left out. A study with budget profiles is read under `profile` (default: the
+    study's own). Writes nothing (`save_frame` writes the CSV)."""
     runs_root = runs_root or results_dir / "runs"
     folder = Path(target)
+    if "/" not in target and target not in list_studies() and not folder.is_dir() and (runs_root / target).is_dir():
+        folder = runs_root / target  # runs launched under a name with no study file (name=adhoc, default)
     left_out = {"stale": 0, "differing": {}}
+    store = None
     if "/" not in target and target in list_studies():
         name, spec = target, load_spec(target, profile=profile)
         profile = spec.profile
         store, out = runs_root / target, results_dir / target
         csv = out / "runs.csv"
-        runs = frame_from_store(store) if store.is_dir() else pd.DataFrame()
-        if not runs.empty:
-            runs, left_out = current_runs(runs, name, profile)
+        stored = frame_from_store(store) if store.is_dir() else pd.DataFrame()
+        runs = stored
+        if not stored.empty:
+            runs, left_out = current_runs(stored, name, profile)
+        where = f" (budget profile {profile})" if profile else ""
+        dropped = f"; {left_out['stale']} left out, {_left_out_text(left_out)}" if left_out["stale"] else ""
+        in_store = (f"the run store {_shown(store)} holds {len(stored)} run(s), none of the study as defined now: "
+                    f"all {_left_out_text(left_out)}" if len(stored) else f"no runs in {_shown(store)}")
         if not runs.empty:
             source = f"run store (`{relative(str(store))}`)"
-            write_csv(runs, csv)
+            line = f"{name}: {len(runs)} runs{where} from the run store {_shown(store)}{dropped}"
         elif csv.exists():
             runs, source = frame_from_csv(csv), f"committed CSV (`{relative(str(csv))}`)"
+            line = f"{name}: {len(runs)} runs{where} from the committed CSV {_shown(csv)} ({in_store})"
         else:
-            return Study(name=name, spec=spec, ran=False, left_out=left_out, out=out)
+            line = f"{name}: no runs{where}: {in_store}, and no CSV at {_shown(csv)}"
+            return Study(name=name, spec=spec, ran=False, left_out=left_out, out=out, store=store, source_line=line)
     elif folder.is_dir():
         runs = frame_from_store(folder)
         if runs.empty:
@@ -129,16 +166,25 @@ def load_study(target: str, results_dir: Path = RESULTS, runs_root: Path | None 
         name = spec.name
         if not spec.adhoc:
             runs, left_out = current_runs(runs, name)
-        out = folder / "figures"
+        out, store = folder / "figures", folder
         source = f"runs under `{relative(str(folder))}`"
-        write_csv(runs, out / "runs.csv")
+        dropped = f"; {left_out['stale']} left out, {_left_out_text(left_out)}" if left_out["stale"] else ""
+        line = f"{name}: {len(runs)} runs from the folder {_shown(folder)}{dropped}"
     else:
         raise FileNotFoundError(f"{target!r} is neither a study in experiments/ ({', '.join(list_studies())}) "
                                 f"nor a folder of runs")
     return Study(name=name, spec=spec, ran=not runs.empty, runs=runs, source=source, out=out, left_out=left_out,
+                 store=store, source_line=line,
                  # a step's cost from the confirmation runs when there are any: the grid's runs may
                  # have shared the machine with other work
                  budget=budget(runs, spec.arm_col, confirmation_runs(runs, spec)))
+
+
+def save_frame(study: Study) -> None:
+    """The study's CSV (results/<study>/runs.csv, or <folder>/figures/runs.csv), written from the
+    runs it was read from when they came from a run store (a CSV read alone is left as it is)."""
+    if study["ran"] and not str(study["source"]).startswith("committed CSV"):
+        write_csv(study["runs"], Path(study["out"]) / "runs.csv")
 
 
 def has_profiles(name: str) -> list[str]:
@@ -195,4 +241,4 @@ def analyse_all(results_dir: Path = RESULTS, runs_root: Path | None = None, prof
     return studies
 
 
-__all__ = ["StudySpec", "RESULTS", "load_study", "decide", "analyse_all", "current_runs"]
+__all__ = ["StudySpec", "RESULTS", "load_study", "save_frame", "profile_results", "decide", "analyse_all", "current_runs"]

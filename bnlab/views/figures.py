@@ -10,6 +10,7 @@ SVG or PDF on request.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -29,6 +30,21 @@ from bnlab.analysis.frames import FINISHED, swept_columns  # noqa: E402
 from bnlab.analysis.measures import act_in_series, grad_ics_layers, last_layer  # noqa: E402
 from bnlab.analysis.stats import effect_text, seed_stats  # noqa: E402
 from bnlab.views.style import LOG_SCALE, STYLE, arm_name, colour, label  # noqa: E402
+
+
+def closes_figures(draw: Callable) -> Callable:
+    """Every figure function closes what it opened, whatever happens inside (a figure left open
+    by an early return, an error, or a test that captures `save`, piles up in pyplot: "More than
+    20 figures have been opened"). A closed figure stays readable; pyplot only forgets it."""
+    @functools.wraps(draw)
+    def drawing(*args, **kwargs):
+        before = set(plt.get_fignums())
+        try:
+            return draw(*args, **kwargs)
+        finally:
+            for number in set(plt.get_fignums()) - before:
+                plt.close(number)
+    return drawing
 
 
 def save(fig, path: Path) -> Path:
@@ -55,23 +71,61 @@ def _curve_matrix(runs: pd.DataFrame, x_key: str, y_key: str):
 FEW_SEEDS = 2  # at most this many seeds: draw each seed, not an interval (a t-interval on 2 is 12.7 SEMs wide)
 
 
+LOG_BAND = "log axes: geometric mean, band from the lowest to the highest seed"
+
+
 def _band(ax, x, mat: pd.DataFrame, arm, label):
-    """Mean over seeds and its 95% t-interval; with few seeds, the seeds themselves."""
+    """Mean over seeds and its 95% t-interval; with few seeds, the seeds themselves. On a log
+    axis (set the scale first) the geometric mean and the seeds' range: a t-interval there
+    reaches below zero and the band plunges to the floor (LOG_BAND says so in the caption)."""
     from scipy import stats
 
-    mean = mat.mean(axis=1)
+    log = ax.get_yscale() == "log"
+    if log:
+        mat = mat.where(mat > 0)
+    mean = np.exp(np.log(mat).mean(axis=1)) if log else mat.mean(axis=1)
     line, = ax.plot(x, mean, color=colour(arm), lw=1.6, label=f"{label} (n={mat.shape[1]})")
     if mat.shape[1] <= FEW_SEEDS:
         for col in mat.columns:
             ax.plot(x, mat[col], color=colour(arm), lw=0.7, alpha=0.45)
         return line
-    n = mat.notna().sum(axis=1)
-    sem = mat.std(axis=1, ddof=1) / np.sqrt(n)
-    half = (sem * stats.t.ppf(0.975, np.maximum(n - 1, 1))).fillna(0)
-    ax.fill_between(x, mean - half, mean + half, color=colour(arm), alpha=0.18, lw=0)
+    if log:
+        low, high = mat.min(axis=1), mat.max(axis=1)
+    else:
+        n = mat.notna().sum(axis=1)
+        sem = mat.std(axis=1, ddof=1) / np.sqrt(n)
+        half = (sem * stats.t.ppf(0.975, np.maximum(n - 1, 1))).fillna(0)
+        low, high = mean - half, mean + half
+    ax.fill_between(x, low, high, color=colour(arm), alpha=0.18, lw=0)
     return line
 
 
+def _fit_accuracy_axis(ax, values, room_below: float = 0.05) -> None:
+    """Accuracy limits from the data shown (with `room_below` of the span left for markers), within
+    [0, 1]: a fixed bottom at 0.76-0.9 and a top at 1.0 left a short sweep's plot nearly empty."""
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], float)
+    if not len(v):
+        return
+    lo, hi = float(v.min()), float(v.max())
+    span = max(hi - lo, 0.01)
+    ax.set_ylim(max(0.0, lo - (0.05 + room_below) * span), min(1.0, hi + 0.05 * span))
+
+
+def _shown_after_start(ax) -> list[float]:
+    """The y values of the lines drawn on `ax` after their first point (the untrained net at
+    chance, which would squash the rest)."""
+    return [float(y) for ln in ax.lines for y in np.asarray(ln.get_ydata(), float)[1:]]
+
+
+def _title(spec: StudySpec) -> str:
+    """A figure's name for its study: an ad-hoc folder's by what it swept, not "default"."""
+    if not spec.adhoc:
+        return spec.name
+    swept = " × ".join(label(k) for k in [spec.arm_key, *spec.tune])
+    return f"ad-hoc sweep of {swept}" + (f" ({spec.name})" if spec.name != "default" else "")
+
+
+@closes_figures
 def plot_convergence(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = "png",
                      fixed: dict | None = None) -> list[Path]:
     """Isolation plot of training: each arm at its own best setting (or, in a study that fixes
@@ -79,6 +133,8 @@ def plot_convergence(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = 
     against steps and against training seconds (mean and 95% CI over seeds)."""
     fin, best, which = decided_runs(runs, spec)
     fig, axes = plt.subplots(2, 2, figsize=(10, 6.4))
+    for ax in axes[1]:
+        ax.set_yscale("log")
     for arm in spec.arms:
         setting = {**best.get(arm, {}), **(fixed or {})}
         sel = arm_runs(fin, spec, arm, setting)
@@ -96,12 +152,9 @@ def plot_convergence(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = 
         axes[1, col].set_xlabel(xl)
     axes[0, 0].set_ylabel("validation accuracy")
     axes[1, 0].set_ylabel("training loss (interval mean)")
-    for ax in axes[1]:
-        ax.set_yscale("log")
-    lo = np.nanpercentile([v for c in fin["curves"] for v in c.get("eval:val/acc", [])[1:] if v is not None] or [0], 5)
-    for ax in axes[0]:
-        ax.set_ylim(max(0.0, lo - 0.02), 1.0)
     targets = fin["cfg.data.target_val_acc"].dropna().unique() if "cfg.data.target_val_acc" in fin else []
+    for ax in axes[0]:
+        _fit_accuracy_axis(ax, _shown_after_start(axes[0, 0]) + [float(t) for t in targets[:1]])
     if len(targets) == 1:  # what steps_to_target counts: the first evaluation at or above it
         for ax in axes[0]:
             ax.axhline(float(targets[0]), ls=":", color="#555555", lw=1,
@@ -110,8 +163,8 @@ def plot_convergence(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = 
     chosen = ("each arm at its best setting (chosen on validation accuracy)" if spec.tune else
               f"each arm at {_setting_text(fixed)}" if fixed else "each arm")
     n_seeds = fin["cfg.seed"].nunique() if "cfg.seed" in fin else 0
-    spread = "each seed thin" if n_seeds <= FEW_SEEDS else "95% CI over seeds"
-    fig.suptitle(f"{spec.name}: {chosen}, {which}, mean and {spread}")
+    spread = "each seed thin" if n_seeds <= FEW_SEEDS else f"95% CI over seeds ({LOG_BAND})"
+    fig.suptitle(f"{_title(spec)}: {chosen}, {which}, mean and {spread}")
     return [save(fig, out / f"convergence{_suffix(fixed)}.{fmt}")]
 
 
@@ -124,18 +177,15 @@ def _plain_value(v) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
+@closes_figures
 def plot_metric_vs(runs: pd.DataFrame, spec: StudySpec, key: str, metric: str, out: Path,
                    fmt: str = "png", logx: bool = True) -> list[Path]:
     """`metric` against a swept key per arm (mean with 95% CI over seeds); diverged runs
     are drawn as crosses at the bottom with their count."""
     col = f"cfg.{key}"
     fig, ax = plt.subplots(figsize=(6.4, 4))
-    fin_all = tuning_runs(runs[runs.status.isin(FINISHED)], spec)
-    means_all = fin_all.groupby([spec.arm_col, col])[metric].mean() if len(fin_all) else pd.Series(dtype=float)
-    # zoom on the data, leaving room below for the divergence markers
-    bottom = max(0.0, float(np.nanmin(means_all)) - 0.05) if len(means_all) else 0.0
-    bottom = min(bottom, 0.9)
-    marker_y = bottom + 0.02 * (1 - bottom)
+    # the divergence markers sit at the bottom of the axes (in axes fraction), below the data
+    marker_y, shown = 0.03, []
     # a study over two models (init_mnist: the 3-layer and the 10-layer net) draws each apart
     models = (sorted(runs["cfg.model.name"].dropna().astype(str).unique())
               if "cfg.model.name" in runs and spec.arm_key != "model.name" else [])
@@ -156,11 +206,14 @@ def plot_metric_vs(runs: pd.DataFrame, spec: StudySpec, key: str, metric: str, o
             for kind, marker, dy in (("diverged", "x", 0.0), ("did not learn", "v", 0.04)):
                 k = int((g["outcome"] == kind).sum()) if "outcome" in g else 0
                 if k:
-                    y = marker_y + dy * (1 - bottom)
-                    ax.scatter([float(x)], [y], marker=marker, color=colour(arm), s=36, zorder=3)
-                    ax.annotate(f"{k}/{len(g)}", (float(x), y), textcoords="offset points",
+                    y = marker_y + dy
+                    ax.scatter([float(x)], [y], marker=marker, color=colour(arm), s=36, zorder=3,
+                               transform=ax.get_xaxis_transform())
+                    ax.annotate(f"{k}/{len(g)}", (float(x), y), xycoords=ax.get_xaxis_transform(),
+                                textcoords="offset points",
                                 xytext=(4, 4 - 12 * spec.arms.index(arm) if arm in spec.arms else 4),
                                 fontsize=7, color=colour(arm))
+        shown += [*means, *lo, *hi]
         style = "o-" if model is None or model == models[0] else "s--"
         ax.plot(xs, means, style, color=colour(arm), label=arm_name(arm) + (f", {model}" if model else ""),
                 lw=1.6, ms=4)
@@ -169,15 +222,16 @@ def plot_metric_vs(runs: pd.DataFrame, spec: StudySpec, key: str, metric: str, o
         ax.set_xscale("log")
     ax.set_xlabel(label(key))
     ax.set_ylabel(f"{label(metric)} (mean, 95% CI over seeds)")
-    ax.set_ylim(bottom, 1.0)
+    _fit_accuracy_axis(ax, shown, room_below=0.15)
     ax.scatter([], [], marker="x", color="k", label="diverged runs (count/total)")
     ax.scatter([], [], marker="v", color="k", label="runs that did not learn (count/total)")
     ax.legend(loc="lower left")
-    ax.set_title(f"{spec.name}: {label(metric)} against {label(key)}"
+    ax.set_title(f"{_title(spec)}: {label(metric)} against {label(key)}"
                  + (f"\n(each value at its best {', '.join(label(k) for k in others)} on validation)" if others else ""))
     return [save(fig, out / f"{metric.replace('/', '_')}_vs_{key.split('.')[-1]}.{fmt}")]
 
 
+@closes_figures
 def plot_metric_by(runs: pd.DataFrame, spec: StudySpec, key: str, metric: str, out: Path,
                    fmt: str = "png") -> list[Path]:
     """`metric` against `key` (dropout rate), one line per arm and per value of the study's
@@ -207,11 +261,12 @@ def plot_metric_by(runs: pd.DataFrame, spec: StudySpec, key: str, metric: str, o
     ax.set_xlabel(label(key))
     ax.set_ylabel(f"{label(metric)} (mean, 95% CI over tuning seeds)")
     ax.legend(loc="best", fontsize=7)
-    ax.set_title(f"{spec.name}: {label(metric)} against {label(key)}"
+    ax.set_title(f"{_title(spec)}: {label(metric)} against {label(key)}"
                  + (f"\n(each point at its best {', '.join(label(k) for k in numeric)} on validation)" if numeric else ""))
     return [save(fig, out / f"{metric.replace('/', '_')}_by_{key.split('.')[-1]}.{fmt}")]
 
 
+@closes_figures
 def plot_grid(runs: pd.DataFrame, spec: StudySpec, key: str, metric: str, out: Path,
               fmt: str = "png") -> list[Path]:
     """Heat map of mean `metric` over arm × a swept key (e.g. dropout × norm), tuning seeds."""
@@ -228,11 +283,12 @@ def plot_grid(runs: pd.DataFrame, spec: StudySpec, key: str, metric: str, out: P
             v = table.values[i, j]
             light = im.norm(v) > 0.5  # dark text on the light end of the colour map
             ax.text(j, i, f"{v:.4f}", ha="center", va="center", color="k" if light else "w", fontsize=8)
-    fig.colorbar(im, ax=ax, label=f"mean {metric}")
-    ax.set_title(f"{spec.name}: mean {metric}")
+    fig.colorbar(im, ax=ax, label=f"mean {label(metric)}")
+    ax.set_title(f"{_title(spec)}: mean {label(metric)}")
     return [save(fig, out / f"grid_{key.split('.')[-1]}.{fmt}")]
 
 
+@closes_figures
 def plot_percentiles(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = "png",
                      setting: dict | None = None, max_units: int = 3) -> list[Path]:
     """Ioffe & Szegedy Fig. 1(b,c): the 15th, 50th and 85th percentiles of the input to a
@@ -250,28 +306,31 @@ def plot_percentiles(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = 
         return []
     fig, axes = plt.subplots(len(spec.arms), len(units), figsize=(3.6 * len(units), 3.0 * len(spec.arms)),
                              sharex=True, squeeze=False)
+    drawn = set()
     for row, arm in enumerate(spec.arms):
         sel = per_arm[arm]
         for col, unit in enumerate(units):
             ax = axes[row, col]
-            _percentile_panel(ax, sel, series_of[arm], layer, unit, arm)
+            drawn.add(_percentile_panel(ax, sel, series_of[arm], layer, unit, arm))
             ax.set_title(f"{arm_name(arm)}, unit {unit[1:]} ({len(sel)} seed{'s' if len(sel) != 1 else ''}"
                          + (f", {_setting_text(setting)}" if setting else "") + ")", fontsize=8)
             if row == len(spec.arms) - 1:
                 ax.set_xlabel("training step")
         axes[row, 0].set_ylabel("input to the activation\n(last hidden layer)")
     axes[0, 0].legend(fontsize=7)
-    fig.suptitle(f"{spec.name}: activation-input percentiles over training (Ioffe & Szegedy Fig. 1b,c); "
-                 "median over seeds, band: lowest to highest seed", fontsize=9)
+    fig.suptitle(f"{_title(spec)}: activation-input percentiles over training (Ioffe & Szegedy Fig. 1b,c); "
+                 f"{_drawn_words(drawn)}", fontsize=9)
     return [save(fig, out / f"act_input_percentiles.{fmt}")]
 
 
 PERCENTILE_STYLES = {85: ("--", "85th"), 50: ("-", "50th (median)"), 15: ("-.", "15th")}
 
 
-def _percentile_panel(ax, sel: pd.DataFrame, series: list[dict], layer: str, unit: str, arm) -> None:
+def _percentile_panel(ax, sel: pd.DataFrame, series: list[dict], layer: str, unit: str, arm) -> str:
     """One unit's 15th/50th/85th activation-input percentiles over training: the median over
-    the runs in `sel` with a band from the lowest to the highest (each run drawn when two or fewer)."""
+    the runs in `sel` with a band from the lowest to the highest (each run drawn when two or
+    fewer). Returns what it drew, in the words a caption uses."""
+    drew = "nothing"
     for p, (ls, name) in PERCENTILE_STYLES.items():
         curves = [(np.asarray(c.get("eval:step", []), float), s.get((layer, unit), {}).get(float(p)))
                   for c, s in zip(sel["curves"], series)]
@@ -282,14 +341,24 @@ def _percentile_panel(ax, sel: pd.DataFrame, series: list[dict], layer: str, uni
             for k, (x, y) in enumerate(curves):
                 ax.plot(x, y, ls, color=colour(arm), lw=1.2, alpha=1 if k == 0 else 0.55,
                         label=f"{name} percentile" if k == 0 else None)
+            drew = "each seed drawn"
             continue
         n = min(len(x) for x, _ in curves)
         x = curves[0][0][:n]
         mat = np.vstack([y[:n] for _, y in curves])
         ax.plot(x, np.nanmedian(mat, axis=0), ls, color=colour(arm), lw=1.4, label=f"{name} percentile")
         ax.fill_between(x, np.nanmin(mat, axis=0), np.nanmax(mat, axis=0), color=colour(arm), alpha=0.12, lw=0)
+        drew = "median over seeds, band lowest to highest seed"
+    return drew
 
 
+def _drawn_words(drawn: set) -> str:
+    """One caption for panels drawn each way (_percentile_panel's words)."""
+    drawn = sorted(drawn - {"nothing"})
+    return "; ".join(drawn) if len(drawn) < 2 else " or ".join(drawn) + " (by panel)"
+
+
+@closes_figures
 def plot_ioffe_fig1(runs: pd.DataFrame, spec: StudySpec, results: list[dict], out: Path,
                     fmt: str = "png") -> list[Path]:
     """Ioffe & Szegedy's Figure 1 from our runs: (a) test accuracy against training steps, each
@@ -311,15 +380,16 @@ def plot_ioffe_fig1(runs: pd.DataFrame, spec: StudySpec, results: list[dict], ou
         series = [act_in_series(c) for c in sel["curves"]]
         layer = last_layer(next((x for x in series if x), {}))
         ax = axes[1 if arm == baseline else 2]
-        _percentile_panel(ax, sel, series, layer, "u0", arm)
+        drew = _percentile_panel(ax, sel, series, layer, "u0", arm)
         ax.set_title(f"({'b' if arm == baseline else 'c'}) {arm_name(arm)}: input to a last-hidden-layer "
-                     f"sigmoid\n(unit 0; median over {len(sel)} seeds, band lowest to highest)", fontsize=8)
+                     f"sigmoid\n(unit 0; {len(sel)} seeds, {drew})", fontsize=8)
         ax.set_xlabel("training step")
     for arm in (baseline, treatment):
         if lit.get(arm) is not None:
             axes[0].scatter([last], [float(lit[arm])], marker="D", s=34, facecolor="white",
                             edgecolor=colour(arm), linewidth=1.4, zorder=4, label=f"paper, {arm_name(arm)}")
-    axes[0].set_ylim(0.9, 1.0)
+    _fit_accuracy_axis(axes[0], _shown_after_start(axes[0]) + [float(lit[a]) for a in (baseline, treatment)
+                                                                if lit.get(a) is not None])
     axes[0].set_xlabel("training step")
     axes[0].set_ylabel("test accuracy")
     axes[0].set_title(f"(a) test accuracy ({which})", fontsize=8)
@@ -329,7 +399,7 @@ def plot_ioffe_fig1(runs: pd.DataFrame, spec: StudySpec, results: list[dict], ou
     hi = max(ax.get_ylim()[1] for ax in axes[1:])
     for ax in axes[1:]:
         ax.set_ylim(lo, hi)
-    fig.suptitle(f"{spec.name}: Ioffe & Szegedy (2015) Figure 1 from our runs", fontsize=9)
+    fig.suptitle(f"{_title(spec)}: Ioffe & Szegedy (2015) Figure 1 from our runs", fontsize=9)
     fig.tight_layout()
     return [save(fig, out / f"fig1.{fmt}")]
 
@@ -346,6 +416,7 @@ def ics_layers(layers: list[int], most: int = MAX_ICS_LAYERS) -> list[int]:
     return [layers[i] for i in sorted(set(picks))]
 
 
+@closes_figures
 def plot_grad_ics(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = "png",
                   setting: dict | None = None, fixed: dict | None = None) -> list[Path]:
     """Santurkar et al.'s ICS over training, for a few weight layers across depth: ||G - G'||
@@ -358,6 +429,8 @@ def plot_grad_ics(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = "pn
     setting = {**(setting or {}), **(fixed or {})}
     measures = (("l2", "||G − G′||  (their measure)"), ("rel", "||G − G′|| / ||G||"), ("cos", "cos(G, G′)"))
     fig, axes = plt.subplots(len(measures), len(layers), figsize=(3.4 * len(layers), 8), sharex=True, squeeze=False)
+    for ax in axes[0]:
+        ax.set_yscale("log")
     for arm in spec.arms:
         arm_sel = arm_runs(fin, spec, arm, setting)
         for j, layer in enumerate(layers):
@@ -370,11 +443,9 @@ def plot_grad_ics(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = "pn
             axes[-1, j].set_xlabel("training step")
     for i, (_, text) in enumerate(measures):
         axes[i, 0].set_ylabel(text)
-    for ax in axes[0]:
-        ax.set_yscale("log")
     axes[0, 0].legend()
-    fig.suptitle(f"{spec.name}: gradient change after the earlier layers' update (Santurkar et al. 2018, Def. 2.1)"
-                 + (f", {_setting_text(setting)}" if setting else ""))
+    fig.suptitle(f"{_title(spec)}: gradient change after the earlier layers' update (Santurkar et al. 2018, Def. 2.1)"
+                 + (f", {_setting_text(setting)}" if setting else "") + f"\nmean and 95% CI over seeds; {LOG_BAND}")
     return [save(fig, out / f"grad_ics{_suffix(fixed)}.{fmt}")]
 
 
@@ -383,6 +454,7 @@ LANDSCAPE_PANELS = (("loss_range", "loss range along −g\n(max − min of L(W �
                     ("beta", "effective β-smoothness\n(max ||∇L(W − ηg) − ∇L(W)|| / ||ηg||)"))
 
 
+@closes_figures
 def plot_landscape(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = "png",
                    setting: dict | None = None, fixed: dict | None = None) -> list[Path]:
     """Santurkar et al.'s Fig. 4 from our runs: along the gradient from the current weights,
@@ -392,6 +464,8 @@ def plot_landscape(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = "p
     fin = tuning_runs(runs[runs.status.isin(FINISHED)], spec)
     setting = {**(setting or {}), **(fixed or {})}
     fig, axes = plt.subplots(1, len(LANDSCAPE_PANELS), figsize=(4.2 * len(LANDSCAPE_PANELS), 3.8), squeeze=False)
+    for ax in axes[0]:
+        ax.set_yscale("log")
     for arm in spec.arms:
         sel = arm_runs(fin, spec, arm, setting)
         for ax, (m, _) in zip(axes[0], LANDSCAPE_PANELS):
@@ -399,16 +473,16 @@ def plot_landscape(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = "p
             if mat is not None:
                 _band(ax, mat.index, mat, arm, arm_name(arm))
     for ax, (_, text) in zip(axes[0], LANDSCAPE_PANELS):
-        ax.set_yscale("log")
         ax.set_ylabel(text)
         ax.set_xlabel("training step")
     axes[0, 0].legend()
-    fig.suptitle(f"{spec.name}: the loss landscape along the gradient (Santurkar et al. 2018, Fig. 4)"
-                 + (f", {_setting_text(setting)}" if setting else ""))
+    fig.suptitle(f"{_title(spec)}: the loss landscape along the gradient (Santurkar et al. 2018, Fig. 4)"
+                 + (f", {_setting_text(setting)}" if setting else "") + f"\n{LOG_BAND}")
     fig.tight_layout()
     return [save(fig, out / f"landscape{_suffix(fixed)}.{fmt}")]
 
 
+@closes_figures
 def plot_claim(result: dict, spec: StudySpec, out: Path, fmt: str = "png") -> list[Path]:
     """The per-seed values behind one claim's verdict: each arm's points (censored values,
     which are bounds, as triangles), mean and 95% CI, and the test that decided."""
@@ -452,6 +526,7 @@ def speed_results(results: list[dict]) -> list[dict]:
     return [r for r in results if str(r.get("metric", "")).startswith("steps_to_val_") and r.get("seeds")]
 
 
+@closes_figures
 def plot_reached_target(runs: pd.DataFrame, spec: StudySpec, results: list[dict], out: Path,
                         fmt: str = "png") -> list[Path]:
     """Beside each speed verdict, the fraction of its runs that have reached the target by each
@@ -506,12 +581,23 @@ def _mark_literature(fig, ax, result: dict, spec: StudySpec) -> None:
     if marked:
         ax.scatter([], [], marker="D", facecolor="white", edgecolor="k", label="literature")
         ax.legend(loc="best", fontsize=7)
-        fig.text(0.01, -0.02, f"◇ literature: {source}", fontsize=6, wrap=True, va="top")
+        fig.text(0.01, -0.02, caption(f"◇ literature: {source}"), fontsize=6, va="top")
     elif source:
-        short = source if len(source) < 160 else source[:157] + "…"
-        fig.text(0.01, -0.02, f"Literature (no number on this axis): {short}", fontsize=6, wrap=True, va="top")
+        fig.text(0.01, -0.02, caption(f"Literature (no number on this axis): {source}"), fontsize=6, va="top")
 
 
+CAPTION_WIDTH = 90  # characters per line of a caption under a figure (6 pt)
+
+
+def caption(text: str, width: int = CAPTION_WIDTH) -> str:
+    """A caption wrapped at word boundaries, whole: cutting it at a character count once ended a
+    caption mid-word."""
+    import textwrap
+
+    return textwrap.fill(text, width=width, break_long_words=False, break_on_hyphens=False)
+
+
+@closes_figures
 def plot_sensitivity(results: list[dict], spec: StudySpec, out: Path, fmt: str = "png") -> list[Path]:
     """Each claim's effect (treatment − baseline, + = as claimed) with its 95% interval at
     every matched setting, against the smallest effect that matters (an equivalence: against
@@ -555,11 +641,12 @@ def plot_sensitivity(results: list[dict], spec: StudySpec, out: Path, fmt: str =
     for row in axes:
         row[0].set_ylabel("effect, treatment − baseline\n(+ = as claimed), tuning seeds")
     fig.tight_layout()
-    fig.suptitle(f"{spec.name}: each claim at every shared setting "
+    fig.suptitle(f"{_title(spec)}: each claim at every shared setting "
                  "(green supported, red not supported, grey inconclusive; Holm within a claim)", fontsize=8, y=1.03)
     return [save(fig, out / f"sensitivity.{fmt}")]
 
 
+@closes_figures
 def plot_slice_curves(runs: pd.DataFrame, slice_runs: pd.DataFrame, label: str, spec: StudySpec, out: Path,
                       fmt: str = "png", fixed: dict | None = None) -> list[Path]:
     """The study's runs beside runs of another budget committed with it (a GPU slice at the
@@ -595,7 +682,7 @@ def plot_slice_curves(runs: pd.DataFrame, slice_runs: pd.DataFrame, label: str, 
     ax.set_ylabel("test accuracy")
     ax.set_ylim(0.0, 1.0)
     ax.legend(fontsize=7, ncol=2, loc="upper left")
-    ax.set_title(f"{spec.name}: this study's runs and `{label}`" + (f", {_setting_text(fixed)}" if fixed else ""))
+    ax.set_title(f"{_title(spec)}: this study's runs and `{label}`" + (f", {_setting_text(fixed)}" if fixed else ""))
     return [save(fig, out / f"{label}_vs_study{_suffix(fixed)}.{fmt}")]
 
 
@@ -607,6 +694,7 @@ ACT_PANELS = (("pre_skew_abs", "|skewness| of the pre-activation", 0.0),
               ("norm_var", "variance of the normalized value", 1.0))
 
 
+@closes_figures
 def plot_act_stats(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = "png",
                    fixed: dict | None = None) -> list[Path]:
     """The seed's descriptions over training: per statistic, each arm at its chosen setting,
@@ -641,7 +729,7 @@ def plot_act_stats(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = "p
         plt.close(fig)
         return []
     axes[0, 0].legend(fontsize=7)
-    fig.suptitle(f"{spec.name}: what BN does to the activations (train mode, mean over hidden layers), {which}",
+    fig.suptitle(f"{_title(spec)}: what BN does to the activations (train mode, mean over hidden layers), {which}",
                  fontsize=9)
     fig.tight_layout()
     return [save(fig, out / f"act_stats{_suffix(fixed)}.{fmt}")]
@@ -666,6 +754,7 @@ def _corr_matrices(curves: dict) -> dict[int, np.ndarray]:
     return out
 
 
+@closes_figures
 def plot_act_corr(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = "png",
                   fixed: dict | None = None) -> list[Path]:
     """Whitening, seen: per arm (rows) and hidden layer (columns), the correlation matrix of the
@@ -700,7 +789,7 @@ def plot_act_corr(runs: pd.DataFrame, spec: StudySpec, out: Path, fmt: str = "pn
             ax.set_yticks([])
     if image is not None:
         fig.colorbar(image, ax=axes, shrink=0.8, label="correlation")
-    fig.suptitle(f"{spec.name}: correlation of the first {len(next(iter(next(iter(per_arm.values()))[0].values())))} "
+    fig.suptitle(f"{_title(spec)}: correlation of the first {len(next(iter(next(iter(per_arm.values()))[0].values())))} "
                  f"units' pre-activations at the end of training, {which}", fontsize=8)
     return [save(fig, out / f"act_corr{_suffix(fixed)}.{fmt}")]
 
@@ -826,6 +915,7 @@ FIGURES: tuple[Figure, ...] = (
 )
 
 
+@closes_figures
 def plot_study(runs: pd.DataFrame, spec: StudySpec, results: list[dict], out: Path,
                fmt: str = "png", slices: dict | None = None) -> list[Path]:
     """Every figure of the registry that applies to the study's runs (or to a folder of runs

@@ -39,7 +39,12 @@ LABELS = {
     "best/recal/val/acc": "best validation accuracy, BN statistics recalibrated",
     "train/acc": "train-mode accuracy on the last training batches",
     "best/train/loss": "lowest training loss reached",
+    "act_in_drift_last": "activation-input drift, last hidden layer (Ioffe's ICS)",
+    "model.norm": "normalization", "model.name": "model", "init.scheme": "initialization",
+    "model.norm_layers": "hidden layers normalized",
 }
+# a per-layer gradient-ICS measure (grad_ics_<m>_l<i>) in words
+GRAD_ICS_WORDS = {"l2": "||G − G′||", "rel": "||G − G′|| / ||G||", "cos": "cos(G, G′)"}
 
 # the activation-statistics probe's statistics (bnlab.analysis.measures.ACT_STATS), in words
 ACT_STAT_WORDS = {"norm_mean_abs": "per-unit |mean| of the normalized value", "norm_var": "variance of the normalized value",
@@ -70,12 +75,24 @@ def label(key: str) -> str:
             return f"steps to {100 * float(key.removeprefix('steps_to_val_')):.4g}% validation accuracy"
         except ValueError:
             return key
+    if key.startswith("time_to_val_") and key.endswith("_s"):
+        try:
+            return (f"training seconds to {100 * float(key.removeprefix('time_to_val_').removesuffix('_s')):.4g}% "
+                    f"validation accuracy")
+        except ValueError:
+            return key
+    if key.startswith("grad_ics_") and "_l" in key.removeprefix("grad_ics_"):
+        measure, _, layer = key.removeprefix("grad_ics_").partition("_l")
+        if measure in GRAD_ICS_WORDS and layer.isdigit():
+            return f"{GRAD_ICS_WORDS[measure]}, weight layer {int(layer) + 1} (Santurkar et al.'s ICS)"
     return key
 
 
-# for arms that are not norms (an ad-hoc sweep whose arm key is, say, optim.lr): a colour
-# picked from the arm's name, so the same value has the same colour in every figure
-OTHER_COLOURS = ("#8c564b", "#e377c2", "#bcbd22", "#7f7f7f", "#393b79", "#637939", "#8c6d31", "#843c39")
+# for arms that are not registered norms (an ad-hoc sweep whose arm key is, say, optim.lr): a
+# colour picked from the arm's name, so the same value has the same colour in every figure. Each
+# is at least ΔE94 20 from every norm's colour and from each other (tests/test_figures.py): the
+# browns and dark reds once used here read as no-BN's red.
+OTHER_COLOURS = ("#bcbd22", "#e7298a", "#393b79", "#8c6d31", "#e7969c", "#c5b0d5")
 
 
 def colour(arm) -> str:
