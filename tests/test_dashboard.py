@@ -81,7 +81,10 @@ def test_offline_runs_carry_their_name_group_and_config_in_a_folder_per_ad_hoc_n
 def test_compare_prints_one_row_per_norm_with_two_seeds_and_an_interval(adhoc_sweep, capsys):
     status_main([str(adhoc_sweep), "--compare"])
     lines = capsys.readouterr().out.splitlines()
-    assert "grouped by model.norm;" in lines[0] and "2 seed(s)" in lines[0]
+    # first what was read (sweep progress, the one loader's source line), then the comparison
+    assert any(ln.startswith("default: 4 runs from the folder") for ln in lines), lines
+    lines = lines[next(i for i, ln in enumerate(lines) if "grouped by model.norm;" in ln):]
+    assert "2 seed(s)" in lines[0]
     header, rows = lines[1].split(), lines[2:]
     assert header[:8] == ["model.norm", "runs", "n", "completed", "diverged", "failed", "incomplete", "not"]
     assert len(rows) == 2, "one row per norm: the seed is averaged over"
