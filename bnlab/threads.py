@@ -12,7 +12,10 @@ MNIST MLP run took 10.4 ms/step with two threads and 2.7 with one. So:
 - an integer: that many (a warning when it exceeds the cores free for the run);
 - null: torch's own default (every core).
 
-Threads change only the speed: a run's metrics are the same with 1 and 2 threads (tests).
+Threads change the speed and the last bits of a run's numbers (the order of floating-point
+sums; on 200-step runs the MLP's training loss and every metric of the small CNN differed
+between 1 and 2 threads), not what a run learns. Each run records the count it used
+(run.json env.torch_threads); the studies' sweeps and scripts/check_rerun.py use one thread.
 """
 from __future__ import annotations
 
