@@ -273,6 +273,13 @@ def summary_problem(summary: dict) -> str:
     for key, value in summary.items():
         if value is None:
             continue
+        if key == "resumed_from_steps":  # the step of each resume, a list (bnlab.runner)
+            why = _field_problem(key, value, "list") or next(
+                (f"{key} holds {json.dumps(v)[:40]}, not an integer" for v in value
+                 if not isinstance(v, int) or isinstance(v, bool)), "")
+            if why:
+                return why
+            continue
         if "/" in key or key.endswith(("_s", "_ms", "step", "steps", "_target")) or key in (
                 "initial_loss", "target_val_acc", "params"):
             expect = "number"

@@ -364,3 +364,14 @@ def test_a_project_name_wandb_refuses_is_refused_up_front(cfg_factory, project):
         validate(cfg_factory(f"tracking.project='{project}'"))
     assert err.value.key == "tracking.project" and "W&B project name" in str(err.value)
     validate(cfg_factory("tracking.project=bnlab-runs.v2"))
+
+
+def test_a_resumed_runs_summary_is_not_damaged():
+    """A run resumed from checkpoints records the step of each resume as a list
+    (`resumed_from_steps`, bnlab.runner): a summary, not a damaged one (the type check once
+    read it by its '_steps' ending as a number, and every resumed run looked damaged)."""
+    from bnlab.store import summary_problem
+
+    assert summary_problem({"status": "completed", "resumed_from_steps": [0, 17551], "best/val/acc": 0.97}) == ""
+    assert "not a list" in summary_problem({"status": "completed", "resumed_from_steps": 17551})
+    assert "not an integer" in summary_problem({"status": "failed", "resumed_from_steps": [0, "x"]})
