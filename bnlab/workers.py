@@ -114,16 +114,16 @@ def _launcher(hc) -> int | None:
     return int(pid)
 
 
-def _term_on_parent_death() -> None:
+def _term_on_parent_death() -> bool:
     """Linux: the kernel sends this process SIGTERM the moment its parent dies
     (prctl PR_SET_PDEATHSIG), so a run stops within its current step; the watching thread
-    below is the fallback elsewhere, within WATCH_EVERY_S."""
+    below is the fallback elsewhere, within WATCH_EVERY_S. True when the kernel will."""
     try:
         import ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+        return ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0) == 0  # 1: PR_SET_PDEATHSIG
     except (OSError, AttributeError):
-        pass
+        return False
 
 
 _watching: list[int] = []  # the launcher this worker process watches (one thread per process)
@@ -135,7 +135,7 @@ def guard_worker(hc) -> None:
     launcher = _launcher(hc)
     if launcher is None:
         return
-    _term_on_parent_death()
+    kernel_signals = _term_on_parent_death()
     if os.getppid() != launcher:  # after the request above: a death in between is seen here
         print(f"bnlab-train: the sweep's launcher (pid {launcher}) is gone: this worker starts no "
               f"job and exits", file=sys.stderr, flush=True)
@@ -148,8 +148,11 @@ def guard_worker(hc) -> None:
         while os.getppid() == launcher:
             time.sleep(WATCH_EVERY_S)
         # Orphaned. A training job's SIGTERM handler checkpoints and stops the run; an idle
-        # worker (no handler) dies of it. Either way nothing more is trained here.
-        os.kill(os.getpid(), signal.SIGTERM)
+        # worker (no handler) dies of it. Either way nothing more is trained here. Where the
+        # kernel has sent it already, not a second time: a second SIGTERM means "stop now",
+        # which would cut the checkpoint the first one is writing.
+        if not kernel_signals:
+            os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(WORKER_GRACE_S)
         os._exit(128 + signal.SIGTERM)  # a job that did not stop in time
 

@@ -169,7 +169,9 @@ def test_a_killed_run_relaunched_resumes_and_ends_as_if_never_stopped(mnist_root
     else:
         assert cut["status"] == "incomplete"
     saved = load_checkpoint(run_dir)["progress"]["step"]
-    assert steps // 4 < saved < steps - 500
+    # checkpoints are spaced in time (bnlab.checkpoint), so under load the last one before the
+    # kill can be well before the step we waited for: it only has to be a real mid-run one
+    assert 0 < saved < steps - 500
 
     again = _train_cli(tmp_path / "cut", *args)
     assert again.wait(timeout=300) == 0, again.stderr.read()[-2000:]
