@@ -22,7 +22,7 @@ from bnlab.analysis.spec import list_studies, load_spec
 from bnlab.analysis.findings import findings
 from bnlab.analysis.stats import effect_text
 from bnlab.errors import ConfigError
-from bnlab.analysis.study import RESULTS, analyse_all, decide, load_study, profile_results, save_frame
+from bnlab.analysis.study import RESULTS, analyse_all, check_results_folder, decide, load_study, profile_results, save_frame
 from bnlab.views.figures import draw
 
 
@@ -35,6 +35,11 @@ def main(argv=None) -> None:
     ap.add_argument("--profile", default=None, help="the budget profile to read a study under (e.g. quick)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
+    try:
+        check_results_folder(Path(args.results))
+    except ConfigError as exc:
+        print(f"bnlab-plot: error: {exc}", file=sys.stderr)
+        raise SystemExit(2)
     results_dir = profile_results(Path(args.results), args.profile)
     runs_root = Path(args.runs_root) if args.runs_root else None
     target = args.study.rstrip("/") or "/"
