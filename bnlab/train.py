@@ -55,10 +55,23 @@ def _check_group_choices(parsed) -> None:
         if group_dir is None or ov.is_delete():
             continue
         options = sorted(p.stem for p in group_dir.glob("*.yaml"))
+        _check_one_study(ov, options)
         values = list(ov.sweep_string_iterator()) if ov.is_discrete_sweep() else [ov.value()]
         for value in values:
             if isinstance(value, str) and value not in options:
                 raise ConfigError(ov.key_or_group, f"got {value!r}; allowed: {', '.join(options)}")
+
+
+# --- one study at a time (issue 22): Hydra merges a list of study files into one config, and
+# a sweep over them runs one job per file, ignoring each file's own sweep (DESIGN.md's traps)
+def _check_one_study(ov, options: list[str]) -> None:
+    if ov.key_or_group != "experiments":
+        return
+    value = ov.value()
+    if isinstance(value, list) or (ov.is_sweep_override() and len(getattr(value, "list", ())) != 1):
+        raise ConfigError("experiments", f"got {ov.input_line.split('=', 1)[1]}; one study at a time "
+                          f"(experiments=<one of: {', '.join(options)}>), each launched on its own")
+# ---
 
 
 def _compose(compose, overrides: list[str], **kw) -> DictConfig:

@@ -10,7 +10,7 @@ import pytest
 
 from bnlab.config import validate
 from bnlab.errors import ConfigError
-from bnlab.train import preflight
+from bnlab.train import compose_jobs, preflight
 
 from conftest import data_root
 
@@ -123,6 +123,17 @@ def test_preflight_checks_every_value_of_a_command_line_sweep():
     assert err.value.key == "optim.lr" and "optim.lr=-1" in str(err.value)
 
 
+@pytest.mark.parametrize("studies", ["experiments=[quickstart,lr_mnist]", "experiments=quickstart,lr_mnist",
+                                     "experiments=glob(*)"])
+def test_one_study_at_a_time_in_the_launch_and_its_dry_run(studies):
+    """A list of study files was merged into one config without a word; a sweep over them runs
+    one job per file and ignores each file's sweep. `--dry-run` previews with compose_jobs."""
+    for jobs in (lambda: compose_jobs([studies], multirun=True), lambda: preflight([studies], multirun=True)):
+        with pytest.raises(ConfigError, match="one study at a time") as err:
+            jobs()
+        assert err.value.key == "experiments"
+
+
 def _cli(tmp_path: Path, *args: str, env_extra=None):
     env = {**os.environ, "BNLAB_DATA": str(data_root()), **(env_extra or {})}
     return subprocess.run([sys.executable, "-m", "bnlab.train", f"paths.results={tmp_path}",
@@ -148,6 +159,7 @@ def _cli(tmp_path: Path, *args: str, env_extra=None):
     (["paths.results=/proc/bnlab"], "paths.results:"),
     (["paths.results=/etc/hostname/bnlab"], "paths.results:"),
     (["tags=[" + ",".join(["t"] * 20000) + "]"], "tags:"),
+    (["experiments=[quickstart,lr_mnist]"], "experiments:"),
 ])
 def test_cli_bad_input_is_one_line_nonzero_and_leaves_nothing(tmp_path, args, key):
     proc = _cli(tmp_path, *args)
