@@ -52,8 +52,9 @@ def main(argv=None) -> None:
         else:  # a folder, or a study without claims (the quickstart demo)
             study = load_study(target, results_dir, runs_root, args.profile)
             decide([study])
-    except (FileNotFoundError, ConfigError) as exc:
-        sys.exit(f"bnlab-plot: error: {exc}")
+    except (FileNotFoundError, ConfigError) as exc:  # no such study or folder; a bad study file
+        print(f"bnlab-plot: error: {exc}", file=sys.stderr)
+        raise SystemExit(2)
     print(study["source_line"])
     if not study["ran"]:
         sys.exit(f"bnlab-plot: nothing written: run `bnlab-study {target}"

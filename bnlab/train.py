@@ -71,6 +71,11 @@ def _check_one_study(ov, options: list[str]) -> None:
     if isinstance(value, list) or (ov.is_sweep_override() and len(getattr(value, "list", ())) != 1):
         raise ConfigError("experiments", f"got {ov.input_line.split('=', 1)[1]}; one study at a time "
                           f"(experiments=<one of: {', '.join(options)}>), each launched on its own")
+    study = value.list[0] if ov.is_sweep_override() else value
+    if isinstance(study, str) and study in options:  # broken YAML, or a file naming no study
+        from bnlab.study_file import read_study_file
+
+        read_study_file(_group_dir("experiments") / f"{study}.yaml")
 # ---
 
 

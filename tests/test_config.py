@@ -340,3 +340,31 @@ def test_a_profile_may_name_its_own_extra_grids(capsys):
     commands = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("$ bnlab-train")]
     assert len(commands) == 2 and commands[0].endswith("optim.lr=2.0,8.0 model.dropout=0.0,0.5 seed=0")
     assert commands[1].endswith("optim.lr=2.0,8.0 seed=0 model.dropout_placement=before_classifier model.dropout=0.5")
+
+
+def test_a_study_file_that_names_no_study_or_is_not_yaml_is_one_line_naming_it(tmp_path, monkeypatch):
+    """An empty study file (only `# @package _global_`) launched the default 50k-step run in
+    silence; broken YAML was a parser's traceback. Both are one line naming the file (and the
+    line), from the launch, its dry run (compose_jobs) and the analysis (load_spec) alike."""
+    import shutil
+    from bnlab import train
+    from bnlab.analysis.spec import load_spec
+    from bnlab.resolvers import EXPERIMENTS_DIR
+
+    studies = tmp_path / "studies" / "experiments"  # a copy of experiments/ on the search path
+    shutil.copytree(EXPERIMENTS_DIR, studies)
+    (studies / "empty.yaml").write_text("# @package _global_\n")
+    (studies / "broken.yaml").write_text("# @package _global_\nname: broken\ntrainer:\n  max_steps: 10\n"
+                                         "   eval_every: 5\n")
+    monkeypatch.setattr(train, "STUDIES_ROOT", tmp_path / "studies")
+    for name, said in (("empty", "names no study: a study file sets `name`"),
+                       ("broken", "line 5: not valid YAML")):
+        for launch in (lambda: compose_jobs([f"experiments={name}"]),
+                       lambda: preflight([f"experiments={name}", f"paths.results={tmp_path}"])):
+            with pytest.raises(ConfigError, match=said) as err:
+                launch()
+            assert err.value.key == f"experiments/{name}.yaml" and "\n" not in str(err.value)
+        with pytest.raises(ConfigError, match=said):
+            load_spec(name, studies)
+    assert not (tmp_path / "runs").exists()
+    compose_jobs(["experiments=quickstart"])  # a study file of the copy composes as before

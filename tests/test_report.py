@@ -171,9 +171,11 @@ def test_plot_and_status_on_a_folder_of_runs_launched_ad_hoc(tmp_path, capsys):
     assert "chosen for model.norm=batch" in out and "top of its grid" in out
 
 
-def test_plot_command_errors_are_one_line(tmp_path):
-    with pytest.raises(SystemExit, match="neither a study"):
+def test_plot_command_errors_are_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
         plot_main([str(tmp_path / "nothing-here")])
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and "neither a study" in err and "\n" not in err
 
 
 def test_a_three_arm_study_in_the_report_and_figures(tmp_path, monkeypatch):

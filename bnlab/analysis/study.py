@@ -27,6 +27,7 @@ from bnlab.analysis.verdicts import (ics_with_accuracy, normalization_check, ran
 from bnlab.analysis.frames import budget, frame_from_csv, frame_from_store, relative, write_csv
 from bnlab.errors import ConfigError
 from bnlab.resolvers import REPO_ROOT
+from bnlab.study_file import read_study_file
 from bnlab.analysis.stats import apply_holm
 
 RESULTS = REPO_ROOT / "results"
@@ -193,7 +194,7 @@ def has_profiles(name: str) -> list[str]:
     from bnlab.analysis.spec import profiles_of
     from bnlab.resolvers import EXPERIMENTS_DIR
 
-    return [str(p) for p in profiles_of(OmegaConf.to_container(OmegaConf.load(EXPERIMENTS_DIR / f"{name}.yaml")))]
+    return [str(p) for p in profiles_of(read_study_file(EXPERIMENTS_DIR / f"{name}.yaml"))]
 
 
 def decide(studies: list[dict]) -> None:
