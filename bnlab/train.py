@@ -90,7 +90,9 @@ def _compose(compose, overrides: list[str], **kw) -> DictConfig:
             key = unknown.group(1)
             raise ConfigError(key, f"no such key in the config (a typo? `bnlab-train --cfg job` "
                               f"lists the keys; +{key}=... adds a new one)") from None
-        raise ConfigError("overrides", _one_line(exc)) from None
+        from bnlab.override_errors import unmergeable_override
+
+        raise unmergeable_override(str(exc), exc.__cause__) or ConfigError("overrides", _one_line(exc)) from None
 
 
 MAX_PREFLIGHT_JOBS = 2000
@@ -120,7 +122,9 @@ def compose_jobs(overrides: list[str], multirun: bool = False) -> list[tuple[lis
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as exc:
-        raise ConfigError("overrides", _one_line(exc)) from None
+        from bnlab.override_errors import unparsable_override
+
+        raise unparsable_override(overrides, exc) from None
     _check_group_choices(parsed)
     plain = [o.input_line for o in parsed if not o.is_sweep_override()]
     with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name="preflight"):

@@ -134,6 +134,25 @@ def test_one_study_at_a_time_in_the_launch_and_its_dry_run(studies):
         assert err.value.key == "experiments"
 
 
+@pytest.mark.parametrize("override,key,allowed", [
+    ("name=ünïcödé", "name", """quote it, e.g. 'name="ünïcödé"'"""),
+    ("paths.results=~/x", "paths.results", "`~` is not expanded in an override: give an absolute path "
+                                           "(e.g. paths.results=$HOME/x)"),
+    ("hydra.launcher.n_jobs=abc", "hydra.launcher.n_jobs", "got 'abc'; must be an integer >= 1"),
+])
+def test_hydra_parser_errors_name_the_key_and_what_is_allowed(override, key, allowed):
+    """Hydra said "LexerNoViableAltException: name=ünïcödé; ^" or "Error merging override …"."""
+    with pytest.raises(ConfigError) as err:
+        compose_jobs([override, "seed=0,1"], multirun=True)
+    assert err.value.key == key and allowed in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_quoted_value_passes_the_grammar_and_meets_the_key_own_check():
+    with pytest.raises(ConfigError, match="must be a name of 1 to 100 letters") as err:
+        compose_jobs(['name="ünïcödé"'])
+    assert err.value.key == "name"
+
+
 def _cli(tmp_path: Path, *args: str, env_extra=None):
     env = {**os.environ, "BNLAB_DATA": str(data_root()), **(env_extra or {})}
     return subprocess.run([sys.executable, "-m", "bnlab.train", f"paths.results={tmp_path}",
@@ -160,6 +179,9 @@ def _cli(tmp_path: Path, *args: str, env_extra=None):
     (["paths.results=/etc/hostname/bnlab"], "paths.results:"),
     (["tags=[" + ",".join(["t"] * 20000) + "]"], "tags:"),
     (["experiments=[quickstart,lr_mnist]"], "experiments:"),
+    (["name=ünïcödé"], "name:"),
+    (["paths.results=~/x"], "paths.results:"),
+    (["-m", "hydra.launcher.n_jobs=abc", "seed=0,1"], "hydra.launcher.n_jobs:"),
 ])
 def test_cli_bad_input_is_one_line_nonzero_and_leaves_nothing(tmp_path, args, key):
     proc = _cli(tmp_path, *args)
