@@ -35,15 +35,12 @@ def main(argv=None) -> None:
     ap.add_argument("--profile", default=None, help="the budget profile to read a study under (e.g. quick)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    try:
-        check_results_folder(Path(args.results))
-    except ConfigError as exc:
-        print(f"bnlab-plot: error: {exc}", file=sys.stderr)
-        raise SystemExit(2)
     results_dir = profile_results(Path(args.results), args.profile)
     runs_root = Path(args.runs_root) if args.runs_root else None
     target = args.study.rstrip("/") or "/"
     try:
+        if not Path(target).is_dir():  # a folder of runs is read, and drawn into, on its own
+            check_results_folder(Path(args.results))
         if "/" not in target and target in list_studies() and load_spec(target).claims:
             # the report's Holm family: every study's claims
             study = next((s for s in analyse_all(results_dir, runs_root, args.profile) if s["name"] == target), None)
