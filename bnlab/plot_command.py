@@ -22,7 +22,7 @@ from bnlab.analysis.spec import list_studies, load_spec
 from bnlab.analysis.findings import findings
 from bnlab.analysis.stats import effect_text
 from bnlab.errors import ConfigError
-from bnlab.analysis.study import RESULTS, analyse_all, decide, load_study, profile_results, save_frame
+from bnlab.analysis.study import RESULTS, analyse_all, check_results_folder, decide, load_study, profile_results, save_frame
 from bnlab.views.figures import draw
 
 
@@ -39,6 +39,8 @@ def main(argv=None) -> None:
     runs_root = Path(args.runs_root) if args.runs_root else None
     target = args.study.rstrip("/") or "/"
     try:
+        if not Path(target).is_dir():  # a folder of runs is read, and drawn into, on its own
+            check_results_folder(Path(args.results))
         if "/" not in target and target in list_studies() and load_spec(target).claims:
             # the report's Holm family: every study's claims
             study = next((s for s in analyse_all(results_dir, runs_root, args.profile) if s["name"] == target), None)
@@ -47,8 +49,9 @@ def main(argv=None) -> None:
         else:  # a folder, or a study without claims (the quickstart demo)
             study = load_study(target, results_dir, runs_root, args.profile)
             decide([study])
-    except (FileNotFoundError, ConfigError) as exc:
-        sys.exit(f"bnlab-plot: error: {exc}")
+    except (FileNotFoundError, ConfigError) as exc:  # no such study or folder; a bad study file
+        print(f"bnlab-plot: error: {exc}", file=sys.stderr)
+        raise SystemExit(2)
     print(study["source_line"])
     if not study["ran"]:
         sys.exit(f"bnlab-plot: nothing written: run `bnlab-study {target}"

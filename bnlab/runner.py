@@ -76,6 +76,10 @@ def run(cfg: DictConfig, out_dir: str | Path, *, label: str | None = None,
     log.info("%s on %s: %s parameters, device %s, %d train / %d val / %d test images",
              cfg.model.name, cfg.data.name, f"{params:,}", device, len(data.train_x),
              len(data.val_x), len(data.test_x))
+    if len(data.val_x) == 0:
+        log.warning("data.val_size=0: no validation split, so the validation-based outcomes (best "
+                    "val/acc, its step, steps to target) are not measured; `learned` is judged on "
+                    "the last test accuracy (recorded as learned_on: test/acc)")
 
     fp = fingerprint(config)
     writer = RunWriter(out_dir)

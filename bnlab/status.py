@@ -22,6 +22,7 @@ from bnlab.analysis.kinds import needs_confirmation
 from bnlab.analysis.selection import best_settings, edge_flags
 from bnlab.analysis.spec import spec_for_runs
 from bnlab.analysis.frames import FINISHED, OUTCOMES, outcome, swept_columns
+from bnlab.errors import ConfigError
 from bnlab.resolvers import REPO_ROOT
 from bnlab.analysis.study import RESULTS, load_study
 from bnlab.sweep import SWEEP_FILE, progress_line, sweep_progress
@@ -90,6 +91,9 @@ def main(argv=None) -> None:
             print(exc)
             return
         raise SystemExit(f"bnlab-status: error: {exc}")
+    except ConfigError as exc:  # a study file that is not valid YAML or names no study
+        print(f"bnlab-status: error: {exc}", file=sys.stderr)
+        raise SystemExit(2)
     study = loaded["store"]
     for sweep_file in sorted(study.rglob(SWEEP_FILE)) if study.is_dir() else []:
         p = sweep_progress(sweep_file.parent)

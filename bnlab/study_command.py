@@ -123,8 +123,9 @@ def main(argv=None) -> None:
     profile = next((o.split("=", 1)[1] for o in reversed(args.overrides) if o.startswith("profile=")), None)
     try:
         spec = load_spec(args.study, profile=profile)
-    except ConfigError as exc:
-        sys.exit(f"bnlab-study: error: {exc}")
+    except ConfigError as exc:  # a bad profile, analysis block or study file: bad input, exit 2
+        print(f"bnlab-study: error: {exc}", file=sys.stderr)
+        sys.exit(2)
     t0 = time.perf_counter()
     # a budget profile may name its own seeds and a smaller grid (a quick look: fewer of each)
     seeds = [f"seed={','.join(map(str, spec.seeds))}"] if spec.seeds else []

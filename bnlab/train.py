@@ -55,10 +55,28 @@ def _check_group_choices(parsed) -> None:
         if group_dir is None or ov.is_delete():
             continue
         options = sorted(p.stem for p in group_dir.glob("*.yaml"))
+        _check_one_study(ov, options)
         values = list(ov.sweep_string_iterator()) if ov.is_discrete_sweep() else [ov.value()]
         for value in values:
             if isinstance(value, str) and value not in options:
                 raise ConfigError(ov.key_or_group, f"got {value!r}; allowed: {', '.join(options)}")
+
+
+# --- one study at a time (issue 22): Hydra merges a list of study files into one config, and
+# a sweep over them runs one job per file, ignoring each file's own sweep (DESIGN.md's traps)
+def _check_one_study(ov, options: list[str]) -> None:
+    if ov.key_or_group != "experiments":
+        return
+    value = ov.value()
+    if isinstance(value, list) or (ov.is_sweep_override() and len(getattr(value, "list", ())) != 1):
+        raise ConfigError("experiments", f"got {ov.input_line.split('=', 1)[1]}; one study at a time "
+                          f"(experiments=<one of: {', '.join(options)}>), each launched on its own")
+    study = value.list[0] if ov.is_sweep_override() else value
+    if isinstance(study, str) and study in options:  # broken YAML, or a file naming no study
+        from bnlab.study_file import read_study_file
+
+        read_study_file(_group_dir("experiments") / f"{study}.yaml")
+# ---
 
 
 def _compose(compose, overrides: list[str], **kw) -> DictConfig:
@@ -72,7 +90,9 @@ def _compose(compose, overrides: list[str], **kw) -> DictConfig:
             key = unknown.group(1)
             raise ConfigError(key, f"no such key in the config (a typo? `bnlab-train --cfg job` "
                               f"lists the keys; +{key}=... adds a new one)") from None
-        raise ConfigError("overrides", _one_line(exc)) from None
+        from bnlab.override_errors import unmergeable_override
+
+        raise unmergeable_override(str(exc), exc.__cause__) or ConfigError("overrides", _one_line(exc)) from None
 
 
 MAX_PREFLIGHT_JOBS = 2000
@@ -102,7 +122,9 @@ def compose_jobs(overrides: list[str], multirun: bool = False) -> list[tuple[lis
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as exc:
-        raise ConfigError("overrides", _one_line(exc)) from None
+        from bnlab.override_errors import unparsable_override
+
+        raise unparsable_override(overrides, exc) from None
     _check_group_choices(parsed)
     plain = [o.input_line for o in parsed if not o.is_sweep_override()]
     with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name="preflight"):

@@ -407,11 +407,16 @@ class _Loop:
         p, spec = self.p, self.spec
         best_val = p.best["val/acc"] if p.best["val/acc"] >= 0 else None
         trained_val = p.trained_best_val if p.trained_best_val >= 0 else None
-        learned = p.diverged_at is None and learned_rule(trained_val, p.last_train.get("train/loss"),
+        # data.val_size=0 (issue 22): no validation split, so "learned" is judged on the last
+        # test accuracy (and says so) instead of a false "false" from a best val/acc never measured
+        no_val = len(self.splits["val"][0]) == 0
+        judged_on = p.last_eval.get("test/acc") if no_val else trained_val
+        learned = p.diverged_at is None and learned_rule(judged_on, p.last_train.get("train/loss"),
                                                          p.initial_loss, self.data.num_classes, spec.learned_margin)
         return {
             "status": "diverged" if p.diverged_at is not None else "completed",
             "learned": learned,
+            **({"learned_on": "test/acc"} if no_val else {}),
             "steps": p.step,
             "diverged_at_step": p.diverged_at,
             "initial_loss": p.initial_loss,

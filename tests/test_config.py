@@ -10,7 +10,7 @@ import pytest
 
 from bnlab.config import validate
 from bnlab.errors import ConfigError
-from bnlab.train import preflight
+from bnlab.train import compose_jobs, preflight
 
 from conftest import data_root
 
@@ -123,6 +123,36 @@ def test_preflight_checks_every_value_of_a_command_line_sweep():
     assert err.value.key == "optim.lr" and "optim.lr=-1" in str(err.value)
 
 
+@pytest.mark.parametrize("studies", ["experiments=[quickstart,lr_mnist]", "experiments=quickstart,lr_mnist",
+                                     "experiments=glob(*)"])
+def test_one_study_at_a_time_in_the_launch_and_its_dry_run(studies):
+    """A list of study files was merged into one config without a word; a sweep over them runs
+    one job per file and ignores each file's sweep. `--dry-run` previews with compose_jobs."""
+    for jobs in (lambda: compose_jobs([studies], multirun=True), lambda: preflight([studies], multirun=True)):
+        with pytest.raises(ConfigError, match="one study at a time") as err:
+            jobs()
+        assert err.value.key == "experiments"
+
+
+@pytest.mark.parametrize("override,key,allowed", [
+    ("name=ünïcödé", "name", """quote it, e.g. 'name="ünïcödé"'"""),
+    ("paths.results=~/x", "paths.results", "`~` is not expanded in an override: give an absolute path "
+                                           "(e.g. paths.results=$HOME/x)"),
+    ("hydra.launcher.n_jobs=abc", "hydra.launcher.n_jobs", "got 'abc'; must be an integer >= 1"),
+])
+def test_hydra_parser_errors_name_the_key_and_what_is_allowed(override, key, allowed):
+    """Hydra said "LexerNoViableAltException: name=ünïcödé; ^" or "Error merging override …"."""
+    with pytest.raises(ConfigError) as err:
+        compose_jobs([override, "seed=0,1"], multirun=True)
+    assert err.value.key == key and allowed in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_quoted_value_passes_the_grammar_and_meets_the_key_own_check():
+    with pytest.raises(ConfigError, match="must be a name of 1 to 100 letters") as err:
+        compose_jobs(['name="ünïcödé"'])
+    assert err.value.key == "name"
+
+
 def _cli(tmp_path: Path, *args: str, env_extra=None):
     env = {**os.environ, "BNLAB_DATA": str(data_root()), **(env_extra or {})}
     return subprocess.run([sys.executable, "-m", "bnlab.train", f"paths.results={tmp_path}",
@@ -148,6 +178,10 @@ def _cli(tmp_path: Path, *args: str, env_extra=None):
     (["paths.results=/proc/bnlab"], "paths.results:"),
     (["paths.results=/etc/hostname/bnlab"], "paths.results:"),
     (["tags=[" + ",".join(["t"] * 20000) + "]"], "tags:"),
+    (["experiments=[quickstart,lr_mnist]"], "experiments:"),
+    (["name=ünïcödé"], "name:"),
+    (["paths.results=~/x"], "paths.results:"),
+    (["-m", "hydra.launcher.n_jobs=abc", "seed=0,1"], "hydra.launcher.n_jobs:"),
 ])
 def test_cli_bad_input_is_one_line_nonzero_and_leaves_nothing(tmp_path, args, key):
     proc = _cli(tmp_path, *args)
@@ -328,3 +362,31 @@ def test_a_profile_may_name_its_own_extra_grids(capsys):
     commands = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("$ bnlab-train")]
     assert len(commands) == 2 and commands[0].endswith("optim.lr=2.0,8.0 model.dropout=0.0,0.5 seed=0")
     assert commands[1].endswith("optim.lr=2.0,8.0 seed=0 model.dropout_placement=before_classifier model.dropout=0.5")
+
+
+def test_a_study_file_that_names_no_study_or_is_not_yaml_is_one_line_naming_it(tmp_path, monkeypatch):
+    """An empty study file (only `# @package _global_`) launched the default 50k-step run in
+    silence; broken YAML was a parser's traceback. Both are one line naming the file (and the
+    line), from the launch, its dry run (compose_jobs) and the analysis (load_spec) alike."""
+    import shutil
+    from bnlab import train
+    from bnlab.analysis.spec import load_spec
+    from bnlab.resolvers import EXPERIMENTS_DIR
+
+    studies = tmp_path / "studies" / "experiments"  # a copy of experiments/ on the search path
+    shutil.copytree(EXPERIMENTS_DIR, studies)
+    (studies / "empty.yaml").write_text("# @package _global_\n")
+    (studies / "broken.yaml").write_text("# @package _global_\nname: broken\ntrainer:\n  max_steps: 10\n"
+                                         "   eval_every: 5\n")
+    monkeypatch.setattr(train, "STUDIES_ROOT", tmp_path / "studies")
+    for name, said in (("empty", "names no study: a study file sets `name`"),
+                       ("broken", "line 5: not valid YAML")):
+        for launch in (lambda: compose_jobs([f"experiments={name}"]),
+                       lambda: preflight([f"experiments={name}", f"paths.results={tmp_path}"])):
+            with pytest.raises(ConfigError, match=said) as err:
+                launch()
+            assert err.value.key == f"experiments/{name}.yaml" and "\n" not in str(err.value)
+        with pytest.raises(ConfigError, match=said):
+            load_spec(name, studies)
+    assert not (tmp_path / "runs").exists()
+    compose_jobs(["experiments=quickstart"])  # a study file of the copy composes as before

@@ -171,9 +171,11 @@ def test_plot_and_status_on_a_folder_of_runs_launched_ad_hoc(tmp_path, capsys):
     assert "chosen for model.norm=batch" in out and "top of its grid" in out
 
 
-def test_plot_command_errors_are_one_line(tmp_path):
-    with pytest.raises(SystemExit, match="neither a study"):
+def test_plot_command_errors_are_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
         plot_main([str(tmp_path / "nothing-here")])
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and "neither a study" in err and "\n" not in err
 
 
 def test_a_three_arm_study_in_the_report_and_figures(tmp_path, monkeypatch):
@@ -636,3 +638,22 @@ def test_the_demo_ends_with_what_its_runs_found_in_plain_sentences(tmp_path, cap
     assert f"BN {steps['batch']:.4g} against no BN {steps['none']:.4g} (steps to the target" in found[1]
     assert "ms per training step" in found[2]
     assert all("fewer than 5 seeds" in ln for ln in found), "2 seeds a side decide nothing, and it says so"
+
+
+def test_a_results_folder_that_does_not_exist_or_holds_no_runs_is_refused_in_one_line(tmp_path, capsys):
+    """`bnlab-report --results /nonexistent` once wrote an empty report there and exited 0."""
+    missing = tmp_path / "nonexistent"
+    for command in (lambda: report_main(["--results", str(missing)]),
+                    lambda: plot_main(["quickstart", "--results", str(missing)])):
+        with pytest.raises(SystemExit) as stop:
+            command()
+        assert stop.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and f"--results: {missing} is not a folder" in err
+    assert not missing.exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SystemExit) as stop:
+        report_main(["--results", str(empty)])
+    assert stop.value.code == 2 and "no study has runs" in capsys.readouterr().err
+    assert list(empty.iterdir()) == []

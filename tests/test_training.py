@@ -539,3 +539,24 @@ def test_a_run_without_a_terminal_logs_step_rate_and_eta(mnist_root, cfg_factory
         quiet = run(cfg_factory(*base, "trainer.progress_every_s=null"), tmp_path / "quiet")
     assert not [r for r in caplog.records if "steps/s" in r.getMessage()]
     assert {k: v for k, v in beating.items() if "/" in k} == {k: v for k, v in quiet.items() if "/" in k}
+
+
+def test_a_run_without_a_validation_split_is_judged_learned_on_test_accuracy_and_warns(
+        mnist_root, cfg_factory, tmp_path, caplog):
+    """data.val_size=0 once recorded a run that reached 0.95 as `learned: false` in silence:
+    its best validation accuracy was never measured. Now a warning at the start says which
+    outcomes are not measured, and `learned` is judged on test accuracy and says so."""
+    from bnlab.analysis.frames import frame_from_store, outcome
+
+    cfg = cfg_factory("model.norm=batch", "data.val_size=0", "trainer.max_steps=200", "trainer.eval_every=100")
+    with caplog.at_level("WARNING", logger="bnlab"):
+        s = run(cfg, tmp_path / "runs" / "default" / "r")
+    assert any("data.val_size=0: no validation split" in r.getMessage() for r in caplog.records)
+    assert s["status"] == "completed" and s["test/acc"] > 0.85 and s["best/val/acc"] is None
+    assert s["learned"] is True and s["learned_on"] == "test/acc"
+    row = frame_from_store(tmp_path / "runs" / "default").iloc[0]
+    assert outcome(row) == "learned"  # as the analysis reads it
+    # a run with a validation split is judged on it, as before, with no new field
+    with_val = run(cfg_factory("model.norm=batch", "trainer.max_steps=200", "trainer.eval_every=100"),
+                   tmp_path / "with_val")
+    assert with_val["learned"] is True and "learned_on" not in with_val

@@ -25,12 +25,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from omegaconf import OmegaConf
 
 from bnlab.analysis.frames import swept_columns
 from bnlab.analysis.records import Claim, as_claim
 from bnlab.errors import ConfigError
 from bnlab.resolvers import EXPERIMENTS_DIR
+from bnlab.study_file import read_study_file
 
 TESTS = ("superiority", "equivalence", "non_inferiority")
 # the pre-registered families of hypotheses (DESIGN.md, "Pre-registered hypotheses"): each is
@@ -207,7 +207,7 @@ def load_spec(name: str, experiments_dir: Path = EXPERIMENTS_DIR, profile: str |
     """The analysis block of experiments/<name>.yaml, checked (ConfigError names the key),
     under a budget profile when the study has them (profiles.<p>: max_steps, seeds,
     confirm_seeds, a smaller grid and its own extra grids of that budget)."""
-    raw = OmegaConf.to_container(OmegaConf.load(experiments_dir / f"{name}.yaml"))
+    raw = read_study_file(experiments_dir / f"{name}.yaml")
     a = raw.get("analysis") or {}
     chosen = chosen_profile(raw, profile)
     budget = profiles_of(raw).get(chosen, {}) if chosen else {}

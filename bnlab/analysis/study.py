@@ -25,7 +25,9 @@ from bnlab.analysis.records import Study
 from bnlab.analysis.verdicts import (ics_with_accuracy, normalization_check, range_over_settings, settings_reading,
                                      study_verdicts)
 from bnlab.analysis.frames import budget, frame_from_csv, frame_from_store, relative, write_csv
+from bnlab.errors import ConfigError
 from bnlab.resolvers import REPO_ROOT
+from bnlab.study_file import read_study_file
 from bnlab.analysis.stats import apply_holm
 
 RESULTS = REPO_ROOT / "results"
@@ -192,7 +194,7 @@ def has_profiles(name: str) -> list[str]:
     from bnlab.analysis.spec import profiles_of
     from bnlab.resolvers import EXPERIMENTS_DIR
 
-    return [str(p) for p in profiles_of(OmegaConf.to_container(OmegaConf.load(EXPERIMENTS_DIR / f"{name}.yaml")))]
+    return [str(p) for p in profiles_of(read_study_file(EXPERIMENTS_DIR / f"{name}.yaml"))]
 
 
 def decide(studies: list[dict]) -> None:
@@ -229,6 +231,15 @@ def slices(study: dict) -> dict:
     return study["slices"]
 
 
+def check_results_folder(results: Path) -> None:
+    """`--results` names the folder the analysis commands read (its runs/ and each study's
+    runs.csv) and write into: one that does not exist holds no runs, and writing a report of
+    nothing there would only hide the typo."""
+    if not Path(results).is_dir():
+        raise ConfigError("--results", f"{results} is not a folder (give an existing results folder, "
+                                       f"the one holding runs/ and <study>/runs.csv; default <repo>/results)")
+
+
 def analyse_all(results_dir: Path = RESULTS, runs_root: Path | None = None, profile: str | None = None) -> list[dict]:
     """Every study in experiments/ that tests a claim, loaded and decided as one family; with
     `profile`, only the studies that define that budget profile, read under it."""
@@ -241,4 +252,4 @@ def analyse_all(results_dir: Path = RESULTS, runs_root: Path | None = None, prof
     return studies
 
 
-__all__ = ["StudySpec", "RESULTS", "load_study", "save_frame", "profile_results", "decide", "analyse_all", "current_runs"]
+__all__ = ["StudySpec", "RESULTS", "load_study", "save_frame", "profile_results", "decide", "analyse_all", "check_results_folder", "current_runs"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from bnlab.analysis.frames import OUTCOMES
 from bnlab.views.citations import linked
 from bnlab.views.style import arm_name, label
 from bnlab.analysis.stats import ALPHA, EQUIVALENCE_RULE, NONINFERIORITY_RULE, VERDICT_RULE, effect_text
-from bnlab.analysis.study import RESULTS, analyse_all, profile_results, save_frame, slices
+from bnlab.analysis.study import RESULTS, analyse_all, check_results_folder, profile_results, save_frame, slices
 from bnlab.analysis.suites import suite_budgets
 from bnlab.views.figures import draw
 
@@ -655,11 +656,13 @@ def main(argv=None) -> None:
                     help="a budget profile (e.g. quick): only the studies that define it, read under it")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    results_dir = profile_results(Path(args.results), args.profile)
     try:
+        check_results_folder(Path(args.results))
+        results_dir = profile_results(Path(args.results), args.profile)
         studies = analyse_all(results_dir, Path(args.runs_root) if args.runs_root else None, args.profile)
     except ConfigError as exc:
-        raise SystemExit(f"bnlab-report: error: {exc}")
+        print(f"bnlab-report: error: {exc}", file=sys.stderr)
+        raise SystemExit(2)
     if args.profile and not studies:
         raise SystemExit(f"bnlab-report: error: profile: no study defines a profile {args.profile!r}")
     for s in studies:
@@ -667,6 +670,11 @@ def main(argv=None) -> None:
     if args.profile and not any(s["ran"] for s in studies):
         raise SystemExit(f"bnlab-report: no runs of profile {args.profile!r} under {results_dir / 'runs'}; "
                          f"nothing written (`scripts/suite.sh mnist --profile {args.profile}` makes them)")
+    if not any(s["ran"] for s in studies):  # a report of nothing would hide a wrong folder
+        runs_root = Path(args.runs_root) if args.runs_root else results_dir / "runs"
+        print(f"bnlab-report: error: --results: no study has runs under {runs_root} or a runs.csv under "
+              f"{results_dir}; nothing written (`bnlab-study <study>` makes runs)", file=sys.stderr)
+        raise SystemExit(2)
     for s in studies:
         if s["ran"]:
             save_frame(s)
