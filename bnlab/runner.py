@@ -141,9 +141,10 @@ def run(cfg: DictConfig, out_dir: str | Path, *, label: str | None = None,
         raise
     writer.finish(summary)
     checkpoints.discard()
-    log.info("%s after %d steps: test/acc %.4f, best val/acc %.4f at step %d, %.3f ms/step",
-             summary["status"], summary["steps"], summary.get("test/acc", float("nan")),
-             summary["best/val/acc"] or float("nan"), summary["best/step"], summary["step_time_ms"])
+    best = (f"best val/acc {summary['best/val/acc']:.4f} at step {summary['best/step']}"
+            if summary.get("best/val/acc") is not None else "no validation set (data.val_size=0)")
+    log.info("%s after %d steps: test/acc %.4f, %s, %.3f ms/step", summary["status"], summary["steps"],
+             summary.get("test/acc", float("nan")), best, summary["step_time_ms"])
     if stop.requested:  # asked to stop after the last step: the run is done, the sweep stops
         stop.honour(finished=summary["status"])
     return summary

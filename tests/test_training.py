@@ -549,9 +549,11 @@ def test_a_run_without_a_validation_split_is_judged_learned_on_test_accuracy_and
     from bnlab.analysis.frames import frame_from_store, outcome
 
     cfg = cfg_factory("model.norm=batch", "data.val_size=0", "trainer.max_steps=200", "trainer.eval_every=100")
-    with caplog.at_level("WARNING", logger="bnlab"):
+    with caplog.at_level("INFO", logger="bnlab"):
         s = run(cfg, tmp_path / "runs" / "default" / "r")
     assert any("data.val_size=0: no validation split" in r.getMessage() for r in caplog.records)
+    ending = [r.getMessage() for r in caplog.records if "after 200 steps" in r.getMessage()]
+    assert ending and "no validation set" in ending[-1] and "nan" not in ending[-1], ending
     assert s["status"] == "completed" and s["test/acc"] > 0.85 and s["best/val/acc"] is None
     assert s["learned"] is True and s["learned_on"] == "test/acc"
     row = frame_from_store(tmp_path / "runs" / "default").iloc[0]
