@@ -657,3 +657,46 @@ def test_a_results_folder_that_does_not_exist_or_holds_no_runs_is_refused_in_one
         report_main(["--results", str(empty)])
     assert stop.value.code == 2 and "no study has runs" in capsys.readouterr().err
     assert list(empty.iterdir()) == []
+
+
+def test_a_study_reads_another_studys_arm_beside_its_own_by_the_same_rule(tmp_path):
+    """analysis.beside (placement_mnist borrows mnist_mlp's no-BN arm): the borrowed arm is
+    read exactly as the study's own — its setting chosen by the claim's rule on its own study's
+    tuning seeds, then mean [95% CI] over that study's confirmation seeds; a target never reached
+    is counted at the budget and said to be a bound; and the study file's key is checked."""
+    from bnlab.analysis.beside import arms_beside
+    from bnlab.analysis.spec import _beside
+    from bnlab.errors import ConfigError
+    from bnlab.views.report import beside_sentence
+    from synthetic import make_three_arm_store
+
+    other = frame_from_store(make_store(tmp_path / "a", rng_seed=3))
+    own = frame_from_store(make_three_arm_store(tmp_path / "b"))
+    own = own[own["cfg.model.norm"] != "none"]
+    speed = {"claim": "speed", "kind": "compare", "metric": "steps_to_target", "direction": "lower",
+             "min_effect": 50, "select_on": "steps_to_target", "select_direction": "lower"}
+    mine = spec(name="mine", arms=["batch", "noisy_batch"], baseline="batch", treatment="noisy_batch",
+                claims=[dict(ACCURACY, id="acc"), dict(speed, id="fast")],
+                beside=[{"study": "theirs", "arm": "none", "label": "no BN, borrowed"}])
+    studies = {"mine": {"spec": mine, "runs": own, "ran": True},
+               "theirs": {"spec": spec(name="theirs"), "runs": other, "ran": True}}
+    rows = arms_beside(studies["mine"], studies)
+    acc = {r["arm"]: r for r in rows if r["claim_id"] == "acc"}
+    assert list(acc) == ["none", "batch", "noisy_batch"] and acc["none"]["label"] == "no BN, borrowed"
+    # no BN's best lr on validation is 0.5 (lr 0.1 has the better *test* accuracy: not chosen)
+    expect = other[(other["cfg.model.norm"] == "none") & (other["cfg.seed"] >= 100)]["best/test/acc"]
+    assert acc["none"]["setting"] == {"optim.lr": 0.5} and acc["none"]["seeds"] == [100, 101, 102, 103, 104]
+    assert acc["none"]["mean"] == pytest.approx(expect.mean()) and acc["none"]["ci_low"] < expect.mean() < acc["none"]["ci_high"]
+    assert acc["none"]["study"] == "theirs" and acc["batch"]["study"] == "mine" and not acc["none"]["differs"]
+    # speed: no BN's confirmation runs never logged the target: counted at the 1,000-step budget, a bound
+    fast = {r["arm"]: r for r in rows if r["claim_id"] == "fast"}
+    assert fast["none"]["censored"] == 5 and fast["none"]["mean"] == 1000
+    line = beside_sentence({"spec": mine, "beside": rows})
+    assert "no BN, borrowed (`theirs`) ≥ 1000 (5 of 5 never got there" in line
+    # a borrowed study on another budget says so
+    studies["theirs"]["spec"] = spec(name="theirs", max_steps=500)
+    assert all(r["differs"] == "steps 500" for r in arms_beside(studies["mine"], studies) if r["study"] == "theirs")
+    with pytest.raises(ConfigError, match=r"analysis.beside\[0\].study.*allowed"):
+        _beside([{"study": "no_such_study", "arm": "none"}])
+    with pytest.raises(ConfigError, match=r"analysis.beside\[0\]"):
+        _beside([{"arm": "none"}])

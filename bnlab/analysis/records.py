@@ -331,6 +331,8 @@ class Study(Record):
     """The validation metric per arm and setting (verdicts.settings_reading)."""
     normalization: list = field(default_factory=list)
     """Zero mean and unit variance of the normalized value, checked (verdicts.normalization_check)."""
+    beside: list = field(default_factory=list)
+    """Its arms beside the arms it borrows from other studies (bnlab.analysis.beside)."""
     figures: list = field(default_factory=list)
     """The figures drawn for it."""
     slices: dict | None = None

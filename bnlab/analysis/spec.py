@@ -83,6 +83,9 @@ class StudySpec:
     # the profile's smaller grid, when it names one (quick: fewer learning rates), as overrides
     grid: list[str] = field(default_factory=list)
     dataset: str = "mnist"  # the data config the study trains on (defaults: override /data)
+    # arms of other studies read beside this study's, at their own tuned settings (bnlab.analysis.beside):
+    # [{"study": "mnist_mlp", "arm": "none", "label": "none (input only)"}]
+    beside: list[dict] = field(default_factory=list)
 
     def __post_init__(self):
         # every claim a Claim record (bnlab.analysis.records): its defaults written once, there
@@ -238,7 +241,7 @@ def load_spec(name: str, experiments_dir: Path = EXPERIMENTS_DIR, profile: str |
                      # a profile may name its own extra grids (quick: fewer), replacing the study's
                      sweeps=[[f"{k}={_override_value(v)}" for k, v in extra.items()]
                              for extra in (budget["sweeps"] if "sweeps" in budget else raw.get("sweeps")) or []],
-                     dataset=_data_of(raw))
+                     dataset=_data_of(raw), beside=_beside(a.get("beside")))
     for claim in spec.claims:  # every comparison of every claim checked now, before any analysis
         cid = claim.name
         if claim.get("claim") not in CLAIMS:
@@ -251,6 +254,23 @@ def load_spec(name: str, experiments_dir: Path = EXPERIMENTS_DIR, profile: str |
         _check_gain(claim, spec)
     check_primaries([spec])
     return spec
+
+
+def _beside(raw) -> list[dict]:
+    """`analysis.beside`: arms of other studies to read beside this one's, checked."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ConfigError("analysis.beside", f"got {raw!r}; give a list of {{study: <name>, arm: <arm>, label: <words>}}")
+    out = []
+    for i, b in enumerate(raw):
+        if not isinstance(b, dict) or not b.get("study") or b.get("arm") is None:
+            raise ConfigError(f"analysis.beside[{i}]", f"got {b!r}; give {{study: <name>, arm: <arm>, label: <words>}}")
+        if b["study"] not in list_studies():
+            raise ConfigError(f"analysis.beside[{i}].study",
+                              f"got {b['study']!r}; allowed: the studies in experiments/ ({', '.join(list_studies())})")
+        out.append({"study": str(b["study"]), "arm": str(b["arm"]), "label": str(b.get("label") or b["arm"])})
+    return out
 
 
 def _data_of(raw: dict) -> str:

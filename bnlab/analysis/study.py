@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
+from bnlab.analysis.beside import arms_beside
 from bnlab.analysis.selection import confirmation_runs
 from bnlab.analysis.spec import StudySpec, check_primaries, is_num, list_studies, load_spec, spec_for_runs
 from bnlab.analysis.records import Study
@@ -213,6 +214,9 @@ def decide(studies: list[dict]) -> None:
             s["normalization"] = normalization_check(s["runs"], s["spec"], s["results"])
             for r in s["results"]:
                 families.setdefault(r["family"], []).append(r)
+    by_name = {s["name"]: s for s in studies}
+    for s in studies:  # arms read beside another study's (analysis.beside), after every study is read
+        s["beside"] = arms_beside(s, by_name)
     for name, family in families.items():
         if name == "exploratory":
             for r in family:

@@ -294,6 +294,7 @@ def _study_section(s: dict) -> list[str]:
                 "", _table(table[keep + recal]), ""]
     out += _ics_and_accuracy(s)
     out += _normalization_check(s)
+    out += _beside_section(s)
     out += _slices_section(s)
     for f in s.get("figures", []):
         out += [f"![{f.stem}]({Path(f).name})", ""]
@@ -358,6 +359,57 @@ def _normalization_check(s: dict) -> list[str]:
             "the normalized value (before γ and β) per unit, mean over units and hidden layers, at the last evaluation; "
             "in train mode (the batch's statistics) it is 0 and 1 by construction, in eval mode (running statistics) "
             "only as far as they match the data (mean [95% CI] over seeds):", "", _table(table), ""]
+
+
+def _reading(r: dict) -> str:
+    """One arm's reading (bnlab.analysis.beside): mean [95% CI], censored runs as a bound."""
+    if not r["n"]:
+        return "–"
+    text = f"{_fmt(r['mean'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]" if r["n"] > 1 else _fmt(r["mean"])
+    if r["censored"]:
+        text = f"≥ {_fmt(r['mean'])} ({r['censored']} of {r['n']} never got there: counted at the budget)"
+    return text
+
+
+def _beside_name(r: dict) -> str:
+    return f"{r['label']} (`{r['study']}`)" if r.get("label") else arm_name(r["arm"])
+
+
+def _beside_section(s: dict) -> list[str]:
+    """The study's arms beside the arms it borrows (analysis.beside), each at its own tuned
+    setting, one table per claim metric: no verdict, a reading."""
+    rows = s.get("beside") or []
+    if not rows:
+        return []
+    out = [f"**Every arm side by side, each at its own tuned setting** (the study's arms and "
+           + ", ".join(f"`{b['study']}`'s `{b['arm']}` as \"{b['label']}\"" for b in s["spec"].beside)
+           + "; each arm's setting chosen by the claim's own rule on its study's tuning seeds, then mean [95% CI] over "
+             "the confirmation seeds — or over the tuning seeds that chose it, where the arm has no confirmation runs "
+             "there, a reading biased in its favour; no verdict):", ""]
+    for claim_id in dict.fromkeys(r["claim_id"] for r in rows):
+        group = [r for r in rows if r["claim_id"] == claim_id]
+        metric = group[0]["metric"]
+        table = pd.DataFrame([{"arm": _beside_name(r),
+                               "setting": ", ".join(f"{label(k)} {_plain(v)}" for k, v in r["setting"].items()),
+                               label(metric): _reading(r), "seeds": f"{seeds_text(r['seeds'])} ({r['seeds_from']})",
+                               "differs": r["differs"] or "–"} for r in group])
+        if not any(r["differs"] for r in group):
+            table = table.drop(columns="differs")
+        out += [f"`{claim_id}` ({label(metric)}, {group[0]['direction']} is better):", "", _table(table), ""]
+    return out
+
+
+def beside_sentence(s: dict) -> str | None:
+    """The side-by-side reading in one line for the report's first screen, on the claims' metrics."""
+    rows = s.get("beside") or []
+    if not rows:
+        return None
+    parts = []
+    for claim_id in dict.fromkeys(r["claim_id"] for r in rows):
+        group = [r for r in rows if r["claim_id"] == claim_id]
+        parts.append(f"{label(group[0]['metric'])}: " + "; ".join(
+            f"{_beside_name(r)} {_reading(r)}" for r in group))
+    return " — ".join(parts)
 
 
 SLICE_COLUMNS = {"cfg.model.norm": "arm", "cfg.optim.lr": "lr", "cfg.model.width_multiplier": "width",
@@ -556,6 +608,28 @@ def _family_section(studies: list[dict], family: str, report_dir: Path) -> list[
     return out + [""]
 
 
+def _description_checks(studies: list[dict], report_dir: Path) -> list[str]:
+    """The seed's other two descriptions, one line each, below the descriptive family: what the
+    normalization does (a check, no hypothesis) and where it sits (exploratory arms read beside
+    the no-BN arm). From the studies' readings; a line per study that has them."""
+    out = []
+    for s in studies:
+        for r in s.get("normalization") or [] if s["ran"] else []:
+            def ci(x: dict) -> str:
+                return f"{_fmt(x['mean'], 3)} [{_fmt(x['ci_low'], 3)}, {_fmt(x['ci_high'], 3)}]" if x["n"] > 1 else _fmt(x["mean"], 3)
+            out += [f"- **\"Zero mean and unit variance\"** (a check, not a hypothesis; {_page_link(s, report_dir)}, "
+                    f"{arm_name(r['arm'])}, seeds {seeds_text(r['seeds'])}): the normalized value per unit has |mean| "
+                    f"{ci(r['train_norm_mean_abs'])} and variance {ci(r['train_norm_var'])} in train mode (the batch's "
+                    f"statistics: so by construction), and |mean| {ci(r['eval_norm_mean_abs'])} and variance "
+                    f"{ci(r['eval_norm_var'])} in eval mode, where the running statistics stand in for the batch's."]
+    for s in studies:
+        line = beside_sentence(s) if s["ran"] else None
+        if line:
+            out += [f"- **{cell(s['spec'].description)}** (exploratory, {_page_link(s, report_dir)}; every arm of every "
+                    f"study standardizes its input, so no BN is \"the input only\"): {line}."]
+    return out + [""] if out else []
+
+
 def _studies_table(studies: list[dict], report_dir: Path) -> list[str]:
     out = ["## Studies", "",
            "Each study's page holds its every row (the exploratory ones too), how each was decided, the sensitivity "
@@ -620,6 +694,7 @@ def write_report(studies: list[dict], path: Path, profile: str | None = None) ->
         *_family_section(studies, "mechanism", report_dir),
         *_family_section(studies, "cost", report_dir),
         *_family_section(studies, "descriptive", report_dir),
+        *_description_checks(studies, report_dir),
         f"**Exploratory rows** ({len(exploratory)}: other thresholds and units, controls, manipulation checks, "
         f"other architectures and budgets, pilots): effect, 95% interval and raw p, no verdict word, on the pages of "
         + (", ".join(f"`{n}`" for n in with_exploratory) or "no study") + ".", "",

@@ -17,6 +17,9 @@ STYLE = {"figure.dpi": 110, "savefig.dpi": 110, "axes.grid": True, "grid.alpha":
 # one colour and one name per norm, the same in every figure (from the norm registry)
 ARM_COLOURS = {kind: norm.colour for kind, norm in NORMS.items()}
 ARM_NAMES = {kind: norm.label for kind, norm in NORMS.items()}
+# the arms of model.norm_layers (bnlab.models.NORM_LAYERS): where the MLP's norm sits
+ARM_NAMES.update({"all": "BN at every hidden layer", "first": "BN at the first hidden layer only",
+                  "last": "BN at the last hidden layer only"})
 
 
 # What each key means, for axis labels (a key not listed is shown as it is)
