@@ -394,3 +394,48 @@ def test_an_orphaned_worker_is_asked_to_stop_once(tmp_path):
         assert time.time() < deadline, "the worker did not finish"
         time.sleep(0.1)
     assert out.read_text() == "1"
+
+
+@pytest.mark.parametrize("study", sorted(p.stem for p in (Path(__file__).parents[1] / "experiments").glob("*.yaml")))
+def test_the_preflights_fast_composition_is_hydras(study, tmp_path):
+    """compose_jobs composes a study's jobs from one composition per set of group choices plus
+    each job's values (bnlab.train._compose_fast): every job's config is identical to Hydra's
+    own full composition of it."""
+    from bnlab.train import _compose, _compose_fast, expand_sweep
+
+    with initialize_config_dir(str(Path(__file__).parents[1] / "conf"), version_base="1.3", job_name="t"):
+        base = compose("config", overrides=[f"experiments={study}"], return_hydra_config=True)
+        from omegaconf import OmegaConf
+        params = OmegaConf.to_container(OmegaConf.select(base, "hydra.sweeper.params") or {})
+        jobs = expand_sweep(params, [f"experiments={study}"])
+        jobs = jobs[::max(1, len(jobs) // 12)]  # every swept key varies across these
+        jobs.append([f"experiments={study}", "model.widths=[50,50]", "seed=7", "data.val_size=1000"])
+        cache = {}
+        for job in jobs:
+            if any(o.startswith("model.widths") for o in job) and "mlp" not in str(base.model.get("name")):
+                continue
+            fast = _compose_fast(compose, job, cache)
+            full = _compose(compose, job)
+            assert OmegaConf.to_container(fast) == OmegaConf.to_container(full), job
+
+
+def test_the_sweeper_skips_a_second_composition_only_of_jobs_the_preflight_checked(monkeypatch):
+    """bnlab's sweeper is Hydra's basic one, except that it does not compose every job again
+    to check it when bnlab-train's preflight has (BNLAB_PREFLIGHT_VALIDATED=1)."""
+    with initialize_config_dir(str(Path(__file__).parents[1] / "conf"), version_base="1.3", job_name="t"):
+        cfg = compose("config", return_hydra_config=True)
+    from hydra_plugins.bnlab_sweeper.bnlab_sweeper import BasicSweeper, BnlabSweeper, VALIDATED_ENV as PLUGIN_ENV
+
+    from bnlab.train import VALIDATED_ENV
+
+    assert PLUGIN_ENV == VALIDATED_ENV
+    assert cfg.hydra.sweeper._target_.endswith("BnlabSweeper")
+    calls = []
+    sweeper = BnlabSweeper(max_batch_size=None)
+    monkeypatch.setattr(BasicSweeper, "validate_batch_is_legal", lambda self, batch: calls.append(batch))
+    monkeypatch.setenv(VALIDATED_ENV, "1")
+    sweeper.validate_batch_is_legal([["seed=0"]])
+    assert calls == []
+    monkeypatch.delenv(VALIDATED_ENV)
+    sweeper.validate_batch_is_legal([["seed=0"]])
+    assert calls == [[["seed=0"]]]
