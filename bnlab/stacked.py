@@ -168,13 +168,14 @@ class StackedMLP(nn.Module):
 class StackedSGD:
     """torch.optim.SGD (momentum, dampening 0, optional Nesterov, weight decay) with the rate,
     momentum and weight decay of each run: parameters whose first dimension (or, for the
-    concatenated BN parameters, K equal blocks) is the run. `set_lr(k, lr)` follows a schedule."""
+    concatenated BN parameters, K equal blocks) is the run."""
 
     def __init__(self, stacked: StackedMLP, lr, momentum, weight_decay, nesterov: bool = False):
         self.stacked, self.k = stacked, stacked.k
         as_k = lambda v: torch.as_tensor(v, dtype=torch.float32).expand(self.k).clone()  # noqa: E731
         self.lr, self.momentum, self.weight_decay = as_k(lr), as_k(momentum), as_k(weight_decay)
         self.nesterov = nesterov
+        self._decays, self._moves = bool((self.weight_decay != 0).any()), bool((self.momentum != 0).any())
         self.params = [p for p in stacked.parameters() if p is not None]
         self.bufs: list[torch.Tensor | None] = [None] * len(self.params)
 
@@ -195,9 +196,9 @@ class StackedSGD:
             if p.grad is None:
                 continue
             g = p.grad
-            if bool((self.weight_decay != 0).any()):
+            if self._decays:
                 g = g.add(p * self._per_run(self.weight_decay, p))
-            if bool((self.momentum != 0).any()):
+            if self._moves:
                 if self.bufs[j] is None:
                     self.bufs[j] = g.detach().clone()
                 else:

@@ -180,8 +180,9 @@ def _compose_fast(compose, job: list[str], by_groups: dict) -> DictConfig:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parsed = OverridesParser.create().parse_overrides(job)
-    values = [o for o in parsed if _value_override(o)]
-    rest = tuple(o.input_line for o in parsed if not _value_override(o))
+    is_value = [_value_override(o) for o in parsed]  # each looks the key up among the config groups once
+    values = [o for o, v in zip(parsed, is_value) if v]
+    rest = tuple(o.input_line for o, v in zip(parsed, is_value) if not v)
     if rest not in by_groups:
         by_groups[rest] = _compose(compose, list(rest))
     cfg = copy.deepcopy(by_groups[rest])

@@ -26,25 +26,31 @@ def _readable(claim) -> bool:
     return claim.kind == "compare" and claim.target is None and not claim.get("matched")
 
 
-def arm_reading(runs: pd.DataFrame, spec: StudySpec, arm: str, claim) -> dict | None:
-    """One arm on one claim's metric: the setting the claim's rule chooses on the tuning seeds,
+def arm_readings(runs: pd.DataFrame, spec: StudySpec, arms: list[str], claim) -> dict[str, dict]:
+    """Each arm on one claim's metric: the setting the claim's rule chooses on the tuning seeds,
     and the mean [95% CI] over the confirmation seeds there (the tuning seeds when the arm has
-    no confirmation runs at that setting, said in `seeds_from`). None when the arm has no runs."""
+    no confirmation runs at that setting, said in `seeds_from`). An arm without runs is left out.
+    The claim's measure and the settings are computed once for all the arms."""
     runs = where(runs, claim)
     runs, claim = claim_measure(runs, spec, claim)
-    setting = best_settings(runs, spec, claim).get(str(arm))
-    if setting is None:
-        return None
-    sel, seeds_from = arm_runs(finished(confirmation_runs(runs, spec)), spec, arm, setting), "confirmation"
-    if sel.empty:
-        sel, seeds_from = arm_runs(finished(tuning_runs(runs, spec)), spec, arm, setting), "tuning"
-    values, censored = metric_values(sel, claim["metric"], spec)
-    st = seed_stats(values)
-    return {"setting": {k.removeprefix("cfg."): (float(v) if isinstance(v, (int, float, np.number)) else v)
-                        for k, v in setting.items()},
-            "seeds": sorted(int(s) for s in values.index), "seeds_from": seeds_from,
-            "n": st["n"], "mean": st["mean"], "ci_low": st["ci_low"], "ci_high": st["ci_high"],
-            "censored": int(censored.sum())}
+    settings = best_settings(runs, spec, claim)
+    confirming, tuning = finished(confirmation_runs(runs, spec)), finished(tuning_runs(runs, spec))
+    out = {}
+    for arm in arms:
+        setting = settings.get(str(arm))
+        if setting is None:
+            continue
+        sel, seeds_from = arm_runs(confirming, spec, arm, setting), "confirmation"
+        if sel.empty:
+            sel, seeds_from = arm_runs(tuning, spec, arm, setting), "tuning"
+        values, censored = metric_values(sel, claim["metric"], spec)
+        st = seed_stats(values)
+        out[arm] = {"setting": {k.removeprefix("cfg."): (float(v) if isinstance(v, (int, float, np.number)) else v)
+                                for k, v in setting.items()},
+                    "seeds": sorted(int(s) for s in values.index), "seeds_from": seeds_from,
+                    "n": st["n"], "mean": st["mean"], "ci_low": st["ci_low"], "ci_high": st["ci_high"],
+                    "censored": int(censored.sum())}
+    return out
 
 
 def arms_beside(study: dict, by_name: dict[str, dict]) -> list[dict]:
@@ -55,23 +61,21 @@ def arms_beside(study: dict, by_name: dict[str, dict]) -> list[dict]:
     spec: StudySpec = study["spec"]
     if not spec.beside or not study.get("ran"):
         return []
-    sources = [(None, study, a) for a in spec.arms]
-    for b in spec.beside:
-        other = by_name.get(b["study"])
-        if other is not None and other.get("ran"):
-            sources.insert(0, (b["label"], other, b["arm"]))
+    # (study, its arms read here, each arm's label): the borrowed ones first, then the study's own
+    sources = [(other, [b["arm"]], {b["arm"]: b["label"]}) for b in spec.beside
+               if (other := by_name.get(b["study"])) is not None and other.get("ran")][::-1]
+    sources.append((study, list(spec.arms), {}))
     rows = []
     for claim in spec.claims:
         if not _readable(claim):
             continue
-        for label, source, arm in sources:
+        for source, arms, labels in sources:
             src: StudySpec = source["spec"]
-            reading = arm_reading(source["runs"], src, arm, claim)
-            if reading is None:
-                continue
-            differs = [f"{what} {theirs}" for what, theirs, ours in
-                       (("data", src.dataset, spec.dataset), ("steps", src.max_steps, spec.max_steps)) if theirs != ours]
-            rows.append({"claim_id": claim.name, "metric": claim["metric"], "direction": claim.direction,
-                         "arm": arm, "label": label, "study": src.name, "max_steps": src.max_steps,
-                         "differs": ", ".join(differs), **reading})
+            differs = ", ".join(f"{what} {theirs}" for what, theirs, ours in
+                                (("data", src.dataset, spec.dataset), ("steps", src.max_steps, spec.max_steps))
+                                if theirs != ours)
+            for arm, reading in arm_readings(source["runs"], src, arms, claim).items():
+                rows.append({"claim_id": claim.name, "metric": claim["metric"], "direction": claim.direction,
+                             "arm": arm, "label": labels.get(arm), "study": src.name, "max_steps": src.max_steps,
+                             "differs": differs, **reading})
     return rows

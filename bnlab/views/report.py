@@ -343,14 +343,20 @@ def _ics_and_accuracy(s: dict) -> list[str]:
             "intervals; a change counts when its interval excludes 0):", "", _table(table), "", *verdicts, ""]
 
 
+def _ci_text(x: dict, digits: int = 4) -> str:
+    """A seed_stats reading as mean [95% CI] (the mean alone from one seed)."""
+    if x["n"] > 1:
+        return f"{_fmt(x['mean'], digits)} [{_fmt(x['ci_low'], digits)}, {_fmt(x['ci_high'], digits)}]"
+    return _fmt(x.get("mean"), digits)
+
+
 def _normalization_check(s: dict) -> list[str]:
     """The check of what the normalization does (bnlab.analysis.verdicts.normalization_check), as a table."""
     rows = s.get("normalization") or []
     if not rows:
         return []
 
-    def ci(x: dict) -> str:
-        return f"{x['mean']:.4g} [{x['ci_low']:.4g}, {x['ci_high']:.4g}]" if x["n"] > 1 else _fmt(x.get("mean"))
+    ci = _ci_text
     table = pd.DataFrame([{"arm": arm_name(r["arm"]), "seeds": seeds_text(r["seeds"]),
                            "train: per-unit mean (abs)": ci(r["train_norm_mean_abs"]), "train: variance": ci(r["train_norm_var"]),
                            "eval: per-unit mean (abs)": ci(r["eval_norm_mean_abs"]), "eval: variance": ci(r["eval_norm_var"])}
@@ -365,10 +371,14 @@ def _reading(r: dict) -> str:
     """One arm's reading (bnlab.analysis.beside): mean [95% CI], censored runs as a bound."""
     if not r["n"]:
         return "–"
-    text = f"{_fmt(r['mean'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]" if r["n"] > 1 else _fmt(r["mean"])
     if r["censored"]:
-        text = f"≥ {_fmt(r['mean'])} ({r['censored']} of {r['n']} never got there: counted at the budget)"
-    return text
+        return f"≥ {_fmt(r['mean'])} ({r['censored']} of {r['n']} never got there: counted at the budget)"
+    return _ci_text(r)
+
+
+def _by_claim(rows: list[dict]) -> list[list[dict]]:
+    """The side-by-side rows grouped by claim, in their order."""
+    return [[r for r in rows if r["claim_id"] == c] for c in dict.fromkeys(r["claim_id"] for r in rows)]
 
 
 def _beside_name(r: dict) -> str:
@@ -386,9 +396,8 @@ def _beside_section(s: dict) -> list[str]:
            + "; each arm's setting chosen by the claim's own rule on its study's tuning seeds, then mean [95% CI] over "
              "the confirmation seeds — or over the tuning seeds that chose it, where the arm has no confirmation runs "
              "there, a reading biased in its favour; no verdict):", ""]
-    for claim_id in dict.fromkeys(r["claim_id"] for r in rows):
-        group = [r for r in rows if r["claim_id"] == claim_id]
-        metric = group[0]["metric"]
+    for group in _by_claim(rows):
+        claim_id, metric = group[0]["claim_id"], group[0]["metric"]
         table = pd.DataFrame([{"arm": _beside_name(r),
                                "setting": ", ".join(f"{label(k)} {_plain(v)}" for k, v in r["setting"].items()),
                                label(metric): _reading(r), "seeds": f"{seeds_text(r['seeds'])} ({r['seeds_from']})",
@@ -404,12 +413,8 @@ def beside_sentence(s: dict) -> str | None:
     rows = s.get("beside") or []
     if not rows:
         return None
-    parts = []
-    for claim_id in dict.fromkeys(r["claim_id"] for r in rows):
-        group = [r for r in rows if r["claim_id"] == claim_id]
-        parts.append(f"{label(group[0]['metric'])}: " + "; ".join(
-            f"{_beside_name(r)} {_reading(r)}" for r in group))
-    return " — ".join(parts)
+    return " — ".join(f"{label(group[0]['metric'])}: " + "; ".join(f"{_beside_name(r)} {_reading(r)}" for r in group)
+                      for group in _by_claim(rows))
 
 
 SLICE_COLUMNS = {"cfg.model.norm": "arm", "cfg.optim.lr": "lr", "cfg.model.width_multiplier": "width",
@@ -616,7 +621,7 @@ def _description_checks(studies: list[dict], report_dir: Path) -> list[str]:
     for s in studies:
         for r in s.get("normalization") or [] if s["ran"] else []:
             def ci(x: dict) -> str:
-                return f"{_fmt(x['mean'], 3)} [{_fmt(x['ci_low'], 3)}, {_fmt(x['ci_high'], 3)}]" if x["n"] > 1 else _fmt(x["mean"], 3)
+                return _ci_text(x, 3)
             out += [f"- **\"Zero mean and unit variance\"** (a check, not a hypothesis; {_page_link(s, report_dir)}, "
                     f"{arm_name(r['arm'])}, seeds {seeds_text(r['seeds'])}): the normalized value per unit has |mean| "
                     f"{ci(r['train_norm_mean_abs'])} and variance {ci(r['train_norm_var'])} in train mode (the batch's "
