@@ -700,3 +700,18 @@ def test_a_study_reads_another_studys_arm_beside_its_own_by_the_same_rule(tmp_pa
         _beside([{"study": "no_such_study", "arm": "none"}])
     with pytest.raises(ConfigError, match=r"analysis.beside\[0\]"):
         _beside([{"arm": "none"}])
+
+
+def test_a_speed_ratio_below_one_is_said_as_more_steps():
+    """A treatment that took more steps reads "1.21× more steps", not "0.824× fewer steps"
+    (the demo's sentence once did); a bound turns round with it."""
+    from bnlab.views.report import _ratio
+
+    def said(value, bound=None):
+        return _ratio({"ratio": {"kind": "fewer steps", "value": value, "low": float("nan"), "high": float("nan"),
+                                 "bound": bound}})
+
+    assert said(0.824) == "1.21× more steps"
+    assert said(5.52, "≥") == "≥ 5.52× fewer steps"
+    assert said(0.5, "≥") == "≤ 2× more steps"  # at least 0.5× fewer: at most 2× more
+    assert said(0.5, "≤") == "≥ 2× more steps"

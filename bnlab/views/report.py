@@ -476,8 +476,13 @@ def _ratio(r: dict) -> str:
         sign = {"≥": "≥ ", "≤": "≤ "}.get(q["bound"], "")
         interval = f" [×{q['low']:.3g}, ×{q['high']:.3g}]" if math.isfinite(q["low"]) and math.isfinite(q["high"]) else ""
         return f"{sign}×{q['value']:.3g}{interval}"
-    sign = {"≥": "≥ ", "≤": "≤ ", "?": "~"}.get(q["bound"], "")
-    return f"{sign}{q['value']:.3g}× fewer steps"
+    bound, value = q["bound"], q["value"]
+    if 0 < value < 1:  # the treatment took more steps: say so, not "0.8× fewer" (a bound turns round too)
+        bound, value, words = {"≥": "≤", "≤": "≥"}.get(bound, bound), 1 / value, "more"
+    else:
+        words = "fewer"
+    sign = {"≥": "≥ ", "≤": "≤ ", "?": "~"}.get(bound, "")
+    return f"{sign}{value:.3g}× {words} steps"
 
 
 def _value(r: dict, which: str) -> str:
