@@ -10,7 +10,11 @@ current step, saves a checkpoint there, and then `honour()` ends the run:
 - USR2 under submitit: calls submitit's own handler, which requeues the job on the
   cluster and exits; the requeued job resumes from the checkpoint.
 
-A second signal while the first is pending stops at once. SIGINT keeps Python's
+A second signal while the first is pending stops at once — unless it comes within
+REPEAT_WINDOW_S of the first: signals that arrive together are one request, not impatience
+(a sweep stopped by `kill` of its process group reaches each worker both directly and
+through the launcher; a dead launcher's workers hear of it from the kernel), and stopping
+"at once" then would cut the checkpoint the first signal asked for. SIGINT keeps Python's
 KeyboardInterrupt (Ctrl-C stops now; the last periodic checkpoint remains).
 """
 from __future__ import annotations
@@ -19,6 +23,10 @@ import signal
 import subprocess
 import sys
 import time
+
+
+# seconds within which a repeated stop signal is the same request (see the module docstring)
+REPEAT_WINDOW_S = 2.0
 
 
 class Terminated(BaseException):
@@ -32,6 +40,7 @@ class StopRequests:
 
     def __init__(self):
         self.signum: int | None = None
+        self._first_at = 0.0  # when the pending request arrived (time.monotonic)
         self._previous: dict[int, object] = {}
 
     @property
@@ -70,9 +79,11 @@ class StopRequests:
         self._previous = {}
 
     def _note(self, signum, _frame) -> None:
-        if self.signum is not None:  # asked twice: stop now
-            self.honour()
-        self.signum = signum
+        if self.signum is not None:
+            if time.monotonic() - self._first_at >= REPEAT_WINDOW_S:  # asked again, later: stop now
+                self.honour()
+            return  # the same request, arriving twice
+        self.signum, self._first_at = signum, time.monotonic()
 
     def honour(self, finished: str | None = None) -> None:
         """End the run for the pending request (call after saving the checkpoint). `finished`:

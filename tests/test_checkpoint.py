@@ -269,3 +269,22 @@ def test_a_refused_slurm_requeue_is_looked_at_again_before_the_job_gives_up(monk
     states = ["RUNNING"] * 5  # never requeued: the original error, after five looks
     with pytest.raises(subprocess.CalledProcessError):
         stop.honour()
+
+
+def test_signals_that_arrive_together_are_one_request_and_a_later_one_stops_at_once(monkeypatch):
+    """A stopped sweep's worker hears SIGTERM from its process group and again from the
+    launcher (or the kernel) within milliseconds: that is one request, honoured after the
+    checkpoint; a SIGTERM sent again REPEAT_WINDOW_S or more later stops at once (CI once saw
+    the together-arriving second one cut the run before its checkpoint)."""
+    from bnlab import stopping
+
+    clock = [100.0]
+    monkeypatch.setattr(stopping.time, "monotonic", lambda: clock[0])
+    stop = stopping.StopRequests()
+    stop._note(signal.SIGTERM, None)
+    clock[0] += 0.01
+    stop._note(signal.SIGTERM, None)  # the same request: no Terminated here
+    assert stop.requested and stop.reason == "stopped by SIGTERM"
+    clock[0] += stopping.REPEAT_WINDOW_S
+    with pytest.raises(stopping.Terminated):
+        stop._note(signal.SIGTERM, None)

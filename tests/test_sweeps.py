@@ -380,7 +380,7 @@ time.sleep(600)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_an_orphaned_worker_is_asked_to_stop_once(tmp_path):
     """When the launcher dies, its worker gets one SIGTERM (from the kernel), not a second one
-    from its watching thread: a second SIGTERM means "stop now" and would cut the checkpoint
+    from its watching thread: a second SIGTERM means "stop now" (after REPEAT_WINDOW_S) and could cut the checkpoint
     the first one is writing (seen as a failed run with no checkpoint after a SIGKILLed sweep)."""
     out = tmp_path / "count"
     launcher = subprocess.Popen([sys.executable, "-c", _LAUNCHER, _WORKER, str(out)])
