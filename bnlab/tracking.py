@@ -186,6 +186,8 @@ class WandbMirror(NullMirror):
             # the checkpoint are logged to it again)
             id=self.run_id if resumed else new_run_id(names["id_prefix"]),
             resume="allow" if resumed else None,
+            # the runs of a stack (bnlab.runner.run_group) are open at once in one process
+            reinit="create_new",
         )
         self.run_id = self.run.id
         self.run_dir = str(Path(self.run.dir).parent)  # .../wandb/offline-run-*/

@@ -8,6 +8,10 @@ at interval boundaries stop the clock, log, evaluate, probe and check for diverg
 run's result. `time_s` counts training time only; evaluation, logging and checkpoints are
 excluded.
 
+The run is the unit (`RunLoop`: its spec, hooks, `Progress`, sampler and accumulators) and the
+step is swappable (`Engine`): `train_group` steps several runs in lockstep, and `train` is a
+group of one. bnlab.stacked_engine is the engine that trains K runs as one stacked model.
+
 What it is given: a `LoopSpec` (plain values: how long, how often, what counts as diverged) and
 `Hooks` (what it calls out to: the sink for records, the probes, the rate schedule, checkpoints,
 stop requests). What it keeps: `Progress`, the loop's state, which a checkpoint carries so that
@@ -194,19 +198,124 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, data: Splits, spec
     """Train for `spec.max_steps` steps; return the run's result fields (no status I/O here).
 
     `resume_from` (a loaded checkpoint) continues a run from the step after the one it was
-    saved at; without it the untrained net is evaluated first (step 0)."""
-    loop = _Loop(model, optimizer, data, spec, hooks)
-    if resume_from is None:
-        loop.evaluate_untrained()
-    else:
-        loop.restore(resume_from)
-    loop.run_steps()
-    return loop.result()
+    saved at; without it the untrained net is evaluated first (step 0). A group of one."""
+    return train_group([RunLoop(model, optimizer, data, spec, hooks)], [resume_from])[0]
 
 
-class _Loop:
-    """One run's loop: the model, optimizer and generators it steps, the device accumulators
-    of the current logging interval, and its `Progress`."""
+def train_group(loops: list["RunLoop"], resume_from: Sequence[dict | None], engine: "Engine | None" = None) -> list[dict]:
+    """Train several runs in lockstep, one `engine` step for all of them at every step (the
+    default engine steps each run's own model and optimizer; bnlab.stacked_engine steps them as
+    one stacked model), and return each run's result fields.
+
+    Each run keeps everything that makes it a run (its spec, hooks, `Progress`, sampler,
+    divergence state): a run that diverges is evaluated, recorded and stops, its weights
+    frozen, while the others go on. The runs must start at the same step (all fresh, or all
+    resumed from checkpoints of one step) and have the same `max_steps`."""
+    if len({lp.spec.max_steps for lp in loops}) != 1:
+        raise ValueError("the runs of one group must have the same max_steps")
+    for loop, saved in zip(loops, resume_from):
+        if saved is None:
+            loop.evaluate_untrained()
+        else:
+            loop.restore(saved)
+    if len({lp.p.step for lp in loops}) != 1:
+        raise ValueError("the runs of one group must start at the same step")
+    _Group(loops, engine or Engine()).run_steps()
+    return [lp.result() for lp in loops]
+
+
+class Engine:
+    """How one step of a group is computed: here each run's own model and optimizer, one run
+    after another (a group of one is the trainer as it always was). bnlab.stacked_engine
+    computes the same step for K runs as one stacked model."""
+    name = "single"
+
+    def step(self, loops: Sequence["RunLoop"], step: int) -> float:
+        """One optimizer step of every run in `loops`; returns the seconds spent in step
+        probes (not training time)."""
+        return sum(lp.own_step(step) for lp in loops)
+
+    def sync(self, loop: "RunLoop") -> None:
+        """Bring `loop`'s own model and optimizer up to date (before it is evaluated or saved)."""
+
+    def stopped(self, loop: "RunLoop") -> None:
+        """`loop` stops (it diverged): its weights stay as they are."""
+
+
+class _Group:
+    """The loop over steps of a group of runs: checkpoints, the engine's step, then each run's
+    logging, evaluation and divergence check. The clock is the group's: training time between
+    two stops is shared equally among the runs that trained in it (one run: all of it)."""
+
+    def __init__(self, loops: list["RunLoop"], engine: Engine):
+        self.loops, self.engine = loops, engine
+        self.active = list(loops)
+        self.spec = loops[0].spec
+        self.device = loops[0].device
+        self.tick = 0.0
+        for lp in loops:
+            lp.sync = (lambda lp=lp: engine.sync(lp))
+
+    def run_steps(self) -> None:
+        spec, first = self.spec, self.loops[0]
+        solo = len(self.loops) == 1
+        bar = _progress_bar(spec.max_steps, spec.progress)
+        if bar is not None:
+            bar.update(first.p.step)
+        beat = Heartbeat(spec.progress_every_s, first.p.step, spec.max_steps) \
+            if bar is None and spec.progress_every_s else None
+        for lp in self.loops:
+            lp.model.train()
+        self._start_clock()
+        for step in range(first.p.step + 1, spec.max_steps + 1):
+            # Between steps: the state is that of the end of step `step - 1`, all of it logged.
+            self._save_if_due()
+            self.tick += self.engine.step(self.active, step)  # probes' time is not training time
+            if beat is not None:
+                beat.tick(step)
+            if not (step % spec.log_every == 0 or step == spec.max_steps or spec.is_eval_step(step)):
+                continue
+            self._stop_clock()  # the clock stops while we log and evaluate
+            for lp in list(self.active):
+                lp.record_step(step, bar if solo else None)
+                if lp.p.diverged_at is not None:
+                    self.engine.stopped(lp)
+                    self.active.remove(lp)
+            if not self.active:
+                break
+            self.tick = time.perf_counter()
+        if bar is not None:
+            bar.close()
+
+    def _start_clock(self) -> None:
+        _sync(self.device)
+        self.tick = time.perf_counter()
+
+    def _stop_clock(self) -> None:
+        _sync(self.device)
+        share = (time.perf_counter() - self.tick) / len(self.active)
+        for lp in self.active:
+            lp.p.train_time += share
+
+    def _save_if_due(self) -> None:
+        """Every run's checkpoint when one of them is due, or when a stop is requested (then the
+        stop is honoured): the runs of a group are saved at one step, so they resume together."""
+        hooks = [lp.hooks for lp in self.active]
+        stop = next((h.stop for h in hooks if h.stop is not None), None)
+        stopping = stop is not None and stop.requested
+        if stopping or any(h.checkpoints is not None and h.checkpoints.due() for h in hooks):
+            self._stop_clock()  # the clock stops while we save
+            for lp in self.active:
+                if lp.hooks.checkpoints is not None and lp.hooks.checkpoints.enabled:
+                    lp.hooks.checkpoints.save(lp.snapshot())
+            if stopping:
+                stop.honour()
+            self.tick = time.perf_counter()
+
+
+class RunLoop:
+    """One run inside the loop: the model, optimizer and generators it steps, the device
+    accumulators of the current logging interval, and its `Progress`."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, data: Splits,
                  spec: LoopSpec, hooks: Hooks):
@@ -223,7 +332,9 @@ class _Loop:
         self.loss_acc = torch.zeros((), device=device)
         self.correct_acc = torch.zeros((), dtype=torch.long, device=device)
         self.step_record: dict = {}  # what the step probes measured inside the current step
-        self.tick = 0.0  # when the clock last started
+        # brings the model and optimizer up to date before an evaluation or a checkpoint (an
+        # engine that trains the run elsewhere, bnlab.stacked_engine, sets it)
+        self.sync: Callable[[], None] = lambda: None
 
     # -- start -------------------------------------------------------------------------------
     def evaluate_untrained(self) -> None:
@@ -244,78 +355,29 @@ class _Loop:
         set_global_rng_state(saved["rng"], self.device)  # last: loading must not move the RNGs after it
         log.info("resuming from the checkpoint at step %d of %d", self.p.step, self.spec.max_steps)
 
-    def _snapshot(self) -> dict:
+    def snapshot(self) -> dict:
         """Everything the next step depends on (see bnlab.checkpoint)."""
+        self.sync()
         p = self.p
         p.loss_sum, p.correct_sum = self.loss_acc.item(), int(self.correct_acc.item())
         return {"progress": asdict(p), "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "sampler": self.sampler.state_dict(), "rng": global_rng_state(self.device),
                 "augment": self.aug_gen.get_state() if self.aug_gen is not None else None}
 
-    # -- the steps ---------------------------------------------------------------------------
-    def run_steps(self) -> None:
-        spec, p = self.spec, self.p
-        bar = _progress_bar(spec.max_steps, spec.progress)
-        if bar is not None:
-            bar.update(p.step)
-        beat = Heartbeat(spec.progress_every_s, p.step, spec.max_steps) if bar is None and spec.progress_every_s \
-            else None
-        self.model.train()
-        self._start_clock()
-        for step in range(p.step + 1, spec.max_steps + 1):
-            # Between steps: the state is that of the end of step `step - 1`, all of it logged.
-            self._save_if_due()
-            do_eval = spec.is_eval_step(step)
-            self._step(step, probing=do_eval and bool(self.hooks.step_probes))
-            if beat is not None:
-                beat.tick(step)
-            do_log = step % spec.log_every == 0 or step == spec.max_steps
-            if not (do_log or do_eval):
-                continue
-            self._stop_clock()  # the clock stops while we log and evaluate
-            rec = self._record(step)
-            rec.update(self.step_record)
-            self.step_record = {}
-            if do_log:
-                self._close_interval(rec, step)
-            if do_eval or p.diverged_at is not None:
-                self._evaluate_into(rec, counts=p.diverged_at is None)  # what a broken model does, then stop
-            self.hooks.emit(rec)
-            self._show(rec, bar, step, do_eval)
-            if p.diverged_at is not None:
-                log.warning("training loss %.4g at step %d (started at %.4g, limit %.4g): run diverged",
-                            p.last_train["train/loss"], step, p.initial_loss, p.loss_limit)
-                break
-            self.tick = time.perf_counter()
-        if bar is not None:
-            bar.close()
+    # -- the step ----------------------------------------------------------------------------
+    def rate(self, step: int) -> float | None:
+        """The rate of `step` from the schedule (None: constant, the optimizer's own)."""
+        return self.hooks.lr_at(step) if self.hooks.lr_at is not None else None
 
-    def _start_clock(self) -> None:
-        _sync(self.device)
-        self.tick = time.perf_counter()
-
-    def _stop_clock(self) -> None:
-        _sync(self.device)
-        self.p.train_time += time.perf_counter() - self.tick
-
-    def _save_if_due(self) -> None:
-        """A checkpoint when one is due, or when a stop is requested (then the stop is honoured)."""
-        checkpoints, stop = self.hooks.checkpoints, self.hooks.stop
-        stopping = stop is not None and stop.requested
-        if stopping or (checkpoints is not None and checkpoints.due()):
-            self._stop_clock()  # the clock stops while we save
-            if checkpoints is not None and checkpoints.enabled:
-                checkpoints.save(self._snapshot())
-            if stopping:
-                stop.honour()
-            self.tick = time.perf_counter()
-
-    def _step(self, step: int, probing: bool) -> None:
-        """One optimizer step on the next batch; the step probes measure inside it."""
-        model, optimizer, data, p = self.model, self.optimizer, self.data, self.p
-        if self.hooks.lr_at is not None:
+    def own_step(self, step: int) -> float:
+        """One optimizer step of this run's own model on its next batch; the step probes
+        measure inside it (at evaluation steps). Returns the seconds the probes took."""
+        model, optimizer, data = self.model, self.optimizer, self.data
+        probing = bool(self.hooks.step_probes) and self.spec.is_eval_step(step)
+        lr = self.rate(step)
+        if lr is not None:
             for group in optimizer.param_groups:
-                group["lr"] = self.hooks.lr_at(step)
+                group["lr"] = lr
         idx = self.sampler.next()
         xb, yb = data.train_x[idx], data.train_y[idx]
         if self.aug_gen is not None:
@@ -325,25 +387,53 @@ class _Loop:
         loss = F.cross_entropy(logits, yb)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        paused = 0.0
         if probing:  # inside the step, on its own minibatch; the clock stops meanwhile
             _sync(self.device)
-            paused = time.perf_counter()
+            t0 = time.perf_counter()
             for probe in self.hooks.step_probes:
                 self.step_record.update(probe.measure_step(model, optimizer, xb, yb, rng_before))
             _sync(self.device)
-            self.tick += time.perf_counter() - paused
+            paused = time.perf_counter() - t0
         optimizer.step()
-        if p.initial_loss is None:
-            # the loss of the first minibatch, before any update: where this run started.
-            # Divergence is judged against it, so a run that starts high (a huge init) and
-            # falls is never "diverged".
-            p.initial_loss = loss.item()
-            p.loss_limit = self.spec.divergence_factor * max(p.initial_loss, math.log(data.num_classes)) \
-                if math.isfinite(p.initial_loss) else -math.inf
+        if self.p.initial_loss is None:
+            self.start_from(loss.item())
         self.loss_acc += loss.detach()
         self.correct_acc += (logits.argmax(1) == yb).sum()
-        p.interval += 1
-        p.step = step
+        self.counted(step)
+        return paused
+
+    def start_from(self, first_loss: float) -> None:
+        """The loss of the first minibatch, before any update: where this run started.
+        Divergence is judged against it, so a run that starts high (a huge init) and falls is
+        never "diverged"."""
+        p = self.p
+        p.initial_loss = first_loss
+        p.loss_limit = self.spec.divergence_factor * max(first_loss, math.log(self.data.num_classes)) \
+            if math.isfinite(first_loss) else -math.inf
+
+    def counted(self, step: int) -> None:
+        """Step `step` is done (its loss and correct count are in the accumulators)."""
+        self.p.interval += 1
+        self.p.step = step
+
+    def record_step(self, step: int, bar=None) -> None:
+        """At a logging or evaluation step: the interval's train metrics, the evaluation (and
+        the one made where a diverged run stops), to the hooks; the log line or the bar."""
+        spec, p = self.spec, self.p
+        do_eval = spec.is_eval_step(step)
+        rec = self._record(step)
+        rec.update(self.step_record)
+        self.step_record = {}
+        if step % spec.log_every == 0 or step == spec.max_steps:
+            self._close_interval(rec, step)
+        if do_eval or p.diverged_at is not None:
+            self._evaluate_into(rec, counts=p.diverged_at is None)  # what a broken model does, then stop
+        self.hooks.emit(rec)
+        self._show(rec, bar, step, do_eval)
+        if p.diverged_at is not None:
+            log.warning("training loss %.4g at step %d (started at %.4g, limit %.4g): run diverged",
+                        p.last_train["train/loss"], step, p.initial_loss, p.loss_limit)
 
     # -- logging, evaluation, divergence -----------------------------------------------------
     def _record(self, step: int) -> dict:
@@ -371,6 +461,7 @@ class _Loop:
     def _evaluate_into(self, rec: dict, counts: bool = True) -> None:
         """Evaluate into `rec`. An evaluation that does not count (the one made where a
         diverged run is stopped) is recorded, but is never the run's best or its target."""
+        self.sync()
         p, target = self.p, self.spec.target_acc
         for split, (x, y) in self.splits.items():
             if len(x):

@@ -343,14 +343,14 @@ def test_sigterm_as_a_run_finishes_says_it_completed(mnist_root, cfg_factory, tm
     from bnlab.stopping import Terminated
     from bnlab.store import load_run
 
-    real_train = bnlab.runner.train
+    real_train = bnlab.runner.train_group
 
     def train(*args, **kw):  # SIGTERM lands after the last step, as the run's summary is made
         result = real_train(*args, **kw)
         os.kill(os.getpid(), signal.SIGTERM)
         return result
 
-    monkeypatch.setattr(bnlab.runner, "train", train)
+    monkeypatch.setattr(bnlab.runner, "train_group", train)
     with pytest.raises(Terminated) as stopped:
         bnlab.runner.run(cfg_factory(*TINY), tmp_path / "r")
     assert stopped.value.finished == "completed" and load_run(tmp_path / "r")["status"] == "completed"

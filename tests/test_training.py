@@ -133,21 +133,23 @@ def test_paired_arms_share_weights_batches_and_dropout_masks(mnist_root, cfg_fac
     from torch import nn
 
     seen = {}
-    real_train = train_mod.train
+    real_train = train_mod.train_group
 
-    def spy(model, optimizer, data, *args, **kw):
+    def spy(loops, *args, **kw):
+        (loop,) = loops
+        model = loop.model
         norm = "batch" if any(isinstance(m, nn.BatchNorm1d) for m in model.modules()) else "none"
         seen[norm] = {"weights": [l.weight.detach().clone() for l in model.weight_layers], "masks": []}
         hooks = [m.register_forward_hook(lambda _m, _i, out: seen[norm]["masks"].append((out == 0).clone())
                                          if model.training else None)
                  for m in model.modules() if isinstance(m, nn.Dropout)]
         try:
-            return real_train(model, optimizer, data, *args, **kw)
+            return real_train(loops, *args, **kw)
         finally:
             for h in hooks:
                 h.remove()
 
-    monkeypatch.setattr(train_mod, "train", spy)
+    monkeypatch.setattr(train_mod, "train_group", spy)
     for norm in ("none", "batch"):
         run(cfg_factory(f"model.norm={norm}", "model.dropout=0.2", "seed=4", "probes.act_input.enabled=false",
                         "trainer.max_steps=3"), tmp_path / norm)
@@ -224,7 +226,7 @@ def test_a_crash_is_recorded_as_failed_and_reraised(mnist_root, cfg_factory, tmp
     def boom(*args, **kwargs):
         raise RuntimeError("simulated crash")
 
-    monkeypatch.setattr(train_mod, "train", boom)
+    monkeypatch.setattr(train_mod, "train_group", boom)
     with pytest.raises(RuntimeError, match="simulated crash"):
         run(cfg_factory(), tmp_path / "r")
     row = load_run(tmp_path / "r")

@@ -134,7 +134,9 @@ def frame_from_store(root: str | Path) -> pd.DataFrame:
         env = (read_json(Path(path) / RUN_FILE) or {}).get("env")
         env = env if isinstance(env, dict) else {}  # a damaged run.json: counted as damaged by load_runs
         hw.append({"env.device": env.get("device"), "env.device_name": env.get("device_name"),
-                   "env.torch": env.get("torch"), "env.torch_threads": env.get("torch_threads")})
+                   "env.torch": env.get("torch"), "env.torch_threads": env.get("torch_threads"),
+                   # the engine (bnlab.stacked_engine), recorded since issue 23: absent before
+                   **({"env.engine": env["engine"]} if "engine" in env else {})})
     runs = pd.concat([runs.reset_index(drop=True), pd.DataFrame(hw)], axis=1)
     runs["curves"] = curves
     runs["run"] = [relative(p, root) for p in runs["path"]]
