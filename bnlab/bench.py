@@ -10,11 +10,13 @@ is excluded from its step time, as it is in every run's `step_time_ms`.
 
 Prints one line per measurement and the ratio trainer / minimal (target: <= 1.15).
 
-    bnlab-bench --stacked [K ...] [--steps N] [--repeats R]
+    bnlab-bench --stacked [K ...] [--steps N] [--repeats R] [--vgg-width W] [--vgg-steps N]
 
-prints one table: per run-step, the trainer (one run), the minimal loop (one run) and K runs
-trained as one stacked model (bnlab.stacked; K = 1, 2, 4, ..., 64), with the speed-up over
-the trainer's one run at a time (target on a 2-core CPU, one thread: >= 1.8 for K >= 8).
+prints one table (markdown): per run-step, for the Ioffe MLP and the VGG-11, the trainer (one
+run at a time), the minimal loop, the minimal loop fed by a torchvision DataLoader, and K runs
+trained together by the trainer's stacked engine (bnlab.stacked_engine; K = 1, 2, 4, ..., 64),
+with the speed-up over sequential runs (target on this CPU, one thread: >= 1.8 for K >= 8 on
+the MLP; on a GPU >= 30 for K = 64).
 
     bnlab-bench --startup RUNS [--sweep-steps 1000]
 
@@ -91,56 +93,119 @@ def trainer_loop(cfg, data, steps: int) -> float:
     return result["step_time_ms"]
 
 
-def stacked_loop(cfg, data, k: int, steps: int) -> float:
-    """ms per *run*-step of K runs of `cfg`'s model (rates spread over a grid, one seed, so the
-    batches are shared) trained as one stacked model (bnlab.stacked)."""
-    from bnlab.stacked import StackedMLP, StackedSGD
+def stacked_trainer(cfg, data, k: int, steps: int) -> float:
+    """ms per *run*-step of K runs of `cfg` (one seed, so the batches are shared; rates spread
+    over a grid) trained together by the trainer's stacked engine (bnlab.stacked_engine), as a
+    stacked sweep job trains them: each run's step time is its share of the stack's."""
+    from bnlab.stacked_engine import StackedEngine
+    from bnlab.trainer import RunLoop, train_group
 
-    models = []
+    cfg = cfg.copy()
+    cfg.trainer.max_steps = cfg.trainer.eval_every = steps
+    spec = dataclasses.replace(LoopSpec.from_config(cfg), augment=False)
+    loops = []
     for i in range(k):
         torch.manual_seed(cfg.seed)
-        m = build_model(cfg.model, data.in_shape, data.num_classes)
-        init_weights(m, cfg.init.scheme, cfg.init.std, cfg.init.gain, seed=cfg.seed + i)
-        models.append(m)
-    stacked = StackedMLP.from_models(models).to(data.train_x.device)
-    opt = StackedSGD(stacked, [cfg.optim.lr * 2 ** (i % 4 - 2) for i in range(k)], cfg.optim.momentum,
-                     cfg.optim.weight_decay)
-    sampler = BatchSampler(len(data.train_x), cfg.optim.batch_size, cfg.seed, data.train_x.device)
-    sync = torch.cuda.synchronize if data.train_x.is_cuda else (lambda: None)
+        model = build_model(cfg.model, data.in_shape, data.num_classes).to(data.train_x.device)
+        init_weights(model, cfg.init.scheme, cfg.init.std, cfg.init.gain, seed=cfg.seed)
+        opt = make_optimizer(cfg.optim, model)
+        opt.param_groups[0]["lr"] = cfg.optim.lr * 2 ** (i % 4 - 2)
+        loops.append(RunLoop(model, opt, data, spec, Hooks(emit=lambda r: None)))
+    results = train_group(loops, [None] * k, StackedEngine(loops))
+    return statistics.mean(r["step_time_ms"] for r in results)
 
-    def step():
-        idx = sampler.next()
-        losses, _ = stacked.losses(data.train_x[idx], data.train_y[idx])
-        opt.zero_grad()
-        losses.sum().backward()
-        opt.step()
 
-    for _ in range(20):  # warm-up
-        step()
+def plain_loop(model, opt, batches, steps: int, device) -> float:
+    """ms per step of the minimal loop over `batches` (an iterator of (x, y) on the CPU)."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     sync()
     t0 = time.perf_counter()
     for _ in range(steps):
-        step()
+        x, y = next(batches)
+        loss = F.cross_entropy(model(x.to(device, non_blocking=True)), y.to(device, non_blocking=True))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
     sync()
-    return 1000 * (time.perf_counter() - t0) / steps / k
+    return 1000 * (time.perf_counter() - t0) / steps
 
 
-def bench_stacked(base, data, norms, ks, steps: int, repeats: int) -> None:
-    """One table: per run-step, the trainer (one run), the minimal loop (one run) and a stack
-    of K runs, and the stack's speed-up over one run at a time (the trainer)."""
-    print(f"{'norm':6s} {'engine':22s} {'ms per run-step':>16s} {'speed-up':>9s}")
-    for norm in norms:
-        cfg = base.copy()
-        cfg.model.norm = norm
-        trainer = statistics.median(trainer_loop(cfg.copy(), data, steps) for _ in range(repeats))
-        minimal = statistics.median(minimal_loop(data, norm, cfg.optim.lr, cfg.optim.batch_size, steps, cfg.seed)
-                                    for _ in range(repeats))
-        print(f"{norm:6s} {'trainer, one run':22s} {trainer:16.3f} {1.0:9.2f}")
-        print(f"{norm:6s} {'minimal loop, one run':22s} {minimal:16.3f} {trainer / minimal:9.2f}")
-        for k in ks:
-            t = statistics.median(stacked_loop(cfg, data, k, max(50, steps // max(1, k // 4)))
-                                  for _ in range(repeats))
-            print(f"{norm:6s} {f'stacked, K = {k}':22s} {t:16.3f} {trainer / t:9.2f}", flush=True)
+def dataloader_loop(cfg, data, steps: int) -> float:
+    """ms per step of the minimal loop fed by the torchvision pipeline a researcher would write:
+    the dataset from its files, ToTensor and Normalize (CIFAR-10: random crop and flip too),
+    a shuffling DataLoader in the main process (its workers would take the other cores)."""
+    import itertools
+
+    import torchvision
+    from torchvision import transforms as T
+
+    mean, std = data.info["mean"], data.info["std"]  # the run's own normalization (bnlab.data)
+    if cfg.data.name == "mnist":
+        tf = T.Compose([T.ToTensor(), T.Normalize(mean, std)])
+        ds = torchvision.datasets.MNIST(str(cfg.data.root), train=True, download=False, transform=tf)
+    else:
+        tf = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
+                        T.Normalize(mean, std)])
+        ds = torchvision.datasets.CIFAR10(str(cfg.data.root), train=True, download=False, transform=tf)
+    loader = torch.utils.data.DataLoader(ds, batch_size=cfg.optim.batch_size, shuffle=True, drop_last=True,
+                                         num_workers=0, pin_memory=data.train_x.is_cuda)
+    device = data.train_x.device
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, data.in_shape, data.num_classes).to(device)
+    opt = make_optimizer(cfg.optim, model)
+    batches = itertools.chain.from_iterable(itertools.repeat(loader))
+    plain_loop(model, opt, batches, 5, device)  # warm-up
+    return plain_loop(model, opt, batches, steps, device)
+
+
+def model_loop(cfg, data, steps: int) -> float:
+    """ms per step of the minimal loop around the bnlab model (batches indexed from the device tensors)."""
+    device = data.train_x.device
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, data.in_shape, data.num_classes).to(device)
+    opt = make_optimizer(cfg.optim, model)
+    sampler = BatchSampler(len(data.train_x), cfg.optim.batch_size, cfg.seed, device)
+    batches = iter(lambda: (lambda i: (data.train_x[i], data.train_y[i]))(sampler.next()), None)
+    plain_loop(model, opt, batches, 5, device)
+    return plain_loop(model, opt, batches, steps, device)
+
+
+def bench_table(device, norms, ks, steps: int, repeats: int, vgg_width: float, vgg_steps: int) -> None:
+    """One table, one run: per run-step, for the Ioffe MLP (MNIST) and the VGG-11 (CIFAR-10),
+    the trainer (one run), the minimal hand-written loop, the same loop fed by a torchvision
+    DataLoader, and (the MLP) K runs stacked by the trainer's stacked engine, with the speed-up
+    over the trainer's runs one after another (sequential)."""
+    print(f"device {device}{' (' + torch.cuda.get_device_name(device) + ')' if device.type == 'cuda' else ''}, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), median of {repeats}")
+    print(f"| model | norm | engine | ms per run-step | speed-up over sequential runs |")
+    print("|---|---|---|---|---|")
+
+    def row(model, norm, engine, ms, seq):
+        print(f"| {model} | {norm} | {engine} | {ms:.3f} | {seq / ms:.2f}x |", flush=True)
+
+    for model, overrides, n_steps in (
+            ("Ioffe MLP (MNIST, batch 60)", [], steps),
+            (f"VGG-11 x{vgg_width:g} (CIFAR-10, batch 128)",
+             ["data=cifar10", "model=vgg", f"model.width_multiplier={vgg_width}", "data.augment=false"], vgg_steps)):
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+            base = compose("config", overrides=["tracking.mode=disabled", "trainer.progress=false",
+                                                "probes.act_input.enabled=false", *overrides])
+        data = load_data(base.data, device)
+        for norm in norms:
+            cfg = base.copy()
+            cfg.model.norm = norm
+            med = lambda f: statistics.median(f() for _ in range(repeats))  # noqa: E731
+            seq = med(lambda: trainer_loop(cfg.copy(), data, n_steps))
+            row(model, norm, "trainer, one run at a time", seq, seq)
+            row(model, norm, "minimal loop", med(lambda: model_loop(cfg, data, n_steps)), seq)
+            row(model, norm, "minimal loop + torchvision DataLoader", med(lambda: dataloader_loop(cfg, data, n_steps)),
+                seq)
+            if cfg.model.name not in ("mlp", "deep_mlp"):
+                print(f"| {model} | {norm} | stacked | (conv nets do not stack yet) | |")
+                continue
+            for k in ks:
+                row(model, norm, f"trainer, stack of K = {k}",
+                    med(lambda: stacked_trainer(cfg, data, k, max(200, n_steps // max(1, k // 4)))), seq)
 
 
 def sweep_wall_time(n_jobs: int, threads: int, runs: int, steps: int, root: str) -> float:
@@ -224,8 +289,11 @@ def main(argv=None) -> None:
                     help="time a sweep of RUNS short quickstart jobs (--sweep-steps steps, 2 workers) and "
                          "split each job's time into training, the rest of the run, and start-up")
     ap.add_argument("--stacked", type=int, nargs="*", metavar="K",
-                    help="per run-step time of K runs stacked into one model (bnlab.stacked), for each K "
-                         "(default 1 2 4 8 16 32 64), beside the trainer and the minimal loop")
+                    help="the one table: per run-step time of the trainer, the minimal loop, a DataLoader "
+                         "pipeline and K runs stacked by the trainer (default K = 1 2 4 8 16 32 64), for the "
+                         "MLP and the VGG")
+    ap.add_argument("--vgg-width", type=float, default=0.25, help="the VGG-11's width multiplier in the table")
+    ap.add_argument("--vgg-steps", type=int, default=30, help="steps per VGG measurement in the table")
     args = ap.parse_args(argv)
     if args.sweep:
         return bench_sweep(args.sweep_runs, args.sweep_steps)
@@ -241,10 +309,8 @@ def main(argv=None) -> None:
     device = resolve_device(args.device)
     data = load_data(base.data, device)
     if args.stacked is not None:
-        print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
-              f"Ioffe MLP, batch {base.optim.batch_size}, median of {args.repeats}")
-        return bench_stacked(base, data, args.norm, args.stacked or [1, 2, 4, 8, 16, 32, 64], args.steps,
-                             args.repeats)
+        return bench_table(device, args.norm, args.stacked or [1, 2, 4, 8, 16, 32, 64], args.steps, args.repeats,
+                           args.vgg_width, args.vgg_steps)
     print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"{args.steps} steps x {args.repeats} repeats (interleaved), median ms/step")
     for norm in args.norm:

@@ -17,6 +17,9 @@ from bnlab.config_checks import boolean as _bool, choice as _choice, get as _get
 from bnlab.config_checks import is_int as _is_int, is_number as _is_number
 from bnlab.config_checks import number as _number
 from bnlab.errors import ConfigError
+
+# torch.compile's modes for trainer.compile (false: not compiled)
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 from bnlab.layers import ACTIVATIONS, INIT_SCHEMES
 from bnlab.norms import NORM_KINDS
 from bnlab.models import DROPOUT_PLACEMENTS, MODEL_NAMES, MODELS, hidden_widths
@@ -123,6 +126,15 @@ def validate(cfg: DictConfig) -> None:
     if threads != "auto" and threads is not None and not (_is_int(threads) and threads >= 1):
         raise ConfigError("trainer.num_threads", f"got {threads!r}; allowed: auto (the cores free for the run), "
                           f"an integer >= 1, or null (torch's default: every core)")
+    _int(cfg, "trainer.stack", lo=1, hi=256)  # runs per stack (bnlab.stack_plan); 1: each alone
+    members = _get(cfg, "trainer.stack_members")
+    if members is not None and not Path(str(members)).is_file():
+        raise ConfigError("trainer.stack_members", f"got {members!r}; set by bnlab's sweeper to a stack's "
+                          f"file (leave it null)")
+    _bool(cfg, "trainer.bf16")
+    _bool(cfg, "trainer.channels_last")
+    if _get(cfg, "trainer.compile") is not False:
+        _choice(cfg, "trainer.compile", COMPILE_MODES)
     _number(cfg, "trainer.divergence_factor", lo=1, lo_open=True)
     _int(cfg, "trainer.divergence_warmup", lo=0)
     _number(cfg, "trainer.learned_margin", lo=0, hi=1, hi_open=True)

@@ -65,18 +65,31 @@ def _short(path: Path) -> str:
         return str(path)
 
 
-def describe_launch(composed: list[tuple[list[str], DictConfig]]) -> str:
-    """The table `--dry-run` prints: one line per job, then the counts."""
+def describe_launch(composed: list[tuple[list[str], DictConfig]], parallel: int = 1) -> str:
+    """The table `--dry-run` prints: one line per job (and the stack it trains in,
+    bnlab.stack_plan), then the counts."""
+    from bnlab.stack_plan import plan_stacks
+
     states = [job_state(cfg) for _, cfg in composed]
+    cfgs = [cfg for _, cfg in composed]
+    stacks = plan_stacks(cfgs, [st in ("to train", "to resume") for st, _ in states], parallel) \
+        if len(cfgs) > 1 else [[0]] * len(cfgs)
+    stacked = [s for s in stacks if len(s) > 1]
+    in_stack = {i: n for n, members in enumerate(stacked) for i in members}
     shown = _varying([job for job, _ in composed])
     names = sorted({str(cfg.name) for _, cfg in composed})
     width = max((len(" ".join(j)) for j in shown), default=0)
     lines = [f"{'study' if len(names) == 1 else 'studies'} {', '.join(names)}: {len(composed)} job(s)"
              f"{'' if len(composed) < 2 else ' (the overrides that differ between them)'}"]
     for i, (job, (state, where)) in enumerate(zip(shown, states)):
-        lines.append(f"  #{i:<3} {' '.join(job):<{width}}  {state}{f'  {_short(where)}' if where else ''}")
+        stack = f"  [stack {in_stack[i]}]" if i in in_stack else ""
+        lines.append(f"  #{i:<3} {' '.join(job):<{width}}  {state}{f'  {_short(where)}' if where else ''}{stack}")
     counts = {s: sum(st == s for st, _ in states) for s in ("to train", "to resume", "already done",
                                                             "running elsewhere")}
+    if stacked:
+        lines.append(f"stacks: {sum(map(len, stacked))} jobs train in {len(stacked)} stacks of "
+                     f"{'-'.join(sorted({str(len(s)) for s in stacked}, key=int))} runs, each a job of the launcher "
+                     f"(trainer.stack: at most that many; 1 trains each alone)")
     lines.append("dry run: " + ", ".join(f"{n} {s}" for s, n in counts.items()) +
                  "; nothing was trained or written")
     return "\n".join(lines)

@@ -96,12 +96,17 @@ def run_group(jobs: list[Job], *, validated: bool = False, engine: str = "single
     units = [RunUnit(j, data, device) for j in jobs]
     step_engine = None
     if engine == "stacked" and len(units) > 1:
-        from bnlab.stacked_engine import StackedEngine
+        from bnlab.stacked_engine import StackedEngine, why_loops_cannot_stack
 
+        reason = why_loops_cannot_stack([u.loop for u in units])
+        if reason:
+            raise NotStackable(f"cannot stack these runs: {reason}")
         step_engine = StackedEngine([u.loop for u in units])
     engine_name = step_engine.name if step_engine is not None else "single"
     for u in units:
         u.start(engine_name, len(units))
+        if len(units) > 1:  # its log lines say which run of the group they are about
+            u.hooks.name = u.job.label or u.out_dir.name
     stop = StopRequests()
     try:
         with stop, contextlib.ExitStack() as mirrors:
@@ -120,6 +125,32 @@ def run_group(jobs: list[Job], *, validated: bool = False, engine: str = "single
     return summaries
 
 
+def train_stack(jobs: list[Job]) -> list[dict]:
+    """Train the jobs of a stack (bnlab.stack_plan): those that start at the same step (all
+    fresh, or resumed from one stack's checkpoints) as one stacked group; a group that cannot
+    stack after all (bnlab.stacked_engine says why) trains its runs one after another, each
+    alone. Returns every summary."""
+    by_start: dict[int, list[Job]] = {}
+    for job in jobs:
+        by_start.setdefault(job.resume_from["progress"]["step"] if job.resume_from else 0, []).append(job)
+    summaries = []
+    for group in by_start.values():
+        if len(group) == 1:
+            summaries += run_group(group, validated=True)
+            continue
+        try:
+            summaries += run_group(group, validated=True, engine="stacked")
+        except NotStackable as exc:
+            log.warning("%s: the %d runs train one after another", exc, len(group))
+            for job in group:
+                summaries += run_group([job], validated=True)
+    return summaries
+
+
+class NotStackable(ValueError):
+    """A group of runs that the stacked engine cannot train together (raised before anything is written)."""
+
+
 class RunUnit:
     """One run of a group, apart from its loop: its config, fingerprint, store writer, W&B
     mirror and checkpoints, and the summary it ends with (or the failure it records)."""
@@ -134,6 +165,8 @@ class RunUnit:
         # paired seeds: per-layer generators, so both arms share every shared layer's weights
         init_weights(model, cfg.init.scheme, cfg.init.std, cfg.init.gain, seed=cfg.seed)
         seed_noise(model, cfg.seed)  # noisy_batch / noise layers: their own generators
+        if cfg.trainer.channels_last:
+            model = model.to(memory_format=torch.channels_last)  # conv weights NHWC (a no-op for 2-D ones)
         optimizer = make_optimizer(cfg.optim, model)
         self.params = count_parameters(model)
         probes, step_probes = build_probes(cfg, data)
@@ -142,6 +175,8 @@ class RunUnit:
         seed_everything(cfg.seed)
         self.hooks = Hooks(emit=self._emit, probes=probes, step_probes=step_probes, lr_at=lr_schedule(cfg.optim))
         self.loop = RunLoop(model, optimizer, data, LoopSpec.from_config(cfg), self.hooks)
+        if cfg.trainer.compile:
+            self.loop.forward = torch.compile(model, mode=cfg.trainer.compile)
         log.info("%s on %s: %s parameters, device %s, %d train / %d val / %d test images",
                  cfg.model.name, cfg.data.name, f"{self.params:,}", device, len(data.train_x),
                  len(data.val_x), len(data.test_x))
@@ -231,5 +266,6 @@ class RunUnit:
         self.checkpoints.discard()
         best = (f"best val/acc {summary['best/val/acc']:.4f} at step {summary['best/step']}"
                 if summary.get("best/val/acc") is not None else "no validation set (data.val_size=0)")
-        log.info("%s after %d steps: test/acc %.4f, %s, %.3f ms/step", summary["status"], summary["steps"],
+        who = f"{self.hooks.name}: " if self.hooks.name else ""
+        log.info("%s%s after %d steps: test/acc %.4f, %s, %.3f ms/step", who, summary["status"], summary["steps"],
                  summary.get("test/acc", float("nan")), best, summary["step_time_ms"])

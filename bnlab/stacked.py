@@ -19,7 +19,7 @@ where evaluation, probes and checkpoints work as for any run. Equal to separate 
 floating-point summation order (tests/test_stacked.py states the tolerance).
 
 Supported: the MLP and deep MLP with norm `none` or `batch` (any `norm_layers`), any
-activation, no dropout. Anything else `why_not_stackable` names, and it trains as today.
+activation, dropout (each run's masks drawn from its own generator, as alone). Anything else `why_not_stackable` names, and it trains as today.
 """
 from __future__ import annotations
 
@@ -43,8 +43,8 @@ def why_not_stackable(models: list[nn.Module]) -> str | None:
         kinds = []
         for layer in m._layers[1:]:
             if isinstance(layer, nn.Dropout):
-                return "dropout does not stack yet (each run's masks come from its own generator)"
-            if isinstance(layer, nn.Linear):
+                kinds.append(("dropout",))  # the rate may differ between runs; each draws its own masks
+            elif isinstance(layer, nn.Linear):
                 kinds.append(("linear", tuple(layer.weight.shape), layer.bias is not None))
             elif isinstance(layer, nn.BatchNorm1d):
                 if not (layer.affine and layer.track_running_stats) or layer.momentum is None:
@@ -91,11 +91,19 @@ class StackedMLP(nn.Module):
                 self.register_buffer(f"running_var_{i}", torch.cat([s.running_var for s in same]).clone())
                 self._bn.append({"eps": layer.eps, "momentum": layer.momentum, "features": layer.num_features})
                 self.plan.append(("bn", i))
+            elif isinstance(layer, nn.Dropout):
+                self.plan.append(("dropout", [float(m.p) for m in same]))
             else:
                 self.plan.append(("act", layer))
+        # each run's dropout masks come from its own generator (set_generators): by default the
+        # global one, as for a run alone
+        self.generators: list[torch.Generator | None] = [None] * self.k
+        self.dropout_active = True  # off: BN in training mode, dropout as in eval (recalibration)
         # BatchNorm's count of training batches (read only by a momentum-less BN, refused above;
         # kept so that each run's module ends with the count it would have alone)
-        self.register_buffer("num_batches_tracked", torch.zeros((), dtype=torch.long))
+        bns = [m for m in models[0]._layers if isinstance(m, nn.BatchNorm1d)]
+        self.register_buffer("num_batches_tracked", bns[0].num_batches_tracked.detach().clone() if bns
+                             else torch.zeros((), dtype=torch.long))
 
     @classmethod
     def from_models(cls, models: list[Classifier]) -> "StackedMLP":
@@ -134,9 +142,28 @@ class StackedMLP(nn.Module):
                 h = F.batch_norm(h.reshape(b, kk * c), getattr(self, f"running_mean_{i}"),
                                  getattr(self, f"running_var_{i}"), self.gammas[i], self.betas[i],
                                  self.training, bn["momentum"], bn["eps"]).view(b, kk, c)
+            elif step[0] == "dropout":
+                if self.training and self.dropout_active:
+                    h = h * self._masks(step[1], h)
             else:
                 h = step[1](h)
         return h.transpose(0, 1)  # (K, B, classes)
+
+    def _masks(self, rates: list[float], h: torch.Tensor) -> torch.Tensor:
+        """Each run's dropout mask (B, K, H), drawn as torch's dropout draws it for a run alone
+        (bernoulli(1 - p) over the run's (B, H) input, from the run's generator, divided by
+        1 - p; nothing drawn at p = 0), so that a run of a seed draws the masks it draws alone."""
+        b, _, c = h.shape
+        masks = []
+        for p, gen in zip(rates, self.generators):
+            if p == 0:
+                masks.append(torch.ones(b, c, dtype=h.dtype, device=h.device))
+            elif p == 1:
+                masks.append(torch.zeros(b, c, dtype=h.dtype, device=h.device))
+            else:
+                masks.append(torch.empty(b, c, dtype=h.dtype, device=h.device).bernoulli_(1 - p, generator=gen)
+                             .div_(1 - p))
+        return torch.stack(masks, dim=1)
 
     def losses(self, x: torch.Tensor, y: torch.Tensor, per_run: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Each run's mean cross-entropy (K,) and the logits; `y`: (B,) shared or (K, B)."""
@@ -145,6 +172,20 @@ class StackedMLP(nn.Module):
         targets = y.expand(k, b) if y.dim() == 1 else y
         per = F.cross_entropy(logits.reshape(k * b, c), targets.reshape(k * b), reduction="none")
         return per.view(k, b).mean(dim=1), logits
+
+    def member_params(self, index: int, model: Classifier) -> list[tuple[nn.Parameter, nn.Parameter, str]]:
+        """(stacked parameter, run `index`'s own parameter, "run" | "block") in the order of
+        `self.parameters()`: "run" stacks the runs along the first dimension, "block" (BN's
+        gamma and beta) concatenates them in K blocks."""
+        linears = [m for m in model._layers if isinstance(m, nn.Linear)]
+        bns = [m for m in model._layers if isinstance(m, nn.BatchNorm1d)]
+        pairs = [(self.weights[i], lin.weight, "run") for i, lin in enumerate(linears)]
+        pairs += [(self.biases[i], lin.bias, "run") for i, lin in enumerate(linears) if lin.bias is not None]
+        pairs += [(self.gammas[i], bn.weight, "block") for i, bn in enumerate(bns)]
+        pairs += [(self.betas[i], bn.bias, "block") for i, bn in enumerate(bns)]
+        if [id(p) for p, _, _ in pairs] != [id(p) for p in self.parameters()]:
+            raise AssertionError("the stacked parameters are not in the order member_params assumes")
+        return pairs
 
     @torch.no_grad()
     def load_into(self, index: int, model: Classifier) -> None:

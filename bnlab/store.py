@@ -37,6 +37,8 @@ RUN_FILE, METRICS_FILE, SUMMARY_FILE = "run.json", "metrics.jsonl", "summary.jso
 # two runs that differ only here are the same experiment.
 NON_SCIENTIFIC_KEYS = ("paths", "tracking", "force", "recipe", "data.root", "data.download", "trainer.progress",
                        "trainer.progress_every_s", "trainer.num_threads", "trainer.device", "trainer.eval_batch_size", "trainer.checkpoint",
+                       # how runs are grouped into stacks (bnlab.stack_plan); the engine is in run.json's env
+                       "trainer.stack", "trainer.stack_members",
                        "tags", "claim", "description", "analysis",
                        # a study's budget profile acts only through the keys it sets (resolved)
                        "profile", "profiles",
@@ -74,6 +76,8 @@ NEUTRAL_DEFAULTS: dict[str, Any] = {
     # the activation-statistics probe and the recalibrated readout (off by default, likewise)
     "probes.act_stats.enabled": False, "probes.act_stats.batch_size": 1000, "probes.act_stats.corr_units": 0,
     "probes.bn_recalibration.enabled": False, "probes.bn_recalibration.batches": 100,
+    # the GPU options (issue 23): off
+    "trainer.bf16": False, "trainer.channels_last": False, "trainer.compile": False,
 }
 # Keys that no longer exist: dropped wherever an old config still holds them.
 RETIRED_KEYS = ("probes.grad_ics.batch_size",)

@@ -58,6 +58,16 @@ def find_done(root: Path, fp: str) -> Path | None:
     return Path(max(done)[1]) if done else None
 
 
+def done_fingerprints(root: Path) -> set[str]:
+    """The fingerprints of every completed or diverged run under `root` (find_done, for all at once)."""
+    done = set()
+    for summary_path in root.rglob(SUMMARY_FILE) if root.exists() else ():
+        summary = read_summary(summary_path)[1]
+        if summary and summary.get("status") in DONE_STATUSES:
+            done.add(summary.get("fingerprint"))
+    return done
+
+
 @contextlib.contextmanager
 def claim(root: Path, fp: str) -> Iterator[bool]:
     """Hold the lock of fingerprint `fp` while the body runs; yields False if another live

@@ -7,6 +7,7 @@ wait for torch, which the training modules load when a job starts.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
@@ -194,13 +195,19 @@ def _compose_fast(compose, job: list[str], by_groups: dict) -> DictConfig:
 
 
 def preflight(overrides: list[str], multirun: bool = False) -> list[DictConfig]:
+    """preflight_jobs, the configs only."""
+    return [cfg for _, cfg in preflight_jobs(overrides, multirun)]
+
+
+def preflight_jobs(overrides: list[str], multirun: bool = False) -> list[tuple[list[str], DictConfig]]:
     """Compose and validate every job's config (compose_jobs), then check what the launch
     needs before Hydra writes anything: a writable study folder, W&B credentials for online
-    tracking, the datasets (downloaded here, once). Returns the job configs."""
+    tracking, the datasets (downloaded here, once). Returns every job's (overrides, config)."""
     from bnlab.config import check_wandb_credentials, check_writable
     from bnlab.data import ensure_present
 
-    cfgs = [cfg for _, cfg in compose_jobs(overrides, multirun)]
+    composed = compose_jobs(overrides, multirun)
+    cfgs = [cfg for _, cfg in composed]
     # Where runs go must be writable, and online tracking must have credentials: before any job.
     for folder in sorted({str(study_dir(c)) for c in cfgs}):  # <paths.runs>/<name>
         check_writable("paths.results", folder)
@@ -214,7 +221,53 @@ def preflight(overrides: list[str], multirun: bool = False) -> list[DictConfig]:
         from bnlab.memory import check_memory, parallel_jobs
 
         check_memory(cfgs, parallel_jobs(overrides) if len(cfgs) > 1 else 1)
-    return cfgs
+    return composed
+
+
+
+def plan_launch(composed: list[tuple[list[str], DictConfig]], overrides: list[str]) -> str | None:
+    """Group the launch's jobs into stacks (bnlab.stack_plan) and name the plan to bnlab's
+    sweeper (BNLAB_STACK_PLAN); returns a line saying what was grouped (None: nothing stacks)."""
+    from bnlab.stack_plan import PLAN_ENV, plan_stacks, why_config_cannot_stack, write_plan
+
+    os.environ.pop(PLAN_ENV, None)
+    cfgs = [c for _, c in composed]
+    if len(cfgs) < 2 or all(why_config_cannot_stack(c) for c in cfgs):
+        return None
+    stacks = plan_stacks(cfgs, _to_train(cfgs), _parallel(overrides))
+    path = write_plan([j for j, _ in composed], cfgs, stacks)
+    if path is None:
+        return None
+    os.environ[PLAN_ENV] = str(path)
+    stacked = [s for s in stacks if len(s) > 1]
+    return (f"{sum(map(len, stacked))} of {len(cfgs)} jobs train in {len(stacked)} stacks of up to "
+            f"{max(map(len, stacked))} runs (trainer.stack; 1 trains each alone)")
+
+
+def _parallel(overrides: list[str]) -> int:
+    """Jobs that run at once: the local launcher's (a cluster's are not split for balance)."""
+    from bnlab.memory import parallel_jobs
+
+    if any(o.startswith("hydra/launcher=") and not o.endswith("=local") for o in overrides):
+        return 1
+    return parallel_jobs(overrides)
+
+
+def _to_train(cfgs: list[DictConfig]) -> list[bool]:
+    """Per job: whether it still trains (not done, not being trained elsewhere); only those are
+    stacked, so that a relaunch packs what is missing into full stacks."""
+    from bnlab.dry_run import _locked_elsewhere
+    from bnlab.sweep import done_fingerprints
+
+    done: dict[Path, set] = {}
+    out = []
+    for cfg in cfgs:
+        root = study_dir(cfg)
+        if root not in done:
+            done[root] = done_fingerprints(root)
+        fp = fingerprint(resolved_config(cfg))
+        out.append(bool(cfg.force) or (fp not in done[root] and not _locked_elsewhere(root, fp)))
+    return out
 
 
 class _NoAccountingWarnings(logging.Filter):
@@ -253,15 +306,19 @@ def main() -> None:
             from bnlab.dry_run import describe_launch
 
             # as a sweep: a single run is a sweep of one job, and `-m` may be left out
-            print(describe_launch(compose_jobs(overrides, multirun=True)))
+            print(describe_launch(compose_jobs(overrides, multirun=True), _parallel(overrides)))
             return
         if "--cfg" in flags or "-c" in flags:
             _one_config_only(args)
         # Hydra's informational flags (--help, --cfg, --info, ...) go straight to Hydra.
         os.environ.pop(VALIDATED_ENV, None)  # only this launch's preflight may vouch for its jobs
         if all(f in ("-m", "--multirun") for f in flags):
-            if len(preflight(overrides, multirun=multirun)) < MAX_PREFLIGHT_JOBS:  # all of them checked
+            composed = preflight_jobs(overrides, multirun=multirun)
+            if len(composed) < MAX_PREFLIGHT_JOBS:  # all of them checked
                 os.environ[VALIDATED_ENV] = "1"  # the jobs (joblib workers, SLURM tasks) inherit it
+                stacked = plan_launch(composed, overrides)
+                if stacked:
+                    log.info(stacked)
     except InputError as exc:
         print(f"bnlab-train: error: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -335,9 +392,10 @@ class JobPrefix(logging.Filter):
         return True
 
 
-def _label(hc) -> str | None:
+def _label(hc, task: list[str] | None = None) -> str | None:
     """A run's name in W&B: the values its sweep varies, e.g. "model.norm=batch seed=1"
-    (from the sweep's record, sweep.json); None for a single run (tracking names it)."""
+    (from the sweep's record, sweep.json), among `task` (the job's overrides by default);
+    None for a single run (tracking names it)."""
     from hydra.types import RunMode
 
     from bnlab.store import read_json
@@ -346,8 +404,48 @@ def _label(hc) -> str | None:
     if hc.mode != RunMode.MULTIRUN:
         return None
     swept = set((read_json(Path(hc.sweep.dir) / SWEEP_FILE) or {}).get("swept") or [])
-    chosen = [o for o in hc.overrides.task if o.split("=", 1)[0].lstrip("+~") in swept]
+    chosen = [o for o in (hc.overrides.task if task is None else task) if o.split("=", 1)[0].lstrip("+~") in swept]
     return " ".join(chosen) or None
+
+
+def _train_stack(cfg: DictConfig, hc, launch: str) -> list[dict]:
+    """A stack's job (bnlab.stack_plan): each member's config composed as Hydra composes it
+    alone, then, as for any job, locked, skipped when done and resumed when unfinished, in the
+    folder it would have had alone (`<sweep>/<its job number>`); the rest trained together
+    (bnlab.runner.train_stack). Returns the summaries of the runs trained here."""
+    from hydra import compose
+
+    from bnlab.checkpoint import find_resumable
+    from bnlab.config import validate
+    from bnlab.runner import Job, train_stack
+    from bnlab.stack_plan import read_stack
+
+    sweep_dir = Path(hc.sweep.dir)
+    jobs = []
+    with contextlib.ExitStack() as locks:
+        for member in read_stack(cfg.trainer.stack_members):
+            mcfg = compose("config", overrides=list(member["overrides"]))
+            if os.environ.get(VALIDATED_ENV) != "1":
+                validate(mcfg)
+            mcfg.trainer.num_threads = cfg.trainer.num_threads  # the share this job was given
+            out_dir = sweep_dir / str(member["index"])
+            fp = fingerprint(resolved_config(mcfg))
+            root = study_dir(mcfg)
+            if not locks.enter_context(claim(root, fp)):
+                log.info("skipping job %s: the same config is being trained by another process", member["index"])
+                record_skip(out_dir, "running elsewhere", None, fp)
+                continue
+            done = None if mcfg.force else find_done(root, fp)
+            if done is not None:
+                log.info("skipping job %s: already done in %s", member["index"], done)
+                record_skip(out_dir, "already done", done, fp)
+                continue
+            unfinished, checkpoint = (None, None) if mcfg.force else find_resumable(root, fp, prefer=out_dir)
+            if unfinished is not None and unfinished != out_dir:
+                log.info("job %s resumes the unfinished run in %s", member["index"], unfinished)
+                record_skip(out_dir, "resumed", unfinished, fp)
+            jobs.append(Job(mcfg, unfinished or out_dir, _label(hc, list(member["overrides"])), launch, checkpoint))
+        return train_stack(jobs)
 
 
 # An absolute path: a relative one is looked up as a Python package when run as a module.
@@ -368,7 +466,9 @@ def hydra_main(cfg: DictConfig) -> str:
     launch = Path(hc.sweep.dir).name if multirun else out_dir.name
     label = _label(hc)
     if multirun:  # parallel jobs interleave their lines: each says which job it is
-        prefix = JobPrefix(f"[job {hc.job.num}{': ' + label if label else ''}] ")
+        # its number in the sweep (its folder: the launcher's own count skips a stack's members)
+        prefix = JobPrefix(f"[{hc.sweep.subdir}] " if cfg.trainer.get("stack_members") else
+                           f"[job {hc.sweep.subdir}{': ' + label if label else ''}] ")
         for handler in logging.getLogger().handlers:  # Hydra makes these afresh for every job
             handler.addFilter(prefix)
     # the training modules (torch) load here, when a job starts
@@ -379,6 +479,9 @@ def hydra_main(cfg: DictConfig) -> str:
     try:
         if os.environ.get(VALIDATED_ENV) != "1":  # not vouched for by this launch's preflight
             validate(cfg)
+        if cfg.trainer.get("stack_members"):
+            summaries = _train_stack(cfg, hc, launch)
+            return ", ".join(s["status"] for s in summaries) or "skipped"
         fp = fingerprint(resolved_config(cfg))
         root = study_dir(cfg)
         with claim(root, fp) as mine:

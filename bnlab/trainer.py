@@ -132,6 +132,10 @@ class LoopSpec:
     """a progress bar when stderr is a terminal (`trainer.progress`)"""
     progress_every_s: float | None = None
     """without a bar (not a terminal): a log line with step, rate and ETA this often (`trainer.progress_every_s`)"""
+    bf16: bool = False
+    """the forward pass and the loss under bfloat16 autocast (`trainer.bf16`)"""
+    channels_last: bool = False
+    """4-D batches in NHWC memory layout, as the model's weights (`trainer.channels_last`)"""
 
     @classmethod
     def from_config(cls, cfg) -> "LoopSpec":
@@ -143,7 +147,8 @@ class LoopSpec:
                    eval_batch_size=t.eval_batch_size, eval_train=t.get("eval_train", 0) or 0,
                    divergence_factor=t.divergence_factor, divergence_warmup=t.divergence_warmup,
                    learned_margin=t.learned_margin, target_acc=cfg.data.target_val_acc,
-                   progress=bool(t.progress), progress_every_s=t.get("progress_every_s"))
+                   progress=bool(t.progress), progress_every_s=t.get("progress_every_s"),
+                   bf16=bool(t.get("bf16", False)), channels_last=bool(t.get("channels_last", False)))
 
     def is_eval_step(self, step: int) -> bool:
         return is_eval_step(step, self.max_steps, self.eval_every, self.eval_every_early, self.early_steps)
@@ -164,6 +169,8 @@ class Hooks:
     """saves the loop's state when one is due, and when the run is asked to stop"""
     stop: "StopRequests | None" = None
     """pending stop requests (SIGTERM, preemption): save, then honour"""
+    name: str = ""
+    """what the run's log lines start with, among the runs of a group (its swept values)"""
 
 
 @dataclass
@@ -335,6 +342,17 @@ class RunLoop:
         # brings the model and optimizer up to date before an evaluation or a checkpoint (an
         # engine that trains the run elsewhere, bnlab.stacked_engine, sets it)
         self.sync: Callable[[], None] = lambda: None
+        # the training step's forward pass: the model, or its compiled form (trainer.compile),
+        # which shares its parameters (evaluation and probes call the model itself)
+        self.forward: Callable[[torch.Tensor], torch.Tensor] = model
+        # an evaluation and a probe's measurement, of this run's own model by default; the
+        # stacked engine measures all its runs at once and hands each its own numbers
+        self.evaluate_split: Callable[[str, torch.Tensor, torch.Tensor], tuple[float, float]] = \
+            lambda split, x, y: evaluate(self.model, x, y, self.spec.eval_batch_size)
+        self.measure_probe: Callable[[Probe, int], dict] = lambda probe, step: probe.measure(self.model, step=step)
+        # the random state the run's next step draws from (dropout): the global generators alone
+        self.rng_state: Callable[[], dict] = lambda: global_rng_state(self.device)
+        self.restored_rng: dict | None = None
 
     # -- start -------------------------------------------------------------------------------
     def evaluate_untrained(self) -> None:
@@ -352,6 +370,7 @@ class RunLoop:
         self.p = Progress(**saved["progress"])
         self.loss_acc.fill_(self.p.loss_sum)
         self.correct_acc.fill_(self.p.correct_sum)
+        self.restored_rng = saved["rng"]  # what the run's dropout draws from next (an engine may hold it)
         set_global_rng_state(saved["rng"], self.device)  # last: loading must not move the RNGs after it
         log.info("resuming from the checkpoint at step %d of %d", self.p.step, self.spec.max_steps)
 
@@ -361,7 +380,7 @@ class RunLoop:
         p = self.p
         p.loss_sum, p.correct_sum = self.loss_acc.item(), int(self.correct_acc.item())
         return {"progress": asdict(p), "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "sampler": self.sampler.state_dict(), "rng": global_rng_state(self.device),
+                "sampler": self.sampler.state_dict(), "rng": self.rng_state(),
                 "augment": self.aug_gen.get_state() if self.aug_gen is not None else None}
 
     # -- the step ----------------------------------------------------------------------------
@@ -382,9 +401,12 @@ class RunLoop:
         xb, yb = data.train_x[idx], data.train_y[idx]
         if self.aug_gen is not None:
             xb = augment_batch(xb, self.aug_gen)
+        if self.spec.channels_last and xb.dim() == 4:
+            xb = xb.contiguous(memory_format=torch.channels_last)
         rng_before = rng_state(self.device, model) if probing else None
-        logits = model(xb)
-        loss = F.cross_entropy(logits, yb)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.spec.bf16):
+            logits = self.forward(xb)
+            loss = F.cross_entropy(logits, yb)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         paused = 0.0
@@ -432,8 +454,8 @@ class RunLoop:
         self.hooks.emit(rec)
         self._show(rec, bar, step, do_eval)
         if p.diverged_at is not None:
-            log.warning("training loss %.4g at step %d (started at %.4g, limit %.4g): run diverged",
-                        p.last_train["train/loss"], step, p.initial_loss, p.loss_limit)
+            log.warning("%straining loss %.4g at step %d (started at %.4g, limit %.4g): run diverged",
+                        self._who(), p.last_train["train/loss"], step, p.initial_loss, p.loss_limit)
 
     # -- logging, evaluation, divergence -----------------------------------------------------
     def _record(self, step: int) -> dict:
@@ -465,9 +487,9 @@ class RunLoop:
         p, target = self.p, self.spec.target_acc
         for split, (x, y) in self.splits.items():
             if len(x):
-                rec[f"{split}/loss"], rec[f"{split}/acc"] = evaluate(self.model, x, y, self.spec.eval_batch_size)
+                rec[f"{split}/loss"], rec[f"{split}/acc"] = self.evaluate_split(split, x, y)
         for probe in self.hooks.probes:
-            rec.update(probe.measure(self.model, step=rec["step"]))
+            rec.update(self.measure_probe(probe, rec["step"]))
         p.last_eval.update({k: v for k, v in rec.items() if k.startswith(EVAL_PREFIXES)})
         if not counts:
             return
@@ -489,8 +511,11 @@ class RunLoop:
             bar.update(step - bar.n)
             bar.set_postfix({k: f"{v:.4f}" for k, v in rec.items() if k in ("train/loss", "val/acc")})
         elif do_eval:
-            log.info("step %d/%d  train/loss %s  val/acc %s", step, self.spec.max_steps,
+            log.info("%sstep %d/%d  train/loss %s  val/acc %s", self._who(), step, self.spec.max_steps,
                      _short(rec.get("train/loss")), _short(rec.get("val/acc")))
+
+    def _who(self) -> str:
+        return f"{self.hooks.name}: " if self.hooks.name else ""
 
     # -- the end -----------------------------------------------------------------------------
     def result(self) -> dict:

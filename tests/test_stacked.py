@@ -134,11 +134,91 @@ def test_per_run_batches_and_eval_mode_match_the_runs_alone(cfg_factory):
 
 
 def test_what_does_not_stack_says_why(cfg_factory):
-    dropout, _ = _models(cfg_factory, [["model.dropout=0.1"]])
-    assert "dropout" in why_not_stackable(dropout)
+    dropout, _ = _models(cfg_factory, [["model.dropout=0.1"], ["model.dropout=0.5"]])
+    assert why_not_stackable(dropout) is None, "dropout stacks, each run at its own rate"
     layer, _ = _models(cfg_factory, [["model.norm=layer"]])
     assert "LayerNorm" in why_not_stackable(layer)
     two, _ = _models(cfg_factory, [["model.widths=[100,100,100]"], ["model.widths=[50,50,50]"]])
     assert "architecture" in why_not_stackable(two)
     with pytest.raises(ValueError, match="cannot stack"):
-        StackedMLP.from_models(dropout)
+        StackedMLP.from_models(layer)
+
+
+# ------------------------------------------------- the stacked engine inside the trainer and runner
+
+def _curves(run_dir):
+    from bnlab.store import read_metrics
+
+    m = read_metrics(run_dir)
+    return m[[c for c in m.columns if c != "time_s" and m[c].dtype.kind == "f"]]
+
+
+@pytest.mark.parametrize("case", ["one seed (shared batches)", "two seeds (a batch per run)",
+                                  "one seed, dropout and the recalibrated readout"])
+def test_the_runs_of_a_stacked_group_write_what_each_writes_alone(mnist_root, cfg_factory, tmp_path, case):
+    """bnlab.runner.run_group(engine="stacked") against bnlab.runner.run of each config: the
+    untrained evaluation (step 0) is the same exactly (same initial weights, same evaluation
+    code); every logged number over 300 steps (losses, accuracies, evaluations and probes, which
+    the stack measures for all its runs at once) is within TOL (module docstring); dropout masks
+    are each run's own (a wrong mask moves the curves by far more than TOL); a member forced to
+    diverge (init.std 1e39: infinite weights, a non-finite loss at once) diverges at the same step, alone, while the
+    others stay within TOL of their runs alone; each run.json names the engine and group size."""
+    import json
+
+    from bnlab.runner import Job, run, run_group
+
+    second_seed = "seed=3" if case.startswith("two") else "seed=0"
+    common = ["model.norm=batch", "trainer.max_steps=300", "trainer.eval_every=100", "trainer.log_every=50"]
+    if "dropout" in case:
+        common += ["model.dropout=0.2", "probes.bn_recalibration.enabled=true"]
+    runs = [["optim.lr=0.5", "seed=0"], ["optim.lr=1.0", "seed=0", "optim.momentum=0.9"],
+            ["optim.lr=0.1", second_seed, "init.std=1.0"], ["optim.lr=0.5", "seed=0", "init.std=1e39"],
+            ["optim.lr=1.0", second_seed, "optim.weight_decay=0.0005"]]
+    cfgs = [cfg_factory(*common, *r) for r in runs]
+    alone = [run(c, tmp_path / f"alone{i}") for i, c in enumerate(cfgs)]
+    group = run_group([Job(c, tmp_path / f"stack{i}") for i, c in enumerate(cfgs)], engine="stacked")
+    assert [s["status"] for s in group] == [s["status"] for s in alone] == \
+        ["completed", "completed", "completed", "diverged", "completed"]
+    assert group[3]["diverged_at_step"] == alone[3]["diverged_at_step"]
+    for i in range(len(runs)):
+        a, s = _curves(tmp_path / f"alone{i}"), _curves(tmp_path / f"stack{i}")
+        assert list(a.columns) == list(s.columns) and len(a) == len(s)
+        assert a.iloc[0].equals(s.iloc[0]), "the untrained evaluation is the same exactly"
+        if i == 3:
+            continue  # past divergence the numbers are chaos; its outcome and step are compared above
+        rel = ((a - s).abs() / a.abs().clip(lower=1)).max().max()
+        assert rel < TOL, (i, rel)
+        env = json.loads((tmp_path / f"stack{i}" / "run.json").read_text())["env"]
+        assert env["engine"] == "stacked" and env["group_size"] == len(runs)
+    assert json.loads((tmp_path / "alone0" / "run.json").read_text())["env"]["engine"] == "single"
+
+
+def test_a_group_that_cannot_stack_trains_each_run_alone(mnist_root, cfg_factory, tmp_path):
+    """train_stack falls back to one run after another, before anything is written for the
+    refused stack, and each run is then exactly the run trained alone."""
+    from bnlab.runner import Job, run, train_stack
+
+    common = ["trainer.max_steps=60", "optim=adam", "model.dropout=0.1"]
+    cfgs = [cfg_factory(*common, "optim.lr=0.001"), cfg_factory(*common, "optim.lr=0.002")]
+    summaries = train_stack([Job(c, tmp_path / f"s{i}") for i, c in enumerate(cfgs)])
+    alone = run(cfgs[1], tmp_path / "alone")
+    assert summaries[1]["test/acc"] == alone["test/acc"] and summaries[1]["train/loss"] == alone["train/loss"]
+
+
+def test_stacks_are_planned_by_what_may_differ_between_their_runs(cfg_factory):
+    """bnlab.stack_plan: on a CPU, runs of one seed and architecture that differ in rate, momentum,
+    weight decay or init share a stack of at most trainer.stack runs; another seed, norm or
+    dropout rate does not; a norm that does not stack trains alone, as do ineligible (done)
+    jobs; fewer stacks than parallel jobs are split."""
+    from bnlab.stack_plan import plan_stacks, why_config_cannot_stack
+
+    jobs = [["optim.lr=0.1"], ["optim.lr=0.5", "optim.momentum=0.9"], ["optim.lr=1", "init.std=1.0"],
+            ["optim.lr=2", "optim.weight_decay=0.001"], ["optim.lr=0.1", "seed=1"], ["optim.lr=0.1", "model.norm=batch"],
+            ["optim.lr=0.1", "model.dropout=0.1"], ["optim.lr=0.1", "model.norm=layer"]]
+    cfgs = [cfg_factory("trainer.stack=3", *j) for j in jobs]
+    assert why_config_cannot_stack(cfgs[6]) is None and "layer" in why_config_cannot_stack(cfgs[7])
+    assert "adam" in why_config_cannot_stack(cfg_factory("optim=adam"))
+    assert plan_stacks(cfgs, [True] * 8) == [[0, 1, 2], [3], [4], [5], [6], [7]]
+    assert plan_stacks(cfgs, [True, False, True, True, True, True, True, True]) == [[0, 2, 3], [1], [4], [5], [6], [7]]
+    assert plan_stacks(cfgs[:4], [True] * 4, parallel=3) == [[0, 1], [2], [3]]
+    assert plan_stacks([cfg_factory("trainer.stack=1", *j) for j in jobs[:4]], [True] * 4) == [[0], [1], [2], [3]]

@@ -564,3 +564,39 @@ def test_a_run_without_a_validation_split_is_judged_learned_on_test_accuracy_and
     with_val = run(cfg_factory("model.norm=batch", "trainer.max_steps=200", "trainer.eval_every=100"),
                    tmp_path / "with_val")
     assert with_val["learned"] is True and "learned_on" not in with_val
+
+
+@pytest.mark.parametrize("option, extra", [("trainer.bf16=true", []),
+                                           ("trainer.channels_last=true", ["model=cnn"]),
+                                           ("trainer.compile=default", [])])
+def test_a_gpu_option_composes_and_trains_on_the_cpu(mnist_root, cfg_factory, tmp_path, option, extra):
+    """bf16 autocast, channels-last and a compiled step (issue 23): each is a config key that
+    validates, trains a run that learns as the plain run does (to a loose tolerance: the
+    arithmetic differs), keeps BN's statistics and the parameters in float32, and is part of
+    the run's identity (off: the fingerprint of a run from before the keys)."""
+    import torch
+
+    from bnlab.store import fingerprint, resolved_config
+
+    common = ["model.norm=batch", "trainer.max_steps=150", "trainer.eval_every=150", *extra]
+    plain_cfg, cfg = cfg_factory(*common), cfg_factory(*common, option)
+    assert fingerprint(resolved_config(cfg)) != fingerprint(resolved_config(plain_cfg))
+    seen = {}
+    real_train = train_mod.train_group
+
+    def spy(loops, *args, **kw):
+        out = real_train(loops, *args, **kw)
+        seen["dtypes"] = {t.dtype for t in loops[0].model.state_dict().values() if t.is_floating_point()}
+        seen["compiled"] = loops[0].forward is not loops[0].model
+        return out
+
+    train_mod.train_group = spy
+    try:
+        opt = run(cfg, tmp_path / "option")
+    finally:
+        train_mod.train_group = real_train
+    plain = run(plain_cfg, tmp_path / "plain")
+    assert opt["status"] == "completed" and opt["learned"]
+    assert seen["dtypes"] == {torch.float32}
+    assert seen["compiled"] == option.startswith("trainer.compile")
+    assert abs(opt["val/acc"] - plain["val/acc"]) < 0.05

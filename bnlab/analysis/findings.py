@@ -26,7 +26,11 @@ def findings(runs: pd.DataFrame, spec: StudySpec) -> list[dict]:
     if spec.claims or spec.arm_key != "model.norm" or spec.baseline == spec.treatment:
         return []
     out = []
+    # a stacked run's step time is its share of its stack's (bnlab.stack_plan), not one run's
+    stacked = "env.engine" in runs and (runs["env.engine"] == "stacked").any()
     for question in QUESTIONS:
+        if stacked and question["metric"] == "step_time_ms":
+            continue
         if question["metric"] in runs and pd.to_numeric(runs[question["metric"]], errors="coerce").notna().any():
             out.append(claim_result(runs, spec, question))
     return out
