@@ -51,7 +51,7 @@ from bnlab.layers import init_weights
 from bnlab.models import build_model
 from bnlab.optimizers import make_optimizer
 from bnlab.resolvers import CONF_DIR
-from bnlab.trainer import Hooks, LoopSpec, train
+from bnlab.trainer import Hooks, LoopSpec
 
 
 def minimal_loop(data, norm: str, lr: float, batch_size: int, steps: int, seed: int) -> float:
@@ -80,17 +80,23 @@ def minimal_loop(data, norm: str, lr: float, batch_size: int, steps: int, seed: 
 
 
 def trainer_loop(cfg, data, steps: int) -> float:
-    """ms per step as the bnlab trainer measures and reports it."""
+    """ms per step as the bnlab trainer measures and reports it (with the run's GPU options:
+    trainer.bf16, trainer.channels_last, trainer.compile, as bnlab.runner applies them)."""
+    from bnlab.trainer import RunLoop, train_group
+
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, data.in_shape, data.num_classes).to(data.train_x.device)
     init_weights(model, cfg.init.scheme, cfg.init.std, cfg.init.gain, seed=cfg.seed)
+    if cfg.trainer.get("channels_last"):
+        model = model.to(memory_format=torch.channels_last)
     opt = make_optimizer(cfg.optim, model)
     cfg.trainer.max_steps = steps
     cfg.trainer.eval_every = steps
-    records = []
     spec = dataclasses.replace(LoopSpec.from_config(cfg), augment=False)  # the step alone, as the other timings
-    result = train(model, opt, data, spec, Hooks(emit=records.append))
-    return result["step_time_ms"]
+    loop = RunLoop(model, opt, data, spec, Hooks(emit=lambda r: None))
+    if cfg.trainer.get("compile"):
+        loop.forward = torch.compile(model, mode=cfg.trainer.compile)
+    return train_group([loop], [None])[0]["step_time_ms"]
 
 
 def stacked_trainer(cfg, data, k: int, steps: int) -> float:
@@ -146,7 +152,10 @@ def dataloader_loop(cfg, data, steps: int) -> float:
     else:
         tf = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
                         T.Normalize(mean, std)])
-        ds = torchvision.datasets.CIFAR10(str(cfg.data.root), train=True, download=False, transform=tf)
+        cifar = torchvision.datasets.CIFAR10
+        if not cfg.data.verify:  # the rebuilt copy (data.verify=false): torchvision's checksums fail on it
+            cifar = type("UnverifiedCIFAR10", (cifar,), {"_check_integrity": lambda self: True})
+        ds = cifar(str(cfg.data.root), train=True, download=False, transform=tf)
     loader = torch.utils.data.DataLoader(ds, batch_size=cfg.optim.batch_size, shuffle=True, drop_last=True,
                                          num_workers=0, pin_memory=data.train_x.is_cuda)
     device = data.train_x.device
@@ -186,7 +195,8 @@ def bench_table(device, norms, ks, steps: int, repeats: int, vgg_width: float, v
     for model, overrides, n_steps in (
             ("Ioffe MLP (MNIST, batch 60)", [], steps),
             (f"VGG-11 x{vgg_width:g} (CIFAR-10, batch 128)",
-             ["data=cifar10", "model=vgg", f"model.width_multiplier={vgg_width}", "data.augment=false"], vgg_steps)):
+             ["data=cifar10", "data.verify=false", "model=vgg", f"model.width_multiplier={vgg_width}",
+              "data.augment=false"], vgg_steps)):
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
             base = compose("config", overrides=["tracking.mode=disabled", "trainer.progress=false",
                                                 "probes.act_input.enabled=false", *overrides])
@@ -200,6 +210,11 @@ def bench_table(device, norms, ks, steps: int, repeats: int, vgg_width: float, v
             row(model, norm, "minimal loop", med(lambda: model_loop(cfg, data, n_steps)), seq)
             row(model, norm, "minimal loop + torchvision DataLoader", med(lambda: dataloader_loop(cfg, data, n_steps)),
                 seq)
+            if device.type == "cuda":  # the GPU options (issue 23, item 5), each alone
+                for option, value in (("bf16", True), ("channels_last", True), ("compile", "reduce-overhead")):
+                    c = cfg.copy()
+                    c.trainer[option] = value
+                    row(model, norm, f"trainer, {option}={value}", med(lambda: trainer_loop(c.copy(), data, n_steps)), seq)
             if cfg.model.name not in ("mlp", "deep_mlp"):
                 print(f"| {model} | {norm} | stacked | (conv nets do not stack yet) | |")
                 continue

@@ -99,6 +99,7 @@ class StackedMLP(nn.Module):
         # global one, as for a run alone
         self.generators: list[torch.Generator | None] = [None] * self.k
         self.dropout_active = True  # off: BN in training mode, dropout as in eval (recalibration)
+        self._fast: list[tuple] | None = None
         # BatchNorm's count of training batches (read only by a momentum-less BN, refused above;
         # kept so that each run's module ends with the count it would have alone)
         bns = [m for m in models[0]._layers if isinstance(m, nn.BatchNorm1d)]
@@ -109,41 +110,59 @@ class StackedMLP(nn.Module):
     def from_models(cls, models: list[Classifier]) -> "StackedMLP":
         return cls(models)
 
+    def _resolved(self) -> list[tuple]:
+        """The plan with its tensors looked up once (a module attribute lookup costs microseconds,
+        twenty of them a step were a third of a small stack's step); rebuilt after `.to()`."""
+        if self._fast is None:
+            fast = []
+            for step in self.plan:
+                if step[0] == "linear":
+                    _, i, has_bias = step
+                    fast.append(("linear", self.weights[i], self.biases[i] if has_bias else None))
+                elif step[0] == "bn":
+                    i = step[1]
+                    fast.append(("bn", getattr(self, f"running_mean_{i}"), getattr(self, f"running_var_{i}"),
+                                 self.gammas[i], self.betas[i], self._bn[i]))
+                else:
+                    fast.append(step)
+            self._fast = fast
+        return self._fast
+
+    def _apply(self, fn, *args, **kwargs):
+        self._fast = None  # buffers may be replaced (module.to)
+        return super()._apply(fn, *args, **kwargs)
+
     def forward(self, x: torch.Tensor, per_run: bool = False) -> torch.Tensor:
         """`x`: one batch shared by every run (B, ...), or with `per_run` one batch per run
         (K, B, ...). The hidden state is kept as (B, K, H): the layout in which BatchNorm over
         K·H channels is a view."""
         k = self.k
         shared = not per_run
-        if self.training and self._bn:
+        training = self.training
+        if training and self._bn:
             self.num_batches_tracked += 1
         h = None
-        for step in self.plan:
-            if step[0] == "linear":
-                _, i, has_bias = step
-                w = self.weights[i]  # (K, out, in)
+        for step in self._resolved():
+            kind = step[0]
+            if kind == "linear":
+                _, w, bias = step  # (K, out, in), (K, out)
                 if h is None and shared:
                     flat = x.reshape(x.shape[0], -1)
                     h = flat @ w.reshape(k * w.shape[1], w.shape[2]).t()  # (B, K*out): one wide matmul
                     h = h.view(flat.shape[0], k, w.shape[1])
-                    if has_bias:
-                        h = h + self.biases[i]
                 else:
                     if h is None:
                         h = x.reshape(k, x.shape[1], -1).transpose(0, 1)  # (B, K, in)
-                    out = torch.bmm(h.transpose(0, 1), w.transpose(1, 2))  # (K, B, out)
-                    h = out.transpose(0, 1)
-                    if has_bias:
-                        h = h + self.biases[i]
-            elif step[0] == "bn":
-                i = step[1]
+                    h = torch.bmm(h.transpose(0, 1), w.transpose(1, 2)).transpose(0, 1)  # (B, K, out)
+                if bias is not None:
+                    h = h + bias
+            elif kind == "bn":
+                _, mean, var, gamma, beta, bn = step
                 b, kk, c = h.shape
-                bn = self._bn[i]
-                h = F.batch_norm(h.reshape(b, kk * c), getattr(self, f"running_mean_{i}"),
-                                 getattr(self, f"running_var_{i}"), self.gammas[i], self.betas[i],
-                                 self.training, bn["momentum"], bn["eps"]).view(b, kk, c)
-            elif step[0] == "dropout":
-                if self.training and self.dropout_active:
+                h = F.batch_norm(h.reshape(b, kk * c), mean, var, gamma, beta, training, bn["momentum"],
+                                 bn["eps"]).view(b, kk, c)
+            elif kind == "dropout":
+                if training and self.dropout_active:
                     h = h * self._masks(step[1], h)
             else:
                 h = step[1](h)
@@ -219,12 +238,24 @@ class StackedSGD:
         self._decays, self._moves = bool((self.weight_decay != 0).any()), bool((self.momentum != 0).any())
         self.params = [p for p in stacked.parameters() if p is not None]
         self.bufs: list[torch.Tensor | None] = [None] * len(self.params)
+        self._shape_values()
 
     def _per_run(self, v: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         """The per-run values (K,) shaped to broadcast against `p`."""
         if p.dim() == 1:  # BN's gamma/beta: K blocks of C
-            return v.repeat_interleave(p.shape[0] // self.k)
-        return v.view(self.k, *([1] * (p.dim() - 1)))
+            return v.repeat_interleave(p.shape[0] // self.k).to(p.device)
+        return v.view(self.k, *([1] * (p.dim() - 1))).to(p.device)
+
+    def _shape_values(self) -> None:
+        """Each parameter's rates, momenta and decays, shaped once (not at every step)."""
+        self._lr = [self._per_run(self.lr, p) for p in self.params]
+        self._mom = [self._per_run(self.momentum, p) for p in self.params]
+        self._wd = [self._per_run(self.weight_decay, p) for p in self.params]
+
+    def set_lr(self, rates) -> None:
+        """New per-run rates (a schedule's step)."""
+        self.lr = torch.as_tensor(rates, dtype=torch.float32).expand(self.k).clone()
+        self._lr = [self._per_run(self.lr, p) for p in self.params]
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -238,14 +269,14 @@ class StackedSGD:
                 continue
             g = p.grad
             if self._decays:
-                g = g.add(p * self._per_run(self.weight_decay, p))
+                g = g.add(p * self._wd[j])
             if self._moves:
                 if self.bufs[j] is None:
                     self.bufs[j] = g.detach().clone()
                 else:
-                    self.bufs[j].mul_(self._per_run(self.momentum, p)).add_(g)
-                g = g.add(self.bufs[j] * self._per_run(self.momentum, p)) if self.nesterov else self.bufs[j]
-            update = g * self._per_run(self.lr, p)
+                    self.bufs[j].mul_(self._mom[j]).add_(g)
+                g = g.add(self.bufs[j] * self._mom[j]) if self.nesterov else self.bufs[j]
+            update = g * self._lr[j]
             if active is not None:  # where, not a product: a stopped run's update may be NaN
                 update = torch.where(self._per_run(active, p), update, torch.zeros((), dtype=update.dtype))
             p.sub_(update)

@@ -132,7 +132,7 @@ class StackedEngine(Engine):
             rates = [lp.rate(step) if lp.hooks.lr_at is not None else self.rates[k] for k, lp in enumerate(loops)]
             if rates != self.rates:
                 self.rates = rates
-                self.opt.lr.copy_(torch.tensor(rates, dtype=self.opt.lr.dtype))
+                self.opt.set_lr(rates)
                 for lp, r in zip(loops, rates):
                     lp.optimizer.param_groups[0]["lr"] = r
         data = loops[0].data

@@ -4,6 +4,8 @@
 #
 #   BNLAB_DATA=<data root> bash scripts/gpu_slice.sh <out folder> [seconds]
 #
+# Phase 0: bnlab-bench's one table on the GPU (the trainer, the minimal loop, a DataLoader
+#   pipeline and stacks of K = 1, 8, 64 MLPs; the full-width VGG-11), at most 100 s.
 # Phase A: seed 0 of all four arms (none, batch, noisy_batch, noise) at lr 0.1, four jobs at
 #   once on the one GPU, to the paper's 15,000 steps (stopped at 70% of the time if slower).
 # Phase B: the same at lr 0.5, until the time is nearly up: the jobs are sent SIGTERM, finish
@@ -26,6 +28,11 @@ cat "$out/gpu.txt"
 common=(experiments=santurkar profile=gpu seed=0 tracking.mode=disabled trainer.progress=false
         "paths.results=$runs" hydra.launcher.n_jobs=4 trainer.num_threads=4 model.norm=none,batch,noisy_batch,noise
         ${EXTRA:-})  # EXTRA: more overrides, e.g. a tiny budget to try the script on a CPU
+
+echo "== phase 0: bnlab-bench --stacked on the GPU ($(left) s left)"
+timeout -s TERM 100 "$py" -m bnlab.bench --stacked 1 8 64 --device cuda --steps 2000 --repeats 3 --vgg-width 1 \
+    --vgg-steps 50 | tee "$out/bench.md"
+echo "== phase 0 ended rc=$? ($(left) s left)"
 
 echo "== phase A: lr 0.1, 15,000 steps ($(left) s left)"
 timeout -s TERM $(( budget * 7 / 10 )) "$py" -m bnlab.train "${common[@]}" optim.lr=0.1
