@@ -53,6 +53,9 @@ class Job:
     """the sweep it belongs to (W&B)"""
     resume_from: dict | None = None
     """the checkpoint of the unfinished run in `out_dir` (bnlab.checkpoint.find_resumable)"""
+    overrides: list[str] | None = None
+    """the overrides that compose `cfg` (a stack's job: recorded, so that scripts/check_rerun.py
+    can train the same stack again)"""
 
 
 def run(cfg: DictConfig, out_dir: str | Path, *, label: str | None = None,
@@ -95,7 +98,7 @@ def run_group(jobs: list[Job], *, validated: bool = False, engine: str = "single
     data = load_data(cfg0.data, device)
     units = [RunUnit(j, data, device) for j in jobs]
     step_engine = None
-    if engine == "stacked" and len(units) > 1:
+    if engine == "stacked":  # a stack of one too, when asked (scripts/check_rerun.py)
         from bnlab.stacked_engine import StackedEngine, why_loops_cannot_stack
 
         reason = why_loops_cannot_stack([u.loop for u in units])
@@ -103,8 +106,11 @@ def run_group(jobs: list[Job], *, validated: bool = False, engine: str = "single
             raise NotStackable(f"cannot stack these runs: {reason}")
         step_engine = StackedEngine([u.loop for u in units])
     engine_name = step_engine.name if step_engine is not None else "single"
+    # a stacked run's arithmetic depends (in its last bits) on its stack's size and order: what
+    # it was stacked with is recorded, so that a rerun can stack the same runs again
+    stack = [j.overrides for j in jobs] if step_engine is not None and all(j.overrides for j in jobs) else None
     for u in units:
-        u.start(engine_name, len(units))
+        u.start(engine_name, len(units), stack)
         if len(units) > 1:  # its log lines say which run of the group they are about
             u.hooks.name = u.job.label or u.out_dir.name
     stop = StopRequests()
@@ -185,7 +191,7 @@ class RunUnit:
                         "val/acc, its step, steps to target) are not measured; `learned` is judged on "
                         "the last test accuracy (recorded as learned_on: test/acc)")
 
-    def start(self, engine: str, group_size: int) -> None:
+    def start(self, engine: str, group_size: int, stack: list[list[str]] | None = None) -> None:
         """Open the run's folder (a fresh run.json, or the resumed run's records) and its checkpoints."""
         job, out_dir = self.job, self.out_dir
         self.fp = fp = fingerprint(self.config)
@@ -196,7 +202,8 @@ class RunUnit:
             if job.resume_from else []
         # the engine that trained it (bnlab.stacked_engine: equal to a run alone up to the
         # floating-point order of its sums); scripts/check_rerun.py reruns with the same one
-        self.env = env = {**environment(self.device), "engine": engine, "group_size": group_size}
+        self.env = env = {**environment(self.device), "engine": engine, "group_size": group_size,
+                          **({"stack": stack} if stack else {})}
         if job.resume_from is None:
             writer.start({"config": self.config, "fingerprint": fp, "env": env, "data": self.data.info,
                           "params": self.params, "started_at": _now()})

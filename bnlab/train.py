@@ -444,7 +444,8 @@ def _train_stack(cfg: DictConfig, hc, launch: str) -> list[dict]:
             if unfinished is not None and unfinished != out_dir:
                 log.info("job %s resumes the unfinished run in %s", member["index"], unfinished)
                 record_skip(out_dir, "resumed", unfinished, fp)
-            jobs.append(Job(mcfg, unfinished or out_dir, _label(hc, list(member["overrides"])), launch, checkpoint))
+            jobs.append(Job(mcfg, unfinished or out_dir, _label(hc, list(member["overrides"])), launch, checkpoint,
+                            overrides=[o for o in member["overrides"] if not o.startswith("paths.")]))
         return train_stack(jobs)
 
 

@@ -12,6 +12,11 @@ losses, best step, outcome, steps to each accuracy) and every point of every eva
 not compared: wall-clock times and the machine. The trainer is deterministic on one CPU thread,
 so on the same torch build the numbers are the same to the last digit the CSV keeps.
 
+The rerun uses the engine the committed run was trained with (its `env.engine`): a run trained
+in a stack (bnlab.stacked_engine) is trained again in the same stack, its runs in the same order
+(`env.stack`: their overrides), since a stacked run's last digits depend on its stack's size
+(the wide matmuls' blocking): the whole stack is trained again, K times the cost of one run.
+
 Exit status: 0 every compared number is the same; 1 one differs (each is listed); 2 the
 overrides match no committed run, or the rerun did not finish.
 """
@@ -81,6 +86,53 @@ def differences(fresh: dict, committed: dict) -> tuple[int, list[str]]:
     return n, diffs
 
 
+def _compose(overrides: list[str]):
+    from hydra import compose, initialize_config_dir
+
+    import bnlab  # noqa: F401  (resolvers)
+    from bnlab.resolvers import CONF_DIR
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name="check_rerun"):
+        return compose("config", overrides=[o for o in overrides if not o.startswith("hydra.")])
+
+
+def _committed_stack(committed, overrides: list[str]) -> list[list[str]] | None:
+    """The stack the committed run these overrides name was trained in (each member's
+    overrides, in order), or None: trained alone (or no run matches: the comparison says so)."""
+    import json
+
+    fp = _fingerprint(overrides)
+    if "env.stack" not in committed or fp is None:  # None: a bad override; the rerun's own error names it
+        return None
+    rows = committed[(committed["fingerprint"] == fp) & committed["env.stack"].notna()]
+    return json.loads(rows["env.stack"].iloc[0]) if not rows.empty else None
+
+
+def _fingerprint(overrides: list[str]) -> str | None:
+    from bnlab.store import fingerprint, resolved_config
+
+    try:
+        return fingerprint(resolved_config(_compose(overrides)))
+    except Exception:
+        return None
+
+
+def _rerun_stack(study: str, stack: list[list[str]], extra: list[str], scratch: Path) -> int:
+    """Train the stack again, its runs in their order, by the stacked engine, into `scratch`."""
+    from bnlab.runner import Job, run_group
+
+    jobs = []
+    for i, member in enumerate(stack):
+        cfg = _compose([f"experiments={study}", *member, *extra])
+        jobs.append(Job(cfg, scratch / "runs" / str(cfg.name) / "rerun" / str(i), overrides=member))
+    try:
+        run_group(jobs, engine="stacked")
+    except Exception as exc:
+        print(f"check_rerun: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -102,16 +154,27 @@ def main(argv: list[str] | None = None) -> int:
     committed = frame_from_csv(csv)
     with tempfile.TemporaryDirectory(prefix="bnlab-rerun-") as tmp:
         scratch = Path(args.scratch or tmp)
-        command = [sys.executable, "-m", "bnlab.train", f"experiments={args.study}", *args.overrides,
-                   "hydra.mode=RUN", f"paths.results={scratch}", "tracking.mode=disabled",
-                   "trainer.progress=false", "trainer.num_threads=1"]
-        print("$ " + " ".join(command), flush=True)
-        done = subprocess.run(command, cwd=REPO, env=os.environ.copy())
+        extra = [f"paths.results={scratch}", "tracking.mode=disabled", "trainer.progress=false",
+                 "trainer.num_threads=1"]
+        overrides = [f"experiments={args.study}", *args.overrides, *extra]
+        stack = _committed_stack(committed, overrides)
+        if stack is not None:
+            print(f"the committed run was trained in a stack of {len(stack)}: training that stack again "
+                  f"(the stacked engine)", flush=True)
+            for member in stack:
+                print(f"  $ {' '.join(member)}", flush=True)
+            code = _rerun_stack(args.study, stack, extra, scratch)
+        else:
+            command = [sys.executable, "-m", "bnlab.train", *overrides, "hydra.mode=RUN"]
+            print("$ " + " ".join(command), flush=True)
+            code = subprocess.run(command, cwd=REPO, env=os.environ.copy()).returncode
         fresh = frame_from_store(scratch)
-        if done.returncode != 0 or fresh.empty:
-            print(f"check_rerun: the rerun did not finish (exit {done.returncode})", file=sys.stderr)
+        if code != 0 or fresh.empty:
+            print(f"check_rerun: the rerun did not finish (exit {code})", file=sys.stderr)
             return 2
-    run = fresh.iloc[0].to_dict()
+    wanted = _fingerprint(overrides)
+    picked = fresh[fresh["fingerprint"] == wanted] if wanted else fresh
+    run = (picked if not picked.empty else fresh).iloc[0].to_dict()
     rows = committed[(committed["fingerprint"] == run["fingerprint"]) & (committed["status"] != "superseded")]
     if rows.empty:
         print(f"check_rerun: no committed run of {args.study} has this config (fingerprint {run['fingerprint']}); "
@@ -119,8 +182,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     row = rows.iloc[0].to_dict()
     n, diffs = differences(run, row)
-    print(f"committed row: {row['run']} (training code {row.get('code_version')}); rerun: training code "
-          f"{run.get('code_version')}")
+    print(f"committed row: {row['run']} (training code {row.get('code_version')}, engine "
+          f"{row.get('env.engine') or 'single'}); rerun: training code {run.get('code_version')}, engine "
+          f"{run.get('env.engine') or 'single'}")
     for key in ("outcome", "best/val/acc", "best/test/acc", "best/step", "train/loss"):
         if key in run:
             print(f"  {key}: rerun {run[key]!r}, committed {row.get(key)!r}")

@@ -222,3 +222,16 @@ def test_stacks_are_planned_by_what_may_differ_between_their_runs(cfg_factory):
     assert plan_stacks(cfgs, [True, False, True, True, True, True, True, True]) == [[0, 2, 3], [1], [4], [5], [6], [7]]
     assert plan_stacks(cfgs[:4], [True] * 4, parallel=3) == [[0, 1], [2], [3]]
     assert plan_stacks([cfg_factory("trainer.stack=1", *j) for j in jobs[:4]], [True] * 4) == [[0], [1], [2], [3]]
+
+
+def test_a_stacked_runs_wall_time_counts_as_its_share_of_the_stack():
+    """The report's run time (bnlab.analysis.frames.budget): K runs of a stack share one process
+    for the stack's wall time, so each counts its K-th; runs trained alone (or before the
+    engine was recorded) count whole."""
+    import pandas as pd
+
+    from bnlab.analysis.frames import run_seconds
+
+    runs = pd.DataFrame({"wall_time_s": [900.0, 900.0, 100.0, 50.0], "env.group_size": [9, 9, 1, None]})
+    assert run_seconds(runs).tolist() == [100.0, 100.0, 100.0, 50.0]
+    assert run_seconds(runs[["wall_time_s"]]).tolist() == [900.0, 900.0, 100.0, 50.0]

@@ -136,7 +136,10 @@ def frame_from_store(root: str | Path) -> pd.DataFrame:
         hw.append({"env.device": env.get("device"), "env.device_name": env.get("device_name"),
                    "env.torch": env.get("torch"), "env.torch_threads": env.get("torch_threads"),
                    # the engine (bnlab.stacked_engine), recorded since issue 23: absent before
-                   **({"env.engine": env["engine"]} if "engine" in env else {})})
+                   **({"env.engine": env["engine"]} if "engine" in env else {}),
+                   **({"env.group_size": env["group_size"]} if "group_size" in env else {}),
+                   # the runs it was stacked with, in order (scripts/check_rerun.py trains them again)
+                   **({"env.stack": json.dumps(env["stack"])} if env.get("stack") else {})})
     runs = pd.concat([runs.reset_index(drop=True), pd.DataFrame(hw)], axis=1)
     runs["curves"] = curves
     runs["run"] = [relative(p, root) for p in runs["path"]]
@@ -237,6 +240,15 @@ def wall_clock_hours(runs: pd.DataFrame) -> float:
     return total / 3600
 
 
+def run_seconds(runs: pd.DataFrame) -> pd.Series:
+    """Each run's wall time, a stacked run's as its share of its stack's (the stack's K runs
+    share one process for the stack's wall time; `train_time_s` is a share already)."""
+    wall = runs["wall_time_s"].astype(float)
+    if "env.group_size" in runs:
+        wall = wall / pd.to_numeric(runs["env.group_size"], errors="coerce").fillna(1).clip(lower=1)
+    return wall
+
+
 def budget(runs: pd.DataFrame, arm_col: str = "cfg.model.norm", timing: pd.DataFrame | None = None) -> dict:
     """What produced a study's numbers: outcomes, steps, seeds, data, hardware. The cost of a
     step per arm is averaged over `timing` (default: every finished run)."""
@@ -264,7 +276,7 @@ def budget(runs: pd.DataFrame, arm_col: str = "cfg.model.norm", timing: pd.DataF
                          for a, g in timed.groupby(arm_col)} if "step_time_ms" in timed and arm_col in timed else {},
         "timed_runs": len(timed),
         "train_hours": float(runs["train_time_s"].astype(float).sum() / 3600) if "train_time_s" in runs else 0.0,
-        "run_hours": float(runs["wall_time_s"].astype(float).sum() / 3600) if "wall_time_s" in runs else 0.0,
+        "run_hours": float(run_seconds(runs).sum() / 3600) if "wall_time_s" in runs else 0.0,
         # from the runs' own start and finish times: how long the study took, and how many of
         # its runs ran at a time on average (run time over wall clock)
         "wall_hours": wall_clock_hours(runs),
