@@ -99,10 +99,11 @@ def trainer_loop(cfg, data, steps: int) -> float:
     return train_group([loop], [None])[0]["step_time_ms"]
 
 
-def stacked_trainer(cfg, data, k: int, steps: int) -> float:
-    """ms per *run*-step of K runs of `cfg` (one seed, so the batches are shared; rates spread
-    over a grid) trained together by the trainer's stacked engine (bnlab.stacked_engine), as a
-    stacked sweep job trains them: each run's step time is its share of the stack's."""
+def stacked_trainer(cfg, data, k: int, steps: int, seeds_differ: bool = False) -> float:
+    """ms per *run*-step of K runs of `cfg` (one seed, so the batches are shared, or with
+    `seeds_differ` a seed each, so each run draws its own batch; rates spread over a grid)
+    trained together by the trainer's stacked engine (bnlab.stacked_engine), as a stacked sweep
+    job trains them: each run's step time is its share of the stack's."""
     from bnlab.stacked_engine import StackedEngine
     from bnlab.trainer import RunLoop, train_group
 
@@ -116,7 +117,8 @@ def stacked_trainer(cfg, data, k: int, steps: int) -> float:
         init_weights(model, cfg.init.scheme, cfg.init.std, cfg.init.gain, seed=cfg.seed)
         opt = make_optimizer(cfg.optim, model)
         opt.param_groups[0]["lr"] = cfg.optim.lr * 2 ** (i % 4 - 2)
-        loops.append(RunLoop(model, opt, data, spec, Hooks(emit=lambda r: None)))
+        run_spec = dataclasses.replace(spec, seed=cfg.seed + i) if seeds_differ else spec
+        loops.append(RunLoop(model, opt, data, run_spec, Hooks(emit=lambda r: None)))
     results = train_group(loops, [None] * k, StackedEngine(loops))
     return statistics.mean(r["step_time_ms"] for r in results)
 
@@ -221,6 +223,9 @@ def bench_table(device, norms, ks, steps: int, repeats: int, vgg_width: float, v
             for k in ks:
                 row(model, norm, f"trainer, stack of K = {k}",
                     med(lambda: stacked_trainer(cfg, data, k, max(200, n_steps // max(1, k // 4)))), seq)
+            for k in (5, 8):  # a confirmation phase: one run per seed, each its own batch
+                row(model, norm, f"trainer, stack of K = {k}, a seed each",
+                    med(lambda: stacked_trainer(cfg, data, k, n_steps, seeds_differ=True)), seq)
 
 
 def sweep_wall_time(n_jobs: int, threads: int, runs: int, steps: int, root: str) -> float:

@@ -121,11 +121,13 @@ def run_group(jobs: list[Job], *, validated: bool = False, engine: str = "single
             results = train_group([u.loop for u in units], [j.resume_from for j in jobs], step_engine)
             summaries = [u.summarise(r) for u, r in zip(units, results)]
     except BaseException as exc:
-        for u in units:
-            u.record_failure(exc, stop)
+        with stop.holding():  # every run's failure is written, whatever signal comes meanwhile
+            for u in units:
+                u.record_failure(exc, stop)
         raise
-    for u, summary in zip(units, summaries):
-        u.finish(summary)
+    with stop.holding():
+        for u, summary in zip(units, summaries):
+            u.finish(summary)
     if stop.requested:  # asked to stop after the last step: the runs are done, the sweep stops
         stop.honour(finished=", ".join(sorted({s["status"] for s in summaries})))
     return summaries

@@ -4,7 +4,9 @@ bnlab-train's preflight has every job's composed config. Jobs that differ only i
 holds per run (the seed, the rate and its schedule, momentum, weight decay, the init) and whose
 model stacks (bnlab.stacked: the MLP and deep MLP, norm none or batch, SGD, no augmentation, no
 step probes) are grouped into stacks of at most `trainer.stack` runs; on a CPU
-only runs of one seed share a stack, so that one batch serves all of them. The plan is written
+runs of one seed share a stack, so that one batch serves all of them, and runs left alone in
+their seed's group (a confirmation phase: one run per seed) stack across seeds, each with its
+own batch. The plan is written
 to a file (`<study>/.stacks/`) that bnlab's sweeper (hydra_plugins/bnlab_sweeper) reads: it
 launches one job per stack, through whichever launcher the user chose (joblib, SLURM), which
 trains its runs together into their ordinary run folders, `<sweep>/<job number>`, exactly where
@@ -97,6 +99,14 @@ def plan_stacks(cfgs: list[DictConfig], eligible: list[bool], parallel: int = 1)
         if dev not in shares:
             shares[dev] = share_batches(cfg)
         groups.setdefault(stack_key(cfg, shares[dev]), []).append(i)
+    # A run alone among its seed's runs (a confirmation phase: one run per seed) stacks with the
+    # runs of other seeds that are alone too: each with its own batch, still cheaper than one
+    # after another (bnlab-bench --stacked: "a seed each")
+    singles: dict[str, list[int]] = {}
+    for key in [k for k, members in groups.items() if len(members) == 1]:
+        (i,) = groups.pop(key)
+        singles.setdefault("seeds:" + stack_key(cfgs[i], False), []).append(i)
+    groups.update(singles)
     stacks = []
     for members in groups.values():
         limit = max(1, int(cfgs[members[0]].trainer.stack))

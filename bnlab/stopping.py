@@ -19,6 +19,7 @@ KeyboardInterrupt (Ctrl-C stops now; the last periodic checkpoint remains).
 """
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -42,6 +43,7 @@ class StopRequests:
         self.signum: int | None = None
         self._first_at = 0.0  # when the pending request arrived (time.monotonic)
         self._previous: dict[int, object] = {}
+        self._holding = False
 
     @property
     def requested(self) -> bool:
@@ -78,7 +80,25 @@ class StopRequests:
             signal.signal(signum, previous)
         self._previous = {}
 
+    @contextlib.contextmanager
+    def holding(self):
+        """While the runs' records are written (their summaries, failed or finished): stop
+        signals are noted and never acted on, so that a repeat arriving then (a dead launcher's
+        kernel signal, seconds after the first) cannot cut the records of the runs not yet
+        written; a group of runs writes several."""
+        self._holding = True
+        self.__enter__()
+        try:
+            yield self
+        finally:
+            self.__exit__()
+            self._holding = False
+
     def _note(self, signum, _frame) -> None:
+        if self._holding:
+            if self.signum is None:
+                self.signum, self._first_at = signum, time.monotonic()
+            return
         if self.signum is not None:
             if time.monotonic() - self._first_at >= REPEAT_WINDOW_S:  # asked again, later: stop now
                 self.honour()

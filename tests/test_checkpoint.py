@@ -219,7 +219,8 @@ def _read_only(path: Path, on: bool) -> None:
 
 def test_a_study_folder_made_read_only_mid_sweep_stops_with_one_line(mnist_root, tmp_path):
     study = tmp_path / "runs" / "ro"
-    proc = _train_cli(tmp_path, "-m", "name=ro", "seed=0,1,2", "hydra.launcher.n_jobs=1",
+    # one run per job (trainer.stack=1): the test counts the runs started before the store broke
+    proc = _train_cli(tmp_path, "-m", "name=ro", "seed=0,1,2", "hydra.launcher.n_jobs=1", "trainer.stack=1",
                       "trainer.max_steps=4000", "trainer.eval_every=1000")
     try:
         _wait_for_step(study, 200, proc)
@@ -288,3 +289,22 @@ def test_signals_that_arrive_together_are_one_request_and_a_later_one_stops_at_o
     clock[0] += stopping.REPEAT_WINDOW_S
     with pytest.raises(stopping.Terminated):
         stop._note(signal.SIGTERM, None)
+
+
+def test_while_the_runs_records_are_written_a_repeated_signal_is_only_noted(monkeypatch):
+    """A group of runs writes several summaries after a stop (bnlab.runner.run_group): a repeat
+    of the signal seconds later (a dead launcher's kernel signal, under load) is noted, never
+    acted on, while they are written, so no run is left without its record (seen: a stacked
+    sweep stopped by SIGTERM under load left one run without summary.json)."""
+    from bnlab import stopping
+
+    clock = [100.0]
+    monkeypatch.setattr(stopping.time, "monotonic", lambda: clock[0])
+    stop = stopping.StopRequests()
+    stop._note(signal.SIGTERM, None)
+    clock[0] += 10 * stopping.REPEAT_WINDOW_S
+    with stop.holding():
+        assert signal.getsignal(signal.SIGTERM) == stop._note, "its handler is installed meanwhile"
+        stop._note(signal.SIGTERM, None)  # later than the window: would stop at once, but not here
+        os.kill(os.getpid(), signal.SIGTERM)  # a real one too
+    assert stop.requested and signal.getsignal(signal.SIGTERM) != stop._note

@@ -87,8 +87,13 @@ def test_a_sweep_through_the_slurm_launcher_stores_every_run(mnist_root, cluster
     assert len(runs) == 4 and set(runs.status) == {"completed"}, runs[["status", "path"]]
     assert sorted(zip(runs["cfg.model.norm"], runs["cfg.seed"])) == [("batch", 0), ("batch", 1),
                                                                       ("none", 0), ("none", 1)]
-    jobs = {json.loads(p.read_text())["env"]["slurm_job_id"] for p in (tmp_path / "runs").rglob("run.json")}
-    assert None not in jobs and len(jobs) == 4, "each run trained in its own SLURM job"
+    # the runs of one arm (two seeds, each alone in its seed's group) stack: a SLURM job per stack
+    records = [json.loads(p.read_text()) for p in (tmp_path / "runs").rglob("run.json")]
+    jobs = {r["env"]["slurm_job_id"] for r in records}
+    assert None not in jobs and len(jobs) == 2, "each stack trained in its own SLURM job"
+    assert {r["env"]["engine"] for r in records} == {"stacked"}
+    for job in jobs:
+        assert len({r["config"]["model"]["norm"] for r in records if r["env"]["slurm_job_id"] == job}) == 1
 
 
 def _local_run(tmp_path, *args):

@@ -208,8 +208,9 @@ def test_a_group_that_cannot_stack_trains_each_run_alone(mnist_root, cfg_factory
 def test_stacks_are_planned_by_what_may_differ_between_their_runs(cfg_factory):
     """bnlab.stack_plan: on a CPU, runs of one seed and architecture that differ in rate, momentum,
     weight decay or init share a stack of at most trainer.stack runs; another seed, norm or
-    dropout rate does not; a norm that does not stack trains alone, as do ineligible (done)
-    jobs; fewer stacks than parallel jobs are split."""
+    dropout rate does not, except that runs alone in their seed's group stack across seeds; a
+    norm that does not stack trains alone, as do ineligible (done) jobs; fewer stacks than
+    parallel jobs are split."""
     from bnlab.stack_plan import plan_stacks, why_config_cannot_stack
 
     jobs = [["optim.lr=0.1"], ["optim.lr=0.5", "optim.momentum=0.9"], ["optim.lr=1", "init.std=1.0"],
@@ -222,6 +223,10 @@ def test_stacks_are_planned_by_what_may_differ_between_their_runs(cfg_factory):
     assert plan_stacks(cfgs, [True, False, True, True, True, True, True, True]) == [[0, 2, 3], [1], [4], [5], [6], [7]]
     assert plan_stacks(cfgs[:4], [True] * 4, parallel=3) == [[0, 1], [2], [3]]
     assert plan_stacks([cfg_factory("trainer.stack=1", *j) for j in jobs[:4]], [True] * 4) == [[0], [1], [2], [3]]
+    # a confirmation phase (one run per seed): alone in their seeds' groups, they stack across seeds
+    confirm = [cfg_factory("optim.lr=0.5", f"seed={100 + s}") for s in range(5)]
+    assert plan_stacks(confirm, [True] * 5) == [[0, 1, 2, 3, 4]]
+    assert plan_stacks(confirm, [True] * 5, parallel=2) == [[0, 1, 2], [3, 4]]
 
 
 def test_a_stacked_runs_wall_time_counts_as_its_share_of_the_stack():

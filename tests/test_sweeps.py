@@ -298,7 +298,10 @@ def test_a_stopped_sweep_leaves_no_worker_and_trains_nothing_after_the_signal(mn
     process of the sweep is alive, no job started after the signal, the runs that were
     training went on for at most the step in progress, and each is recorded failed with a
     checkpoint to resume from (a SIGKILLed launcher's workers stop themselves)."""
-    proc = _cli(tmp_path, "-m", "name=stop", "seed=0,1,2,3", "hydra.launcher.n_jobs=2", "trainer.max_steps=1000000",
+    # one run per job (trainer.stack=1): the bounds below (5 s, 5 steps) are a single run's; a
+    # stack's stop and records are tested in tests/test_stack_sweeps.py
+    proc = _cli(tmp_path, "-m", "name=stop", "seed=0,1,2,3", "hydra.launcher.n_jobs=2", "trainer.stack=1",
+                "trainer.max_steps=1000000",
                 "trainer.eval_every=1000000", "trainer.log_every=5", "trainer.num_threads=1",
                 "tracking.mode=disabled", "trainer.progress=false", start_new_session=True)
     root = tmp_path / "runs" / "stop"
