@@ -65,18 +65,15 @@ def minimal_loop(data, norm: str, lr: float, batch_size: int, steps: int, seed: 
     model = nn.Sequential(nn.Flatten(), *block(784, 100), *block(100, 100), *block(100, 100),
                           nn.Linear(100, 10)).to(data.train_x.device)
     opt = torch.optim.SGD(model.parameters(), lr=lr)
+    return plain_loop(model, opt, sampled_batches(data, batch_size, seed), steps, data.train_x.device)
+
+
+def sampled_batches(data, batch_size: int, seed: int):
+    """Endless (x, y) batches indexed from the device tensors, in the trainer's order (BatchSampler)."""
     sampler = BatchSampler(len(data.train_x), batch_size, seed, data.train_x.device)
-    sync = torch.cuda.synchronize if data.train_x.is_cuda else (lambda: None)
-    sync()
-    t0 = time.perf_counter()
-    for _ in range(steps):
+    while True:
         idx = sampler.next()
-        loss = F.cross_entropy(model(data.train_x[idx]), data.train_y[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    sync()
-    return 1000 * (time.perf_counter() - t0) / steps
+        yield data.train_x[idx], data.train_y[idx]
 
 
 def trainer_loop(cfg, data, steps: int) -> float:
@@ -175,8 +172,7 @@ def model_loop(cfg, data, steps: int) -> float:
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, data.in_shape, data.num_classes).to(device)
     opt = make_optimizer(cfg.optim, model)
-    sampler = BatchSampler(len(data.train_x), cfg.optim.batch_size, cfg.seed, device)
-    batches = iter(lambda: (lambda i: (data.train_x[i], data.train_y[i]))(sampler.next()), None)
+    batches = sampled_batches(data, cfg.optim.batch_size, cfg.seed)
     plain_loop(model, opt, batches, 5, device)
     return plain_loop(model, opt, batches, steps, device)
 

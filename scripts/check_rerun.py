@@ -96,12 +96,11 @@ def _compose(overrides: list[str]):
         return compose("config", overrides=[o for o in overrides if not o.startswith("hydra.")])
 
 
-def _committed_stack(committed, overrides: list[str]) -> list[list[str]] | None:
-    """The stack the committed run these overrides name was trained in (each member's
+def _committed_stack(committed, fp: str | None) -> list[list[str]] | None:
+    """The stack the committed run of fingerprint `fp` was trained in (each member's
     overrides, in order), or None: trained alone (or no run matches: the comparison says so)."""
     import json
 
-    fp = _fingerprint(overrides)
     if "env.stack" not in committed or fp is None:  # None: a bad override; the rerun's own error names it
         return None
     rows = committed[(committed["fingerprint"] == fp) & committed["env.stack"].notna()]
@@ -157,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         extra = [f"paths.results={scratch}", "tracking.mode=disabled", "trainer.progress=false",
                  "trainer.num_threads=1"]
         overrides = [f"experiments={args.study}", *args.overrides, *extra]
-        stack = _committed_stack(committed, overrides)
+        wanted = _fingerprint(overrides)  # the run the overrides name (None: the rerun's error says why)
+        stack = _committed_stack(committed, wanted)
         if stack is not None:
             print(f"the committed run was trained in a stack of {len(stack)}: training that stack again "
                   f"(the stacked engine)", flush=True)
@@ -172,7 +172,6 @@ def main(argv: list[str] | None = None) -> int:
         if code != 0 or fresh.empty:
             print(f"check_rerun: the rerun did not finish (exit {code})", file=sys.stderr)
             return 2
-    wanted = _fingerprint(overrides)
     picked = fresh[fresh["fingerprint"] == wanted] if wanted else fresh
     run = (picked if not picked.empty else fresh).iloc[0].to_dict()
     rows = committed[(committed["fingerprint"] == run["fingerprint"]) & (committed["status"] != "superseded")]
